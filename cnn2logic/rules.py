@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -88,7 +89,7 @@ class Rule:
     stats: Mapping[str, float] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        body = tuple(sorted(self.body, key=lambda lit: (not lit.positive, lit.var)))
+        body = tuple(sorted(self.body, key=lambda lit: (not lit.positive, natural_key(lit.var))))
         names = [lit.var for lit in body]
         if len(set(names)) != len(names):
             raise RulesFileError(f"rule for {self.head!r} uses a variable twice: {names}")
@@ -313,6 +314,12 @@ def terms_from_bits(
 ) -> list[Rule]:
     """Build conjunction rules from ``(variable index, polarity)`` lists."""
     return [Rule(head, tuple(Literal(names[i], bool(p)) for i, p in body)) for body in bodies]
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that puts ``k2`` before ``k10``."""
+    return tuple(int(part) if part.isdigit() else part
+                 for part in re.split(r"(\d+)", name))
 
 
 def _as_bits(X: np.ndarray, n_vars: int) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""Readable Markdown: the paper's Table 1 per class, the metrics, and every rule.
+
+Example
+-------
+>>> from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable
+>>> rs = RuleSet((Variable("k1"), Variable("k2")), (Head("3"),),
+...              (Rule("3", (Literal("k2", False), Literal("k1"))),))
+>>> print(rules_section(rs).splitlines()[-1])
+| 3 | k1 ∧ ¬k2 |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..rules import RuleSet
+
+METRIC_ROWS = (
+    ("network_accuracy", "network accuracy (test)"),
+    ("binarized_network_accuracy", "network on binarised kernel units"),
+    ("rule_accuracy", "rule accuracy (rules replace the output layer)"),
+    ("fidelity", "fidelity to the network"),
+    ("coverage", "coverage (exactly one class fires)"),
+    ("zero_fire", "no class fires (default class used)"),
+    ("multi_fire", "several classes fire (first rule in rank order used)"),
+    ("fired_precision", "accuracy where some rule fires"),
+    ("table_precision", "accuracy of the Table-1 terms where one fires"),
+    ("table_fired_share", "share of images where a Table-1 term fires"),
+    ("ceiling_oracle", "ceiling: best Boolean function of the units (test majority per code)"),
+    ("ceiling_lookup", "lookup table per code learned on training images"),
+    ("terms", "terms (after minimisation)"),
+    ("mean_literals", "literals per term"),
+)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def metrics_table(metrics: dict[str, Any], paper: dict[str, float] | None = None) -> str:
+    """The metrics as a Markdown table, with the paper's figure beside ours when known."""
+    head = "| measure | value |" + (" paper |" if paper else "")
+    sep = "|---|---:|" + ("---:|" if paper else "")
+    lines = [head, sep]
+    for key, label in METRIC_ROWS:
+        if key not in metrics:
+            continue
+        row = f"| {label} | {_fmt(metrics[key])} |"
+        if paper:
+            row += f" {_fmt(paper.get(key))} |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def table1(table: list[dict]) -> str:
+    """One short, accurate term per class (the paper's Table 1)."""
+    lines = ["| class | term | literals | test precision | test recall |",
+             "|---|---|---:|---:|---:|"]
+    for entry in table:
+        if entry.get("body") is None:
+            lines.append(f"| {entry['class']} | (no term with enough support) | | | |")
+            continue
+        lines.append(f"| {entry['class']} | {entry['text']} | {entry['literals']} | "
+                     f"{_fmt(entry.get('test_precision'))} | {_fmt(entry.get('test_recall'))} |")
+    return "\n".join(lines)
+
+
+def rules_section(rules: RuleSet) -> str:
+    """Every rule, grouped by head in head order, each group in rank order."""
+    lines = ["| class | rule |", "|---|---|"]
+    for head in rules.head_names:
+        for rule in rules.rules_for(head):
+            lines.append(f"| {head} | {rule.format()} |")
+    return "\n".join(lines)
+
+
+def to_markdown(rules: RuleSet) -> str:
+    """The whole readable summary of a rules file."""
+    from ..models import PAPER_FIGURES
+
+    meta = rules.meta
+    parts = ["# Extracted rules", ""]
+    settings = meta.get("settings", {})
+    parts.append(f"- model: `{meta.get('model', '')}` ({meta.get('architecture', '?')}), "
+                 f"kernel units from layer `{meta.get('layer', '?')}`, rules for "
+                 f"`{meta.get('output_layer', '?')}`")
+    parts.append(f"- data: `{meta.get('data', '?')}`")
+    if settings:
+        parts.append("- settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
+    parts.append(f"- decision: first satisfied rule in rank order; default class "
+                 f"`{rules.default}` when none fires")
+    parts.append("")
+    if "metrics" in meta:
+        parts += ["## Metrics (test set)", "",
+                  metrics_table(meta["metrics"], PAPER_FIGURES.get(meta.get("architecture", ""))),
+                  ""]
+    if "table" in meta:
+        parts += ["## One term per class (as the paper's Table 1)", "", table1(meta["table"]), ""]
+    parts += [f"## All rules ({len(rules.rules)})", "", rules_section(rules), ""]
+    return "\n".join(parts)

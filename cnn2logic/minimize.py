@@ -1,0 +1,225 @@
+"""Minimise each class's DNF with espresso (pyeda).
+
+Two kinds of minimisation, and the result says which one was done:
+
+``exact``
+    espresso on the DNF itself: the result is logically equivalent to the input on every
+    point of the cube.
+``on-codes``
+    espresso with the observed codes as ON- and OFF-set and every unobserved code as a
+    don't-care: the result agrees with the input on the observed codes only, and is
+    usually much shorter.
+
+espresso cannot be interrupted from Python, so large problems run in a forked process
+with a time cap; when the cap or the size cap is hit, the unminimised DNF is returned
+with a warning.
+
+pyeda objects stay inside this module: terms go in and come out as
+``((variable index, polarity), ...)`` tuples.
+
+Example
+-------
+>>> minimize_terms([((0, True), (1, True)), ((0, True), (1, False))], n_vars=2).terms
+[((0, True),)]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import warnings
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import ExtractionError
+from .rules import Literal, Rule, RuleSet
+
+Term = tuple[tuple[int, bool], ...]
+
+_PC_ZERO, _PC_ONE, _PC_DC = 1, 2, 3
+INLINE_MAX_CUBES = 4000
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_CUBES = 200_000
+
+
+@dataclass(frozen=True)
+class Minimized:
+    terms: list[Term]
+    kind: str  # "exact", "on-codes", or "none" (fell back)
+    note: str = ""
+    before: int = 0
+    after: int = 0
+
+
+def _cube(term: Term, n: int) -> tuple[int, ...]:
+    cube = [_PC_DC] * n
+    for v, p in term:
+        cube[v] = _PC_ONE if p else _PC_ZERO
+    return tuple(cube)
+
+
+def _terms_from_cover(cover: Iterable, n: int) -> list[Term]:
+    out = []
+    for invec, outvec in cover:
+        if outvec[0] != 1:
+            continue
+        out.append(tuple((v, x == _PC_ONE) for v, x in enumerate(invec) if x != _PC_DC))
+    return sorted(out, key=lambda t: (len(t), t))
+
+
+def _espresso(n: int, cover: set, intype: int) -> list[Term]:
+    from pyeda.boolalg.espresso import espresso
+
+    return _terms_from_cover(espresso(n, 1, cover, intype=intype), n)
+
+
+def _child(conn, n: int, cover: set, intype: int) -> None:  # pragma: no cover - subprocess
+    try:
+        conn.send(("ok", _espresso(n, cover, intype)))
+    except Exception as exc:
+        conn.send(("error", repr(exc)))
+    finally:
+        conn.close()
+
+
+def _run(n: int, cover: set, intype: int, timeout: float) -> list[Term] | None:
+    if len(cover) <= INLINE_MAX_CUBES:
+        return _espresso(n, cover, intype)
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, n, cover, intype), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if parent.poll(timeout):
+            status, payload = parent.recv()
+            if status == "ok":
+                return payload
+            raise ExtractionError(f"espresso failed: {payload}")
+        return None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+
+
+def minimize_terms(terms: Sequence[Term], n_vars: int, *, timeout: float = DEFAULT_TIMEOUT,
+                   max_cubes: int = DEFAULT_MAX_CUBES) -> Minimized:
+    """espresso on a DNF; the result is equivalent to the input everywhere.
+
+    Falls back to the input (``kind="none"``, with a warning) past ``max_cubes`` terms or
+    ``timeout`` seconds.
+    """
+    terms = list(terms)
+    if not terms:
+        return Minimized([], "exact", "constant false", 0, 0)
+    if any(len(t) == 0 for t in terms):
+        return Minimized([()], "exact", "constant true", len(terms), 1)
+    if len(terms) > max_cubes:
+        return _fallback(terms, f"{len(terms)} terms exceed the cap of {max_cubes}")
+    from pyeda.boolalg.espresso import FTYPE
+
+    cover = {(_cube(t, n_vars), (1,)) for t in terms}
+    result = _run(n_vars, cover, FTYPE, timeout)
+    if result is None:
+        return _fallback(terms, f"espresso took longer than {timeout:g} s")
+    return Minimized(result, "exact", "", len(terms), len(result))
+
+
+def minimize_on_codes(terms: Sequence[Term], codes: np.ndarray, *,
+                      timeout: float = DEFAULT_TIMEOUT,
+                      max_cubes: int = DEFAULT_MAX_CUBES) -> Minimized:
+    """espresso with the observed ``codes`` as ON/OFF-set, unseen codes as don't-cares.
+
+    The result agrees with ``terms`` on every row of ``codes`` (not necessarily elsewhere).
+    """
+    codes = np.unique(np.asarray(codes, dtype=bool), axis=0)
+    n = codes.shape[1]
+    on = _dnf_value(terms, codes)
+    if on.all():
+        return Minimized([()], "on-codes", "true on every observed code", len(terms), 1)
+    if not on.any():
+        return Minimized([], "on-codes", "false on every observed code", len(terms), 0)
+    if len(codes) > max_cubes:
+        return _fallback(list(terms), f"{len(codes)} distinct codes exceed the cap of {max_cubes}")
+    from pyeda.boolalg.espresso import FTYPE, RTYPE
+
+    cover = set()
+    for row, val in zip(codes, on):
+        cube = tuple(_PC_ONE if x else _PC_ZERO for x in row)
+        cover.add((cube, (1,) if val else (0,)))
+    result = _run(n, cover, FTYPE | RTYPE, timeout)
+    if result is None:
+        return _fallback(list(terms), f"espresso took longer than {timeout:g} s")
+    return Minimized(result, "on-codes", "", len(terms), len(result))
+
+
+def espresso_truth_table(column: np.ndarray, n_vars: int, *,
+                         timeout: float = DEFAULT_TIMEOUT) -> list[Term]:
+    """Minimal DNF of a full truth table (rows in :func:`approximation.vertices` order)."""
+    column = np.asarray(column, dtype=bool)
+    if column.shape != (2 ** n_vars,):
+        raise ExtractionError(f"truth table needs {2 ** n_vars} rows, got {column.shape}")
+    if column.all():
+        return [()]
+    if not column.any():
+        return []
+    from pyeda.boolalg.espresso import FTYPE, RTYPE
+
+    idx = np.arange(2 ** n_vars)
+    bits = ((idx[:, None] >> np.arange(n_vars - 1, -1, -1)) & 1).astype(bool)
+    cover = {(tuple(_PC_ONE if x else _PC_ZERO for x in row), (1,) if v else (0,))
+             for row, v in zip(bits, column)}
+    result = _run(n_vars, cover, FTYPE | RTYPE, timeout)
+    if result is None:
+        raise ExtractionError(f"espresso on the {n_vars}-variable truth table took over {timeout:g} s")
+    return result
+
+
+def _fallback(terms: list[Term], why: str) -> Minimized:
+    warnings.warn(f"minimisation skipped, unminimised DNF kept: {why}", stacklevel=3)
+    return Minimized(sorted(terms, key=lambda t: (len(t), t)), "none", why, len(terms),
+                     len(terms))
+
+
+def _dnf_value(terms: Sequence[Term], X: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(X), bool)
+    for t in terms:
+        cover = np.ones(len(X), bool)
+        for v, p in t:
+            cover &= X[:, v] if p else ~X[:, v]
+        out |= cover
+    return out
+
+
+def dnf_value(terms: Sequence[Term], X: np.ndarray) -> np.ndarray:
+    """Evaluate a DNF given as index terms on the rows of a bool matrix."""
+    return _dnf_value(terms, np.asarray(X, dtype=bool))
+
+
+def minimize_ruleset(rules: RuleSet, *, codes: np.ndarray | None = None,
+                     timeout: float = DEFAULT_TIMEOUT) -> tuple[RuleSet, dict]:
+    """Minimise every head's conjunctions; M-of-N rules are left as they are.
+
+    With ``codes``, minimisation is ``on-codes`` (don't-cares off the observed codes);
+    otherwise ``exact``.  Returns the new rule set (same head order, rules grouped per
+    head in the input's rank order of heads' first rules) and a report per head.
+    """
+    index = {name: i for i, name in enumerate(rules.variable_names)}
+    names = rules.variable_names
+    n = len(names)
+    report: dict[str, dict] = {}
+    new_rules: list[Rule] = []
+    for head in rules.head_names:
+        own = [r for r in rules.rules if r.head == head]
+        conj = [r for r in own if r.is_conjunction]
+        other = [r for r in own if not r.is_conjunction]
+        terms = [tuple((index[l.var], l.positive) for l in r.body) for r in conj]
+        res = (minimize_on_codes(terms, codes, timeout=timeout) if codes is not None
+               else minimize_terms(terms, n, timeout=timeout))
+        report[head] = {"kind": res.kind, "before": res.before, "after": res.after,
+                        "note": res.note}
+        new_rules.extend(Rule(head, tuple(Literal(names[v], p) for v, p in t)) for t in res.terms)
+        new_rules.extend(other)
+    return rules.replace(rules=tuple(new_rules)), report
