@@ -38,7 +38,6 @@ from .rules import Literal, Rule, RuleSet
 Term = tuple[tuple[int, bool], ...]
 
 _PC_ZERO, _PC_ONE, _PC_DC = 1, 2, 3
-INLINE_MAX_CUBES = 4000
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_CUBES = 200_000
 
@@ -74,43 +73,56 @@ def _espresso(n: int, cover: set, intype: int) -> list[Term]:
     return _terms_from_cover(espresso(n, 1, cover, intype=intype), n)
 
 
-def _child(conn, n: int, cover: set, intype: int) -> None:  # pragma: no cover - subprocess
-    try:
-        conn.send(("ok", _espresso(n, cover, intype)))
-    except Exception as exc:
-        conn.send(("error", repr(exc)))
-    finally:
-        conn.close()
+def _child(conn, jobs: list[tuple[int, set, int]]) -> None:  # pragma: no cover - subprocess
+    for n, cover, intype in jobs:
+        try:
+            conn.send(("ok", _espresso(n, cover, intype)))
+        except Exception as exc:
+            conn.send(("error", repr(exc)))
+    conn.close()
+
+
+def _run_batch(jobs: list[tuple[int, set, int]], timeout: float) -> list[list[Term] | None]:
+    """Run espresso jobs in a forked process; ``None`` for a job that exceeded ``timeout``.
+
+    Two reasons for the fork.  espresso keeps state between calls inside one process
+    (the same cover minimised twice can come back as two different, equally small
+    covers), so every batch starts from the parent's untouched state and the output is
+    reproducible.  And a C call cannot be interrupted, so a job over its time is killed.
+    """
+    results: list[list[Term] | None] = []
+    ctx = multiprocessing.get_context("fork")
+    while len(results) < len(jobs):
+        pending = jobs[len(results):]
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_child, args=(child, pending), daemon=True)
+        proc.start()
+        child.close()
+        try:
+            for _ in pending:
+                if not parent.poll(timeout):
+                    results.append(None)  # too slow: restart with the jobs after it
+                    break
+                status, payload = parent.recv()
+                if status != "ok":
+                    raise ExtractionError(f"espresso failed: {payload}")
+                results.append(payload)
+        except EOFError:
+            raise ExtractionError("espresso process died (out of memory?)") from None
+        finally:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+            parent.close()
+    return results
 
 
 def _run(n: int, cover: set, intype: int, timeout: float) -> list[Term] | None:
-    if len(cover) <= INLINE_MAX_CUBES:
-        return _espresso(n, cover, intype)
-    ctx = multiprocessing.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, n, cover, intype), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        if parent.poll(timeout):
-            status, payload = parent.recv()
-            if status == "ok":
-                return payload
-            raise ExtractionError(f"espresso failed: {payload}")
-        return None
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join()
+    return _run_batch([(n, cover, intype)], timeout)[0]
 
 
-def minimize_terms(terms: Sequence[Term], n_vars: int, *, timeout: float = DEFAULT_TIMEOUT,
-                   max_cubes: int = DEFAULT_MAX_CUBES) -> Minimized:
-    """espresso on a DNF; the result is equivalent to the input everywhere.
-
-    Falls back to the input (``kind="none"``, with a warning) past ``max_cubes`` terms or
-    ``timeout`` seconds.
-    """
+def _terms_job(terms: Sequence[Term], n_vars: int, max_cubes: int):
+    """A :class:`Minimized` that needs no espresso, or the espresso job to run."""
     terms = list(terms)
     if not terms:
         return Minimized([], "exact", "constant false", 0, 0)
@@ -120,22 +132,11 @@ def minimize_terms(terms: Sequence[Term], n_vars: int, *, timeout: float = DEFAU
         return _fallback(terms, f"{len(terms)} terms exceed the cap of {max_cubes}")
     from pyeda.boolalg.espresso import FTYPE
 
-    cover = {(_cube(t, n_vars), (1,)) for t in terms}
-    result = _run(n_vars, cover, FTYPE, timeout)
-    if result is None:
-        return _fallback(terms, f"espresso took longer than {timeout:g} s")
-    return Minimized(result, "exact", "", len(terms), len(result))
+    return (n_vars, {(_cube(t, n_vars), (1,)) for t in terms}, FTYPE)
 
 
-def minimize_on_codes(terms: Sequence[Term], codes: np.ndarray, *,
-                      timeout: float = DEFAULT_TIMEOUT,
-                      max_cubes: int = DEFAULT_MAX_CUBES) -> Minimized:
-    """espresso with the observed ``codes`` as ON/OFF-set, unseen codes as don't-cares.
-
-    The result agrees with ``terms`` on every row of ``codes`` (not necessarily elsewhere).
-    """
+def _codes_job(terms: Sequence[Term], codes: np.ndarray, max_cubes: int):
     codes = np.unique(np.asarray(codes, dtype=bool), axis=0)
-    n = codes.shape[1]
     on = _dnf_value(terms, codes)
     if on.all():
         return Minimized([()], "on-codes", "true on every observed code", len(terms), 1)
@@ -145,14 +146,48 @@ def minimize_on_codes(terms: Sequence[Term], codes: np.ndarray, *,
         return _fallback(list(terms), f"{len(codes)} distinct codes exceed the cap of {max_cubes}")
     from pyeda.boolalg.espresso import FTYPE, RTYPE
 
-    cover = set()
-    for row, val in zip(codes, on):
-        cube = tuple(_PC_ONE if x else _PC_ZERO for x in row)
-        cover.add((cube, (1,) if val else (0,)))
-    result = _run(n, cover, FTYPE | RTYPE, timeout)
-    if result is None:
-        return _fallback(list(terms), f"espresso took longer than {timeout:g} s")
-    return Minimized(result, "on-codes", "", len(terms), len(result))
+    cover = {(tuple(_PC_ONE if x else _PC_ZERO for x in row), (1,) if val else (0,))
+             for row, val in zip(codes, on)}
+    return (codes.shape[1], cover, FTYPE | RTYPE)
+
+
+def _minimize_many(problems: list[tuple[Sequence[Term], object]], kind: str, timeout: float,
+                   max_cubes: int) -> list[Minimized]:
+    prepared = [(_terms_job(t, arg, max_cubes) if kind == "exact"
+                 else _codes_job(t, arg, max_cubes)) for t, arg in problems]
+    jobs = [p for p in prepared if not isinstance(p, Minimized)]
+    outputs = iter(_run_batch(jobs, timeout) if jobs else [])
+    results = []
+    for (terms, _), prep in zip(problems, prepared):
+        if isinstance(prep, Minimized):
+            results.append(prep)
+            continue
+        out = next(outputs)
+        if out is None:
+            results.append(_fallback(list(terms), f"espresso took longer than {timeout:g} s"))
+        else:
+            results.append(Minimized(out, kind, "", len(terms), len(out)))
+    return results
+
+
+def minimize_terms(terms: Sequence[Term], n_vars: int, *, timeout: float = DEFAULT_TIMEOUT,
+                   max_cubes: int = DEFAULT_MAX_CUBES) -> Minimized:
+    """espresso on a DNF; the result is equivalent to the input everywhere.
+
+    Falls back to the input (``kind="none"``, with a warning) past ``max_cubes`` terms or
+    ``timeout`` seconds.
+    """
+    return _minimize_many([(terms, n_vars)], "exact", timeout, max_cubes)[0]
+
+
+def minimize_on_codes(terms: Sequence[Term], codes: np.ndarray, *,
+                      timeout: float = DEFAULT_TIMEOUT,
+                      max_cubes: int = DEFAULT_MAX_CUBES) -> Minimized:
+    """espresso with the observed ``codes`` as ON/OFF-set, unseen codes as don't-cares.
+
+    The result agrees with ``terms`` on every row of ``codes`` (not necessarily elsewhere).
+    """
+    return _minimize_many([(terms, codes)], "on-codes", timeout, max_cubes)[0]
 
 
 def espresso_truth_table(column: np.ndarray, n_vars: int, *,
@@ -209,15 +244,19 @@ def minimize_ruleset(rules: RuleSet, *, codes: np.ndarray | None = None,
     index = {name: i for i, name in enumerate(rules.variable_names)}
     names = rules.variable_names
     n = len(names)
-    report: dict[str, dict] = {}
-    new_rules: list[Rule] = []
+    groups = []
     for head in rules.head_names:
         own = [r for r in rules.rules if r.head == head]
-        conj = [r for r in own if r.is_conjunction]
-        other = [r for r in own if not r.is_conjunction]
-        terms = [tuple((index[l.var], l.positive) for l in r.body) for r in conj]
-        res = (minimize_on_codes(terms, codes, timeout=timeout) if codes is not None
-               else minimize_terms(terms, n, timeout=timeout))
+        terms = [tuple((index[l.var], l.positive) for l in r.body) for r in own
+                 if r.is_conjunction]
+        groups.append((head, terms, [r for r in own if not r.is_conjunction]))
+    kind = "on-codes" if codes is not None else "exact"
+    arg = codes if codes is not None else n
+    results = _minimize_many([(terms, arg) for _, terms, _ in groups], kind, timeout,
+                             DEFAULT_MAX_CUBES)
+    report: dict[str, dict] = {}
+    new_rules: list[Rule] = []
+    for (head, _, other), res in zip(groups, results):
         report[head] = {"kind": res.kind, "before": res.before, "after": res.after,
                         "note": res.note}
         new_rules.extend(Rule(head, tuple(Literal(names[v], p) for v, p in t)) for t in res.terms)

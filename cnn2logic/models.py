@@ -63,6 +63,12 @@ class ModelSpec:
     hidden_activation: str = "sigmoid"
     classes: int = 10
     name: str = "custom"
+    # Logic-friendly training (cnn2logic.logic_training): a ``binarize`` layer after
+    # ``pool`` that outputs hard 0/1 units at inference; "none" leaves the network as is.
+    binary_units: str = "none"
+    # Interpretable filters (cnn2logic.interpretable): a ``mask`` layer after the last
+    # conv layer's activation.
+    filter_mask: bool = False
 
     def __post_init__(self) -> None:
         if not self.convs:
@@ -81,10 +87,23 @@ class ModelSpec:
             raise ModelError(f"unknown hidden activation {self.hidden_activation!r}")
         if self.classes < 2:
             raise ModelError(f"classes must be at least 2, got {self.classes}")
+        from .logic_training import MODES as _BINARY_MODES
+
+        if self.binary_units not in _BINARY_MODES:
+            raise ModelError(f"unknown binary_units {self.binary_units!r}; choose from "
+                             f"{list(_BINARY_MODES)}")
+        if self.binary_units != "none" and self.convs[-1].activation != "sigmoid":
+            raise ModelError("binary_units thresholds units at 0.5 and needs a sigmoid last "
+                             f"conv layer, not {self.convs[-1].activation!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["convs"] = [asdict(c) for c in self.convs]
+        # Fields added later are written only when set, so older specs stay byte-identical.
+        if d.get("binary_units") == "none":
+            del d["binary_units"]
+        if not d.get("filter_mask"):
+            d.pop("filter_mask", None)
         return d
 
     def to_json(self) -> str:
@@ -156,6 +175,10 @@ class SpecCNN(nn.Sequential):
             if conv.batchnorm:
                 layers.append((f"bn{i}", nn.BatchNorm2d(conv.filters)))
             layers.append((f"act{i}", ACTIVATIONS[conv.activation]()))
+            if spec.filter_mask and i == len(spec.convs):
+                from .interpretable import InterpretableMask
+
+                layers.append(("mask", InterpretableMask()))
             c = conv.filters
             h = (h + 2 * conv.padding - conv.size) // conv.stride + 1
             w = (w + 2 * conv.padding - conv.size) // conv.stride + 1
@@ -175,6 +198,10 @@ class SpecCNN(nn.Sequential):
             h = w = 1
         if h < 1 or w < 1:
             raise ModelError(f"pooling of size {spec.pool_size} leaves no output")
+        if spec.binary_units != "none":
+            from .logic_training import BinaryUnits
+
+            layers.append(("binarize", BinaryUnits(spec.binary_units)))
         layers.append(("flatten", nn.Flatten()))
         width = c * h * w
         for j, units in enumerate(spec.hidden, 1):
@@ -184,6 +211,11 @@ class SpecCNN(nn.Sequential):
         layers.append(("out", nn.Linear(width, spec.classes)))
         super().__init__(OrderedDict(layers))
         self.spec = spec
+
+    def __getitem__(self, idx):  # a slice is a plain Sequential: it has no spec of its own
+        if isinstance(idx, slice):
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return super().__getitem__(idx)
 
 
 def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:

@@ -53,8 +53,27 @@ class ExtractConfig:
     max_terms: int | None = None
     minimize: str = "exact"
     minimize_timeout: float = 60.0
+    # Which extractor (cnn2logic.extract.METHODS) and the other methods' settings; the
+    # approximation path ignores them.  See cnn2logic.extract.dispatch.
+    method: str = "approximation"
+    beta: float = 0.01  # mofn: complexity weight
+    max_n: int | None = None  # mofn: largest N tried
+    alpha: float = 0.6  # eric (and chaining's lower layers): alpha * mean + gamma * std
+    gamma: float = 0.7
+    norm: str = "l2"  # eric: norm of a kernel's activation map
+    max_depth: int | None = None  # eric / chaining: CART depth limit
+    min_samples_leaf: int = 1  # eric / chaining: CART leaf size
+    chain_layers: tuple[str, ...] | None = None  # chaining: layers, lowest first
+    learner: str = "auto"  # chaining: "approximation" (linear layers) or "tree"
+    target: str = "prediction"  # learned methods: fit the network's prediction or the label
 
     def __post_init__(self) -> None:
+        if self.method != "approximation" or self.chain_layers is not None:
+            from .extract.dispatch import check_settings
+
+            if self.chain_layers is not None:
+                object.__setattr__(self, "chain_layers", tuple(self.chain_layers))
+            check_settings(self)
         if self.order is not None and self.order < 1:
             raise ExtractionError(f"order k must be ≥ 1, got {self.order}")
         if self.mode not in MODES:
@@ -110,6 +129,11 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
                   *, progress: bool = True, model_name: str = "",
                   class_names: tuple[str, ...] | None = None) -> ExtractionResult:
     """Run the whole extraction (module docstring) and return rules, codes and metrics."""
+    if config.method != "approximation":
+        from .extract.dispatch import extract_with_method
+
+        return extract_with_method(model, data, config, progress=progress,
+                                   model_name=model_name, class_names=class_names)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     classes = class_names or data.train.classes

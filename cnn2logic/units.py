@@ -36,7 +36,7 @@ from ._io import atomic_path
 from .errors import ActivationError, ModelError
 from .rules import Variable
 
-REDUCTIONS = ("max", "mean")
+REDUCTIONS = ("max", "mean", "l1", "l2", "position")
 THRESHOLDS = ("half", "minmax", "eric", "mean", "median")
 
 
@@ -71,8 +71,11 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
     layer : str
         A name from ``model.named_modules()`` whose output is (n, kernels, h, w) or
         (n, units).
-    reduce : {"max", "mean"}
-        How a kernel's spatial map becomes one number.
+    reduce : {"max", "mean", "l1", "l2", "position"}
+        How a kernel's spatial map becomes one number (``"l1"``/``"l2"``: the norm of the
+        map, as ERIC quantises kernels; a (n, units) output is taken as it is).
+        ``"position"`` keeps every position of every map as its own unit, named
+        ``k3_r1c2`` (kernel 3, row 1, column 2) in ``torch.flatten``'s order.
 
     Raises
     ------
@@ -91,9 +94,18 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
         images = torch.from_numpy(images)
     captured: list[torch.Tensor] = []
 
+    map_shape: list[tuple[int, ...]] = []
+
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         out = output.detach()
-        if out.ndim == 4:
+        if out.ndim == 4 and reduce == "position":
+            map_shape[:] = [tuple(out.shape[1:])]
+            out = out.flatten(1)
+        elif out.ndim == 4 and reduce in ("l1", "l2"):
+            # ERIC's quantisation reads a norm of the whole activation map.
+            out = (out.abs().sum(dim=(2, 3)) if reduce == "l1"
+                   else out.pow(2).sum(dim=(2, 3)).sqrt())
+        elif out.ndim == 4:
             out = out.amax(dim=(2, 3)) if reduce == "max" else out.mean(dim=(2, 3))
         elif out.ndim != 2:
             raise ActivationError(
@@ -118,7 +130,18 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
         handle.remove()
         model.train(was_training)
     values = torch.cat(captured).numpy() if captured else np.zeros((0, 0), np.float32)
+    if map_shape:
+        return KernelUnits(values, layer, position_names(layer, *map_shape[0],
+                                                         qualified=qualified_names))
     return KernelUnits(values, layer, kernel_names(layer, values.shape[1], qualified_names))
+
+
+def position_names(layer: str, kernels: int, rows: int, cols: int,
+                   qualified: bool = False) -> tuple[str, ...]:
+    """One unit per kernel and position: ``k1_r1c1, k1_r1c2, ...`` (flatten order)."""
+    prefix = f"{layer}." if qualified else ""
+    return tuple(f"{prefix}k{k}_r{r}c{c}" for k in range(1, kernels + 1)
+                 for r in range(1, rows + 1) for c in range(1, cols + 1))
 
 
 @dataclass(frozen=True)
@@ -259,7 +282,7 @@ def check_binary(X: np.ndarray, what: str = "activations") -> np.ndarray:
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise ActivationError(
-            f"{what} are not binary: value {X[i, j]!r} at row {i}, column {j} "
+            f"{what} are not binary: value {X[i, j].item()!r} at row {i}, column {j} "
             "(binarise them first)"
         )
     return X.astype(bool)

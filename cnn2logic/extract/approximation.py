@@ -196,21 +196,34 @@ def pruned_terms(cond: LinearConditions, order: int) -> list[Term]:
     return [_to_literals(cond, t) for t in found]
 
 
-def naive_terms(cond: LinearConditions, order: int) -> list[Term]:
-    """Prime implicants of order ≤ ``order`` by checking every combination (baseline)."""
+def naive_terms(cond: LinearConditions, order: int, chunk: int = 65_536) -> list[Term]:
+    """Prime implicants of order ≤ ``order`` by checking every combination (baseline).
+
+    Vectorised over chunks of combinations so that the comparison with the pruned search
+    measures the search strategy, not Python overhead.
+    """
     if cond.holds(cond.base[None, :])[0]:
         return [()]
-    found = []
+    found: list[Term] = []
     L = len(cond.gains)
     for size in range(1, order + 1):
-        for combo in itertools.combinations(range(L), size):
-            vars_ = cond.var[list(combo)]
-            if len(set(vars_.tolist())) < size:
-                continue
-            value = cond.base + cond.gains[list(combo)].sum(axis=0)
-            if cond.holds(value[None, :])[0] and _is_prime(cond, combo, value):
-                found.append(combo)
-    return [_to_literals(cond, t) for t in found]
+        combos = itertools.combinations(range(L), size)
+        while True:
+            block = list(itertools.islice(combos, chunk))
+            if not block:
+                break
+            idx = np.array(block, dtype=np.int64).reshape(len(block), size)
+            vars_ = np.sort(cond.var[idx], axis=1)
+            distinct = (np.diff(vars_, axis=1) != 0).all(axis=1)
+            values = cond.base[None, :] + cond.gains[idx].sum(axis=1)
+            ok = distinct & cond.holds(values)
+            if size > 1 and ok.any():
+                # prime: dropping any one literal breaks some condition
+                without = values[ok][:, None, :] - cond.gains[idx[ok]]
+                prime = ~cond.holds(without).any(axis=1)
+                ok[np.flatnonzero(ok)[~prime]] = False
+            found.extend(_to_literals(cond, row) for row in idx[ok])
+    return found
 
 
 def _is_prime(cond: LinearConditions, term: Sequence[int], value: np.ndarray) -> bool:
