@@ -1,0 +1,44 @@
+"""Helpers shared by the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "runs" / "bench-cache"
+
+
+def trained_model(arch: str, seed: int, data, *, progress: bool = False):
+    """Train ``arch`` with the paper's settings once per seed; reuse the checkpoint after.
+
+    Returns the model and its training metrics (with the seconds the training took).
+    """
+    from cnn2logic.models import PAPER_ITERATIONS, load_checkpoint, save_checkpoint
+    from cnn2logic.training import TrainConfig, metrics_json, train
+
+    ckpt = CACHE / f"{arch}-seed{seed}.safetensors"
+    metrics_path = CACHE / f"{arch}-seed{seed}.metrics.json"
+    if ckpt.is_file() and metrics_path.is_file():
+        return load_checkpoint(ckpt), json.loads(metrics_path.read_text())
+    model, metrics = train(arch, data, TrainConfig(iterations=PAPER_ITERATIONS[arch], seed=seed,
+                                                   progress=progress))
+    save_checkpoint(model, ckpt)
+    metrics_path.write_text(metrics_json(metrics))
+    return model, metrics
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": round(statistics.fmean(values), 4),
+            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "values": [round(v, 4) for v in values]}
+
+
+def emit(obj) -> None:
+    json.dump(obj, sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
