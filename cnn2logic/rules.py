@@ -204,6 +204,8 @@ class RuleSet:
     def first_rule(self, X: np.ndarray) -> np.ndarray:
         """Index of the first satisfied rule per row, ``-1`` where none is."""
         sat = self.rule_matrix(X)
+        if sat.shape[1] == 0:  # no rules at all: nothing is ever satisfied
+            return np.full(sat.shape[0], -1)
         first = np.argmax(sat, axis=1)
         first[~sat.any(axis=1)] = -1
         return first
