@@ -25,7 +25,24 @@ from .rules import Head, Literal, Rule, RuleSet, Variable, load_rules, save_rule
 
 __version__ = "0.1.0"
 
+# The torch-backed parts load on first use, so reading a rules file stays light.
+_LAZY = {
+    "load_data": "data", "build_model": "models", "load_checkpoint": "models",
+    "save_checkpoint": "models", "train": "training", "TrainConfig": "training",
+    "capture": "units", "fit_thresholds": "units", "BinaryCodes": "units",
+    "extract_model": "pipeline", "ExtractConfig": "pipeline",
+    "ApproximationExtractor": "extract.approximation",
+}
+
 __all__ = [
     "Cnn2LogicError", "Head", "Literal", "Rule", "RuleSet", "Variable", "load_rules",
-    "save_rules", "__version__",
+    "save_rules", "__version__", *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'cnn2logic' has no attribute {name!r}")
