@@ -55,3 +55,7 @@ class QueryError(Cnn2LogicError, ValueError):
 
 class NotFittedError(Cnn2LogicError, AttributeError):
     """An extractor's results were used before ``fit`` was called."""
+
+
+class VisualizationError(Cnn2LogicError, ValueError):
+    """A maximising image, kernel graph or report cannot be made as asked."""

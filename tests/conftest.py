@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 FULL_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
-# Keep tests predictable on a 2-core machine and avoid denormal stalls.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One torch thread: the test models are tiny, and a second thread only pays off on an
+# otherwise idle machine (measured: 300 paper1 steps 1-3 s with one thread, 12 s with two
+# under load).  Also avoids denormal stalls.
+torch.set_num_threads(1)
 torch.set_flush_denormal(True)
 
 
@@ -113,3 +114,36 @@ def lp_small_lp(lp_small, tmp_path_factory):
     path = tmp_path_factory.mktemp("lp") / "small.lp"
     write_program(path, rules, codes)
     return path
+
+
+# ---- meth_: the other extraction methods (M-of-N, ERIC, chaining, pedagogical) ----------
+
+@pytest.fixture(scope="session")
+def meth_hidden_model(core_embedded):
+    """paper1's conv + pooling with a hidden layer of 12 sigmoid units, trained briefly.
+
+    Chaining composes pool -> hidden_act1 -> out with the approximation method; 12 hidden
+    units keep the output layer's truth table (and the tests) small.
+    """
+    from cnn2logic.models import ConvSpec, ModelSpec
+    from cnn2logic.training import TrainConfig, train
+
+    spec = ModelSpec(convs=(ConvSpec(10, 27),), hidden=(12,), name="meth-hidden12")
+    model, _ = train(spec, core_embedded, TrainConfig(iterations=1200, seed=0, progress=False))
+    return model
+
+
+@pytest.fixture(scope="session")
+def meth_extractions(core_paper1, core_embedded, meth_hidden_model):
+    """One pipeline extraction per method on the embedded data (shared by several tests)."""
+    from cnn2logic.pipeline import ExtractConfig, extract_model
+
+    model, _ = core_paper1
+    out = {}
+    for method in ("approximation", "mofn", "eric", "pedagogical"):
+        out[method] = extract_model(model, core_embedded, ExtractConfig(method=method),
+                                    progress=False, model_name="core_paper1")
+    out["chaining"] = extract_model(meth_hidden_model, core_embedded,
+                                    ExtractConfig(method="chaining"), progress=False,
+                                    model_name="meth_hidden")
+    return out

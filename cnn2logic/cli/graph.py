@@ -1,0 +1,68 @@
+"""``cnn2logic graph``: the kernel-relation graph of a rules file (GraphML, DOT, PNG)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+RELATIONS = ("literal", "cooccurrence", "conflict", "dependency")  # = cnn2logic.graph's
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "graph", help="kernel-relation graph of the rules (GraphML, DOT, PNG)",
+        description="Kernel -> class edges (sign = literal polarity, weight = share of the "
+                    "class's rules using the kernel; both polarities = an opposite-polarity "
+                    "conflict), kernel-kernel co-occurrence and never-together conflict "
+                    "edges (the relations of the 'conflicts' query), and kernel -> kernel "
+                    "dependencies for multi-layer rules. Writes NAME.graphml, NAME.dot and "
+                    "NAME.png into --out.")
+    p.add_argument("rules", help="rules JSON written by 'cnn2logic extract'")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--name", default="kernels", help="file name stem (default kernels)")
+    p.add_argument("--visuals", action="append", default=[], metavar="DIR",
+                   help="a 'cnn2logic visualize' output: its SmoothGrad images become the "
+                        "kernels' 'image' attribute and their pictures (repeatable, one per "
+                        "layer)")
+    p.add_argument("--relations", default=",".join(RELATIONS),
+                   help=f"comma-separated subset of {','.join(RELATIONS)} (default: all)")
+    p.add_argument("--draw-conflicts", action="store_true",
+                   help="draw never-together conflict edges in the PNG too (they are always "
+                        "in the GraphML/DOT files)")
+    p.add_argument("--terms", choices=("all", "table"), default="all",
+                   help="graph of all rules (default) or of the per-class table terms "
+                        "(meta['table'], one short term per class as in the paper's Table 1)")
+    p.add_argument("--no-png", dest="png", action="store_false", help="GraphML and DOT only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..graph import kernel_graph, table_ruleset, write_graph
+    from ..rules import load_rules
+    from ..visualize import load_visuals, match_kernels
+
+    rules = load_rules(args.rules)
+    if args.terms == "table":
+        rules = table_ruleset(rules)
+    images: dict[str, str] = {}
+    for directory in args.visuals:
+        vis = load_visuals(directory)
+        for var, i in match_kernels(rules.variables, vis).items():
+            path = vis.image_path(vis.names[i])
+            if path is not None:
+                images[var] = str(path)
+    relations = [r.strip() for r in args.relations.split(",") if r.strip()]
+    g = kernel_graph(rules, images=images, relations=relations)
+    arch = rules.meta.get("architecture", "") if hasattr(rules.meta, "get") else ""
+    paths = write_graph(g, args.out, args.name, png=args.png,
+                        title=f"{arch} kernel relations".strip(),
+                        draw_conflicts=args.draw_conflicts)
+    kinds: dict[str, int] = {}
+    for _, _, d in g.edges(data=True):
+        for rel in str(d["relation"]).split("+"):
+            kinds[rel] = kinds.get(rel, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    print(f"{g.number_of_nodes()} nodes, {g.number_of_edges()} edges ({summary or 'none'})")
+    for fmt, path in paths.items():
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,217 @@
+"""The HTML report: self-contained, every part present or explained, and it renders."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from cnn2logic.cli import main
+from cnn2logic.models import save_checkpoint
+from cnn2logic.report import build_report
+from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable, save_rules
+
+IMG_SRC = re.compile(r'<img\b[^>]*\bsrc="([^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def vis_report(tmp_path_factory, core_paper1, core_paper1_extraction, core_embedded):
+    """A report of paper1 (trained on the embedded data) with its real extracted rules."""
+    model, _ = core_paper1
+    out = tmp_path_factory.mktemp("report")
+    path = build_report(model, core_paper1_extraction.rules, core_embedded,
+                        out / "report.html", visuals_dir=out / "visuals", progress=False)
+    return path, path.read_text(encoding="utf-8"), core_paper1_extraction.rules
+
+
+def _hand_rules(meta=None) -> RuleSet:
+    variables = tuple(Variable(f"k{i}", "pool", i - 1) for i in range(1, 11))
+    heads = tuple(Head(str(c), "class", "out", c) for c in range(10))
+    rules = (Rule("3", (Literal("k6"), Literal("k8"), Literal("k1", False))),
+             Rule("5", (Literal("k4"), Literal("k9"), Literal("k2", False)), min_true=2),
+             Rule("1", (Literal("k2"),)))
+    return RuleSet(variables, heads, rules, default="1", meta=meta or {})
+
+
+def _decode_pngs(text: str) -> int:
+    from PIL import Image
+
+    srcs = IMG_SRC.findall(text)
+    for src in srcs:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            im.load()
+            assert im.width > 0 and im.height > 0
+    return len(srcs)
+
+
+def test_report_is_self_contained_and_complete(vis_report):
+    path, text, rules = vis_report
+    assert text.startswith("<!DOCTYPE html>")
+    # Nothing to fetch: no remote or relative resources, no scripts, no external styles.
+    assert not re.search(r'\b(?:src|href)="(?!data:|#)', text)
+    assert "<script" not in text and "<link" not in text and "@import" not in text
+    assert "http://" not in text and "https://" not in text
+    n_img = _decode_pngs(text)
+    for section in ("metrics", "rules", "all-rules", "kernels", "graph", "confusion"):
+        assert f'<section id="{section}">' in text, section
+    assert "id=notes" not in text  # nothing had to be left out
+    # Accuracy beside the paper's figures (paper1: 0.939 network, 0.959 rules).
+    assert "paper (paper1)" in text and "0.9390" in text and "0.9590" in text
+    m = rules.meta["metrics"]
+    assert f"{m['fidelity']:.4f}" in text and f"{m['coverage']:.4f}" in text
+    # Every literal of every table term is shown with its kernel's image.
+    table = [e for e in rules.meta["table"] if e.get("body")]
+    n_literals = sum(len(e["body"]) for e in table)
+    rules_section = text.split('<section id="rules">')[1].split("</section>")[0]
+    lit_imgs = re.findall(r'<span class="lit (pos|neg)"[^>]*><img src="data:image/png;base64,'
+                          r'[^"]+" alt="(k\d+)">', rules_section)
+    assert len(lit_imgs) == n_literals
+    for entry in table:
+        for var, positive in entry["body"]:
+            assert ("pos" if positive else "neg", var) in lit_imgs
+    # SmoothGrad grid, graph picture, filter correlations; confusion sums to the test set.
+    assert 'alt="SmoothGrad grid"' in text and 'alt="kernel graph"' in text
+    assert "Mean correlation of SmoothGrad image and filter" in text
+    total = sum(sum(row) for row in rules.meta["confusion"])
+    assert f"over {total} test images" in text
+    assert n_img >= n_literals + 2
+    # The visuals were written for reuse.
+    assert (path.parent / "visuals" / "visuals.json").is_file()
+
+
+def test_report_reuses_visuals_of_the_same_model_only(tmp_path, core_paper1):
+    from cnn2logic.models import build_model
+
+    model, _ = core_paper1
+    rules = _hand_rules()
+    vis_dir = tmp_path / "vis"
+    build_report(model, rules, None, tmp_path / "a.html", visuals_dir=vis_dir, samples=5,
+                 progress=False)
+    stamp = (vis_dir / "visuals.json").stat().st_mtime_ns
+    build_report(model, rules, None, tmp_path / "b.html", visuals_dir=vis_dir, samples=5,
+                 progress=False)
+    assert (vis_dir / "visuals.json").stat().st_mtime_ns == stamp  # reused
+    other = build_model("paper1", seed=42)
+    text = build_report(other, rules, None, tmp_path / "c.html", visuals_dir=vis_dir,
+                        samples=5, progress=False).read_text(encoding="utf-8")
+    assert "belong to another model or layer; recomputed" in text
+
+
+def test_report_degrades_gracefully_without_meta_or_data(tmp_path, core_paper1):
+    model, _ = core_paper1
+    text = build_report(model, _hand_rules(), None, tmp_path / "r.html", samples=5,
+                        progress=False).read_text(encoding="utf-8")
+    assert "id=notes" in text
+    assert "metrics table omitted" in text and "confusion view omitted" in text
+    assert '<section id="metrics">' not in text and '<section id="confusion">' not in text
+    assert "the first (best-ranked) rule of each class" in text
+    assert "at least 2 of" in text  # the M-of-N rule
+    assert '<section id="kernels">' in text and '<section id="graph">' in text
+    _decode_pngs(text)
+    # No model at all: names only, and the report says why.
+    text = build_report(None, _hand_rules(), None, tmp_path / "n.html",
+                        progress=False).read_text(encoding="utf-8")
+    assert "no model given" in text and '<section id="kernels">' not in text
+    assert '<span class="lit pos" title="k6: must fire"><span>k6</span>' in text
+
+
+def test_report_computes_missing_metrics_from_data(tmp_path, core_paper1, core_embedded):
+    from cnn2logic.evaluate import evaluate_rules
+    from cnn2logic.units import codes_for
+
+    model, _ = core_paper1
+    rules = _hand_rules({"architecture": "paper1", "layer": "pool"})
+    text = build_report(model, rules, core_embedded, tmp_path / "r.html", samples=5, top=2,
+                        progress=False).read_text(encoding="utf-8")
+    assert "computed by the report on embedded-mnist5k/test" in text
+    codes, _, _ = codes_for(model, "pool", core_embedded.test, progress=False)
+    want = evaluate_rules(rules, codes.bits, codes.labels, codes.predictions)
+    assert f"{want['rule_accuracy']:.4f}" in text and f"{want['fidelity']:.4f}" in text
+    assert '<section id="confusion">' in text and "paper (paper1)" in text
+
+
+def test_report_errors(tmp_path):
+    from cnn2logic.errors import CheckpointError, RulesFileError, VisualizationError
+
+    with pytest.raises(RulesFileError):
+        build_report(None, tmp_path / "missing.json", None, tmp_path / "r.html")
+    with pytest.raises(CheckpointError):
+        build_report(tmp_path / "missing.safetensors", _hand_rules(), None, tmp_path / "r.html")
+    with pytest.raises(VisualizationError, match="is a directory"):
+        build_report(None, _hand_rules(), None, tmp_path)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_report(tmp_path, capsys, core_paper1):
+    model, _ = core_paper1
+    ckpt, rules = tmp_path / "m.safetensors", tmp_path / "rules.json"
+    save_checkpoint(model, ckpt)
+    save_rules(_hand_rules({"architecture": "paper1"}), rules)
+    out = tmp_path / "out" / "report.html"
+    rc = main(["report", str(ckpt), str(rules), "--out", str(out), "--data", "none",
+               "--samples", "5", "--no-progress"])
+    assert rc == 0 and f"wrote {out}" in capsys.readouterr().out
+    assert out.is_file()
+    rc = main(["report", str(ckpt), str(tmp_path / "nope.json"), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "rules file not found" in err
+
+
+# -- a real browser ------------------------------------------------------------------------
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        exe = shutil.which(name)
+        if exe:
+            return exe
+    pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs "
+                "it): the report is not checked in a real browser")
+
+
+def _run_browser(exe: str, profile, *args: str) -> subprocess.CompletedProcess:
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--disable-extensions", "--hide-scrollbars",
+           # Any attempt to reach the network fails: the report must not need it.
+           "--host-resolver-rules=MAP * ~NOTFOUND",
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+PROBE = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-probe', imgs.length + '/' + ok.length + '/' +
+    document.querySelectorAll('section').length);
+});
+</script>"""
+
+
+def test_report_in_headless_chromium(vis_report, tmp_path):
+    from PIL import Image
+
+    exe = _chromium()
+    path, text, _ = vis_report
+    n_img = len(IMG_SRC.findall(text))
+    probe = tmp_path / "probe.html"
+    probe.write_text(text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    run = _run_browser(exe, tmp_path / "profile1", "--virtual-time-budget=15000",
+                       "--dump-dom", probe.as_uri())
+    found = re.search(r'data-probe="(\d+)/(\d+)/(\d+)"', run.stdout)
+    assert found, f"probe did not run; chromium said: {run.stderr[-2000:]}"
+    total, loaded, sections = map(int, found.groups())
+    assert total == n_img and loaded == n_img, (total, loaded, n_img)
+    assert sections == 6
+    shot = tmp_path / "report.png"
+    run = _run_browser(exe, tmp_path / "profile2", "--window-size=1280,2600",
+                       f"--screenshot={shot}", path.as_uri())
+    assert shot.is_file(), run.stderr[-2000:]
+    with Image.open(shot) as im:
+        assert im.size == (1280, 2600)
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 200  # text, tables and pictures
