@@ -64,6 +64,7 @@ class ExtractConfig:
     max_depth: int | None = None  # eric / chaining: CART depth limit
     min_samples_leaf: int = 1  # eric / chaining: CART leaf size
     chain_layers: tuple[str, ...] | None = None  # chaining: layers, lowest first
+    chain_threshold: str = "median"  # chaining: binarisation of intermediate conv maps
     learner: str = "auto"  # chaining: "approximation" (linear layers) or "tree"
     target: str = "prediction"  # learned methods: fit the network's prediction or the label
 

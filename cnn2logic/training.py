@@ -6,8 +6,8 @@ Example
 >>> from cnn2logic.training import TrainConfig, train
 >>> d = load_data("embedded", train_size=200, test_size=100)
 >>> model, metrics = train("paper1", d, TrainConfig(iterations=5, progress=False))
->>> sorted(metrics)[:3]
-['architecture', 'batch_size', 'iterations']
+>>> metrics["iterations"], 0.0 <= metrics["test_accuracy"] <= 1.0
+(5, True)
 """
 
 from __future__ import annotations
@@ -37,6 +37,15 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     threads: int | None = None
+    # Logic-friendly training (cnn2logic.logic_training): "none", "ste", "noise" or
+    # "penalty"; a spec is given a ``binarize`` layer in that mode.
+    binary_units: str = "none"
+    binary_noise: float = 2.0
+    binary_penalty: float = 1.0
+    binary_warmup: int = 0
+    # Interpretable filters (cnn2logic.interpretable): weight of the filter loss; > 0
+    # gives a spec the ``mask`` layer.
+    filter_loss: float = 0.0
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -47,6 +56,15 @@ class TrainConfig:
             raise ModelError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
         if not self.lr > 0:
             raise ModelError(f"learning rate must be positive, got {self.lr}")
+        from .logic_training import MODES as _BINARY_MODES
+
+        if self.binary_units not in _BINARY_MODES:
+            raise ModelError(f"unknown binary-unit mode {self.binary_units!r}; choose from "
+                             f"{list(_BINARY_MODES)}")
+        if (self.binary_noise < 0 or self.binary_penalty < 0 or self.filter_loss < 0
+                or self.binary_warmup < 0):
+            raise ModelError("binary_noise, binary_penalty, binary_warmup and filter_loss "
+                             "must be ≥ 0")
 
 
 # A hook that adds a term to the loss: (model, images, logits) -> scalar tensor.
@@ -72,7 +90,10 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
     torch.set_flush_denormal(True)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if not isinstance(spec, nn.Module):
+        spec = _with_training_layers(spec, config)
     model = spec if isinstance(spec, nn.Module) else build_model(spec, seed=config.seed)
+    extra_loss = _with_training_losses(model, config, extra_loss)
     torch.manual_seed(config.seed)
     x_train, y_train = data.train.tensors()
     n = len(x_train)
@@ -121,7 +142,62 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         "data": data.source,
         **{k: v for k, v in asdict(config).items() if k not in ("progress", "threads")},
     }
+    # The logic-friendly / interpretable settings are reported only when used.
+    if config.binary_units == "none":
+        for key in ("binary_units", "binary_noise", "binary_penalty", "binary_warmup"):
+            metrics.pop(key, None)
+    if config.filter_loss == 0:
+        metrics.pop("filter_loss", None)
     return model, metrics
+
+
+def _with_training_layers(spec: ModelSpec | str, config: TrainConfig) -> ModelSpec | str:
+    """The spec with the layers the logic-friendly / interpretable options need."""
+    if config.binary_units == "none" and config.filter_loss == 0:
+        return spec
+    from dataclasses import replace
+
+    from .models import spec_from_arg
+
+    spec = spec_from_arg(spec) if isinstance(spec, str) else spec
+    changes: dict[str, Any] = {}
+    if config.binary_units != "none":
+        changes["binary_units"] = config.binary_units
+    if config.filter_loss > 0:
+        changes["filter_mask"] = True
+    return replace(spec, **changes)
+
+
+def _with_training_losses(model: nn.Module, config: TrainConfig,
+                          extra_loss: LossHook | None) -> LossHook | None:
+    """``extra_loss`` plus the binary-unit penalty and the filter loss when asked for."""
+    from .logic_training import binary_penalty_loss, configure
+
+    hooks: list[LossHook] = [] if extra_loss is None else [extra_loss]
+    if config.binary_units != "none":
+        if configure(model, config.binary_noise) == 0:
+            raise ModelError(f"binary_units={config.binary_units!r} needs a BinaryUnits layer "
+                             "in the model (cnn2logic.logic_training.BinaryUnits)")
+        if config.binary_units == "penalty" and config.binary_penalty > 0:
+            hooks.append(binary_penalty_loss(config.binary_penalty))
+        if config.binary_warmup > 0:
+            from .logic_training import warmup_schedule
+
+            hooks.append(warmup_schedule(model, config.binary_warmup))
+    if config.filter_loss > 0:
+        from .interpretable import filter_loss_hook, mask_modules
+
+        if not mask_modules(model):
+            raise ModelError("filter_loss needs an InterpretableMask layer after the top conv "
+                             "layer's activation (cnn2logic.interpretable.InterpretableMask)")
+        hooks.append(filter_loss_hook(config.filter_loss))
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+
+    def combined(m: nn.Module, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return sum((h(m, x, logits) for h in hooks), logits.new_zeros(()))
+
+    return combined
 
 
 def accuracy(model: nn.Module, split) -> float:

@@ -94,7 +94,7 @@ def lp_make_small_codes():
     names = ("k1", "k2", "k3", "k4")
     bits = np.array([[n in act for n in names] for act in LP_IMAGES.values()], dtype=bool)
     labels = np.array([2, 0, 0, 1, 1, 1, 0])
-    network = np.array([2, 0, 0, 1, 1, 0, 2])
+    network = np.array([2, 0, 0, 1, 1, 0, 0])
     return BinaryCodes(bits, tuple(Variable(n, "conv", i) for i, n in enumerate(names)),
                        LP_CLASSES, labels, network, tuple(LP_IMAGES))
 

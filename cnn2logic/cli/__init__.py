@@ -14,7 +14,8 @@ from typing import Sequence
 
 from ..errors import Cnn2LogicError
 
-COMMANDS = ("demo", "train", "extract", "export", "query", "visualize", "graph", "report")
+COMMANDS = ("demo", "train", "extract", "export", "query", "visualize", "graph", "report",
+            "capture", "merge", "extract_part")
 
 
 class _Parser(argparse.ArgumentParser):

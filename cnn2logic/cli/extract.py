@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "output layer, minimise and evaluate them. Writes "
                                    "rules.json, rules.md, codes-train.npz and codes-test.npz "
                                    "into --out.")
-    p.add_argument("model", help="checkpoint written by 'cnn2logic train'")
+    p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
+                                 "--factory, any state dict, TorchScript or .pt2 file)")
+    from ..byo import add_model_args
+
+    add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
     add_data_args(p)
     p.add_argument("--layer", default="pool", help="layer whose kernels are the rule variables")
@@ -40,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minimize", choices=("exact", "on-codes", "none"), default="exact",
                    help="espresso: exact equivalence, or don't-cares off the observed codes")
     p.add_argument("--minimize-timeout", type=positive_float, default=60.0)
+    _add_method_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -59,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
                            search=args.search, data_limited=args.data_limited,
                            min_support=args.min_support, max_terms=args.max_terms,
                            minimize=args.minimize, minimize_timeout=args.minimize_timeout)
-    model = load_checkpoint(args.model)
+    config = _with_method_args(config, args)
+    from ..byo import model_from_args
+
+    model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
     result = extract_model(model, data, config, progress=args.progress,
                            model_name=Path(args.model).name)
@@ -74,6 +82,74 @@ def run(args: argparse.Namespace) -> int:
     print(metrics_table(result.metrics, PAPER_FIGURES.get(arch)))
     print()
     print(table1(result.table))
+    _print_method_summary(result.rules.meta)
     print(f"\nwrote {out}/rules.json, rules.md, codes-train.npz, codes-test.npz "
           f"({len(result.rules.rules)} rules, {result.seconds['total']:.1f} s)")
     return 0
+
+
+def _add_method_args(p: argparse.ArgumentParser) -> None:
+    """``--method`` and the other methods' options (cnn2logic.extract.dispatch)."""
+    from ..extract import METHODS
+    from ..extract.chaining import LEARNERS
+    from ..extract.dispatch import TARGETS
+    from ..units import REDUCTIONS, THRESHOLDS
+
+    g = p.add_argument_group("method", "which extractor, and the settings of the others")
+    g.add_argument("--method", choices=tuple(METHODS), default="approximation",
+                   help="approximation (the paper's), mofn (M-of-N, Odense), eric (CART "
+                        "tree over quantised kernels), chaining (layer by layer, composed), "
+                        "pedagogical (observed codes minimised)")
+    g.add_argument("--beta", type=float, default=0.01,
+                   help="mofn: loss = error + BETA * complexity")
+    g.add_argument("--max-n", type=positive_int, default=None,
+                   help="mofn: largest N of an M-of-N rule (default: all inputs)")
+    g.add_argument("--alpha", type=float, default=0.6,
+                   help="eric: threshold ALPHA * mean + GAMMA * std of each kernel's norm")
+    g.add_argument("--gamma", type=float, default=0.7)
+    g.add_argument("--norm", choices=REDUCTIONS, default="l2",
+                   help="eric / chaining: norm of a kernel's activation map")
+    g.add_argument("--max-depth", type=positive_int, default=None,
+                   help="eric / chaining: depth limit of the CART trees")
+    g.add_argument("--min-samples-leaf", type=positive_int, default=1,
+                   help="eric / chaining: fewest training images per leaf")
+    g.add_argument("--chain-layers", default=None,
+                   help="chaining: comma-separated layers, lowest first (default: "
+                        "act1,...,pool for conv stacks, pool,hidden_act1,... with hidden "
+                        "FC layers)")
+    g.add_argument("--chain-threshold", default="median",
+                   choices=tuple(t for t in THRESHOLDS if t != "half"),
+                   help="chaining: binarisation of intermediate conv maps")
+    g.add_argument("--learner", choices=LEARNERS, default="auto",
+                   help="chaining: approximation method (linear layers) or CART trees")
+    g.add_argument("--target", choices=TARGETS, default="prediction",
+                   help="learned methods fit the network's prediction (fidelity) or the "
+                        "true label")
+
+
+def _with_method_args(config, args: argparse.Namespace):
+    """``config`` with the method options of ``args`` (validated by ExtractConfig)."""
+    from dataclasses import replace
+
+    chain = None
+    if args.chain_layers:
+        chain = tuple(name.strip() for name in args.chain_layers.split(",") if name.strip())
+    return replace(config, method=args.method, beta=args.beta, max_n=args.max_n,
+                   alpha=args.alpha, gamma=args.gamma, norm=args.norm,
+                   max_depth=args.max_depth, min_samples_leaf=args.min_samples_leaf,
+                   chain_layers=chain, chain_threshold=args.chain_threshold,
+                   learner=args.learner, target=args.target)
+
+
+def _print_method_summary(meta) -> None:
+    """What only some methods report: the chain's fidelity per depth, M-of-N's choice."""
+    chain = meta.get("chaining")
+    if isinstance(chain, dict) and chain.get("depth_test"):
+        print("\nchain fidelity per depth (test; depth 0 reads the top layer's true bits):")
+        for d in chain["depth_test"]:
+            print(f"  depth {d['depth']} (reads {d['reads']}): fidelity {d['fidelity']:.4f}, "
+                  f"accuracy {d.get('accuracy', float('nan')):.4f}")
+    mofn = meta.get("mofn")
+    if isinstance(mofn, dict) and mofn.get("chosen"):
+        picks = ", ".join(f"{h}: {c['M']}-of-{c['N']}" for h, c in mofn["chosen"].items())
+        print(f"\nM-of-N rules chosen at beta={meta['settings'].get('beta')}: {picks}")

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a CNN (paper1, paper3 or a JSON spec)",
                        description="Train a CNN and write a safetensors checkpoint (weights + "
                                    "spec) with a metrics JSON beside it.")
-    p.add_argument("arch", help="paper1, paper3, a JSON spec file, or inline JSON")
+    p.add_argument("arch", nargs="?", default=None,
+                   help="paper1, paper3, a JSON spec file, or inline JSON (omit with --factory)")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     add_data_args(p)
     p.add_argument("--iterations", type=positive_int, default=None,
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    _add_beyond_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -33,12 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from ..models import PAPER_ITERATIONS, save_checkpoint, spec_from_arg
     from ..training import TrainConfig, metrics_json, train
 
+    if getattr(args, "factory", None) or args.arch is None:
+        return _run_factory(args)
     spec = spec_from_arg(args.arch)
     data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
     iterations = args.iterations or PAPER_ITERATIONS.get(spec.name, 10_000)
     config = TrainConfig(iterations=iterations, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, seed=args.seed, progress=args.progress,
-                         threads=args.threads)
+                         threads=args.threads, **_beyond_options(args))
     model, metrics = train(spec, data, config)
     out = Path(args.out)
     save_checkpoint(model, out)
@@ -47,6 +51,70 @@ def run(args: argparse.Namespace) -> int:
     print(f"test accuracy {metrics['test_accuracy']:.4f} after {iterations} iterations "
           f"({metrics['train_seconds']:.1f} s)")
     print(f"wrote {out} and {metrics_path}")
+    return 0
+
+
+def _add_beyond_args(p: argparse.ArgumentParser) -> None:
+    """Bring-your-own-CNN, logic-friendly training and interpretable-filter options."""
+    from ..byo import add_model_args
+    from ..logic_training import MODES
+
+    add_model_args(p)
+    p.add_argument("--binary-units", choices=MODES, default="none",
+                   help="logic-friendly training: the network decides through hard 0/1 "
+                        "kernel units (a 'binarize' layer after 'pool'); the mode is how it "
+                        "is trained: ste (straight-through), noise (pre-sigmoid noise) or "
+                        "penalty (u(1-u) loss)")
+    p.add_argument("--binary-noise", type=float, default=2.0,
+                   help="noise mode: standard deviation of the pre-sigmoid noise")
+    p.add_argument("--binary-penalty", type=float, default=1.0,
+                   help="penalty mode: weight of the mean u(1-u) term")
+    p.add_argument("--binary-warmup", type=int, default=0, metavar="STEPS",
+                   help="train the first STEPS iterations with continuous units, then binary")
+    p.add_argument("--filter-loss", type=float, default=0.0, metavar="WEIGHT",
+                   help="interpretable filters (Zhang et al.): weight of the filter loss on "
+                        "the top conv layer (adds its template mask layer)")
+
+
+def _beyond_options(args: argparse.Namespace) -> dict:
+    return {"binary_units": args.binary_units, "binary_noise": args.binary_noise,
+            "binary_penalty": args.binary_penalty, "binary_warmup": args.binary_warmup,
+            "filter_loss": args.filter_loss}
+
+
+def _run_factory(args: argparse.Namespace) -> int:
+    """Train a user's own ``nn.Module`` built by ``--factory``; save a plain state dict."""
+    import torch
+
+    from .._io import atomic_write_text
+    from ..byo import build_from_factory, parse_factory_kwargs, save_weights
+    from ..data import load_data
+    from ..errors import ModelError
+    from ..training import TrainConfig, metrics_json, train
+
+    if not getattr(args, "factory", None):
+        raise ModelError("give an architecture (paper1, paper3, a spec) or --factory "
+                         "package.module:function")
+    if args.arch is not None:
+        raise ModelError("give either an architecture or --factory, not both")
+    kwargs = parse_factory_kwargs(args.factory_kwargs)
+    torch.manual_seed(args.seed)
+    model = build_from_factory(args.factory, kwargs)
+    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    iterations = args.iterations or 10_000
+    config = TrainConfig(iterations=iterations, batch_size=args.batch_size, lr=args.lr,
+                         optimizer=args.optimizer, seed=args.seed, progress=args.progress,
+                         threads=args.threads, **_beyond_options(args))
+    model, metrics = train(model, data, config)
+    metrics["factory"] = args.factory
+    metrics["factory_kwargs"] = kwargs
+    out = Path(args.out)
+    save_weights(model, out, factory=args.factory, factory_kwargs=kwargs)
+    metrics_path = metrics_file(out)
+    atomic_write_text(metrics_path, metrics_json(metrics))
+    print(f"test accuracy {metrics['test_accuracy']:.4f} after {iterations} iterations "
+          f"({metrics['train_seconds']:.1f} s)")
+    print(f"wrote {out} (state dict; load it with --factory {args.factory}) and {metrics_path}")
     return 0
 
 

@@ -1,0 +1,68 @@
+"""``cnn2logic capture``: kernel units of one shard of a split, streamed, as an .npz shard."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._common import add_progress_arg, positive_int
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..byo import add_model_args
+    from ..units import REDUCTIONS
+
+    p = sub.add_parser(
+        "capture", help="capture one shard of a split's kernel units (for several machines)",
+        description="Run the model over images start..stop of one split (shard i of n, "
+                    "read batch by batch) and write the kernel units of --layer as a shard "
+                    "file. With --threshold half or --thresholds FILE the units are "
+                    "binarised on the fly; otherwise the raw units are kept and "
+                    "'cnn2logic merge' fits the thresholds over all shards.")
+    p.add_argument("model", help="checkpoint ('cnn2logic train', or a state dict with --factory)")
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="shard file to write (.npz)")
+    p.add_argument("--data", default="embedded",
+                   help="'embedded' or a directory of MNIST-format IDX files")
+    p.add_argument("--split", choices=("train", "test"), default="train")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="use only the first N images of the split")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="which contiguous part of the split: shard I (0-based) of N")
+    p.add_argument("--layer", default="pool", help="layer whose kernels are the rule variables")
+    p.add_argument("--reduce", choices=REDUCTIONS, default="max")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--threshold", choices=("half",), default=None,
+                       help="binarise at 0.5 now (sigmoid units)")
+    group.add_argument("--thresholds", default=None, metavar="FILE",
+                       help="binarise with fitted thresholds: a file from 'cnn2logic merge "
+                            "--thresholds-out' or a rules.json")
+    p.add_argument("--batch-size", type=positive_int, default=500)
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..byo import file_digest, model_from_args
+    from ..errors import ActivationError
+    from ..shards import capture_shard, load_thresholds, parse_shard
+
+    shard = parse_shard(args.shard)
+    thresholds = None
+    if args.thresholds:
+        thresholds, info = load_thresholds(args.thresholds)
+        for key, mine in (("layer", args.layer), ("reduce", args.reduce)):
+            if info.get(key) and info[key] != mine:
+                raise ActivationError(f"{args.thresholds} was fitted on {key} {info[key]!r}, "
+                                      f"not {mine!r}")
+    model = model_from_args(args)
+    result = capture_shard(model, args.layer, source=args.data, split=args.split,
+                           size=args.size, shard=shard, reduce=args.reduce,
+                           threshold=args.threshold, thresholds=thresholds,
+                           batch_size=args.batch_size, model_digest=file_digest(args.model),
+                           progress=args.progress)
+    result.save(Path(args.out))
+    start, stop = int(result.indices[0]), int(result.indices[-1]) + 1
+    print(f"wrote {args.out}: shard {shard[0]}/{shard[1]}, images {start}..{stop - 1} of "
+          f"{result.total}, {len(result.names)} units of {args.layer} as {result.kind}")
+    return 0

@@ -1,0 +1,1 @@
+"""Program writers: ASP for clingo (:mod:`.asp`) and Prolog for SWI-Prolog (:mod:`.prolog`)."""
