@@ -1,0 +1,247 @@
+"""Scale: 128 and 512 kernels in the last conv layer, end to end, with time and memory.
+
+Models (briefly trained, not random): conv 16@5x5/2 ReLU → conv K@3x3/2 sigmoid →
+global max-pool → ``binarize`` (logic-friendly straight-through units) → linear 10,
+trained for ``--iterations`` steps with an L1 penalty on the output weights; then the
+output layer keeps its 16 largest weights per class (the approximation method's "drop the
+variables with tiny weights"; network accuracy before and after is reported).  With all
+K weights dense no term of order ≤ 3 is sound for either output treatment (measured and
+reported too): every other kernel is a free variable whose worst case no three literals
+can outweigh.
+
+Measured per K:
+
+* capture: the training split streamed in batches of 500 from the IDX files and binarised
+  on the fly (``cnn2logic.shards``), in a fresh process, peak resident memory above the
+  process's baseline (``VmHWM``) for 10,000 images and for the whole split: flat
+  memory means bounded;
+* extraction: approximation method, order 3, per-logit and argmax-sound, 10 classes;
+* minimisation (espresso, exact), export (ASP with the test split's activations) and the
+  queries ``implies``, ``necessary``, ``conflicts``, ``explain`` on the exported program.
+
+::
+
+    OMP_NUM_THREADS=1 python bench/scale.py --data ../shared/data/mnist --out runs/scale.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from cnn2logic._io import atomic_write_text
+from cnn2logic.data import load_data
+from cnn2logic.models import ConvSpec, ModelSpec, load_checkpoint, save_checkpoint
+from cnn2logic.training import TrainConfig, train
+
+
+def spec_for(kernels: int) -> ModelSpec:
+    return ModelSpec(convs=(ConvSpec(16, 5, "relu", stride=2, padding=2),
+                            ConvSpec(kernels, 3, "sigmoid", stride=2, padding=1)),
+                     pool="global-max", binary_units="ste", name=f"scale{kernels}")
+
+
+def _vm(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return -1
+
+
+def _capture_child(ckpt: str, source: str, size: int | None, conn) -> None:  # pragma: no cover
+    torch.set_num_threads(1)
+    from cnn2logic.shards import capture_shard, iter_batches
+
+    model = load_checkpoint(ckpt)
+    # warm up: one batch through the model, so the baseline includes torch's own buffers
+    capture_shard(model, "pool", source=source, split="train", size=500, threshold="half")
+    next(iter(iter_batches(source, "train", 0, 500)))
+    base = _vm("VmRSS")
+    t = time.perf_counter()
+    shard = capture_shard(model, "pool", source=source, split="train", size=size,
+                          threshold="half", batch_size=500)
+    seconds = time.perf_counter() - t
+    conn.send({"images": len(shard), "seconds": round(seconds, 2),
+               "peak_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1),
+               "output_bits_mb": round(len(shard) * len(shard.names) / 8 / 2 ** 20, 2)})
+    conn.close()
+
+
+def capture_memory(ckpt: Path, source: str, size: int | None) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_capture_child, args=(str(ckpt), source, size, child))
+    proc.start()
+    child.close()
+    out = parent.recv()
+    proc.join()
+    return out
+
+
+def in_memory_reference(ckpt: Path, source: str) -> dict:
+    """For contrast: load the whole split and capture float units in memory."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_in_memory_child, args=(str(ckpt), source, child))
+    proc.start()
+    child.close()
+    out = parent.recv()
+    proc.join()
+    return out
+
+
+def _in_memory_child(ckpt: str, source: str, conn) -> None:  # pragma: no cover
+    torch.set_num_threads(1)
+    from cnn2logic.units import capture
+
+    model = load_checkpoint(ckpt)
+    capture(model, "pool", torch.zeros(500, 1, 28, 28), progress=False)
+    base = _vm("VmRSS")
+    d = load_data(source)
+    units = capture(model, "pool", d.train.images, progress=False)
+    conn.send({"images": len(units.values),
+               "peak_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1)})
+    conn.close()
+
+
+def prune_head(model, keep: int) -> None:
+    with torch.no_grad():
+        W = model.out.weight
+        thr = W.abs().sort(dim=1, descending=True).values[:, keep - 1:keep]
+        W.mul_((W.abs() >= thr).to(W.dtype))
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, round(time.perf_counter() - t, 3)
+
+
+def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
+    from cnn2logic.export.asp import to_asp
+    from cnn2logic.extract.approximation import ApproximationExtractor
+    from cnn2logic.minimize import minimize_ruleset
+    from cnn2logic.pipeline import output_layer
+    from cnn2logic.query import Program, conflicts, explain, implies, necessary
+    from cnn2logic.units import codes_for
+
+    row: dict = {"kernels": kernels}
+    l1 = args.l1
+
+    def penalty(m, _x, _logits):
+        return l1 * m.out.weight.abs().sum()
+
+    model, tm = train(spec_for(kernels), data,
+                      TrainConfig(iterations=args.iterations, seed=0, progress=False,
+                                  binary_units="ste"), extra_loss=penalty)
+    row["train"] = {"iterations": args.iterations, "seconds": tm["train_seconds"],
+                    "l1": l1, "network_accuracy_dense_head": tm["test_accuracy"]}
+    ckpt = workdir / f"scale{kernels}.safetensors"
+    save_checkpoint(model, ckpt)
+    # capture: streamed from the files, in fresh processes
+    row["capture_10k"] = capture_memory(ckpt, source, 10_000)
+    row["capture_full"] = capture_memory(ckpt, source, None)
+    if args.in_memory_reference:
+        row["capture_in_memory_reference"] = in_memory_reference(ckpt, source)
+    (train_codes, _, th), t_train = timed(codes_for, model, "pool", data.train, progress=False,
+                                          id_prefix="train")
+    (test_codes, _, _), t_test = timed(codes_for, model, "pool", data.test, th, progress=False)
+    row["capture_in_process_seconds"] = {"train": t_train, "test": t_test}
+    W, b = output_layer(model, "out", kernels)
+    dense = {}
+    for mode in ("argmax", "per-logit"):
+        ext, sec = timed(ApproximationExtractor(order=3, mode=mode).fit, W, b)
+        dense[mode] = {"terms": int(sum(ext.stats_["terms_found"].values())), "seconds": sec}
+    row["extract_dense_head"] = dense
+    prune_head(model, args.keep)
+    from cnn2logic.training import accuracy
+
+    row["network_accuracy_pruned_head"] = accuracy(model, data.test)
+    # the network's predictions after pruning, for fidelity
+    test_codes, _, _ = codes_for(model, "pool", data.test, th, progress=False)
+    train_codes, _, _ = codes_for(model, "pool", data.train, th, progress=False,
+                                  id_prefix="train")
+    W, b = output_layer(model, "out", kernels)
+    extraction = {}
+    best = None
+    for mode in ("per-logit", "argmax"):
+        ext = ApproximationExtractor(order=3, mode=mode)
+        _, sec = timed(ext.fit, W, b, train_codes.bits, train_codes.predictions,
+                       variables=train_codes.variables)
+        n_terms = int(sum(ext.stats_["terms_found"].values()))
+        extraction[mode] = {"terms": n_terms, "seconds": sec,
+                            "search_seconds": round(ext.stats_["seconds"], 3)}
+        if n_terms and best is None:
+            best = (mode, ext.rules_)
+    row["extract_pruned_head"] = extraction
+    if best is None:
+        return row
+    mode, rules = best
+    (minimized, report), sec = timed(minimize_ruleset, rules, timeout=args.minimize_timeout)
+    from cnn2logic.evaluate import evaluate_rules, rank_rules
+
+    ranked = rank_rules(minimized, train_codes.bits, train_codes.predictions)
+    m = evaluate_rules(ranked, test_codes.bits, test_codes.labels, test_codes.predictions)
+    row["minimize"] = {"mode": mode, "terms_before": len(rules.rules),
+                       "terms_after": len(minimized.rules), "seconds": sec,
+                       "kinds": sorted({v["kind"] for v in report.values()})}
+    row["rules"] = {k: m[k] for k in ("rule_accuracy", "fidelity", "coverage", "zero_fire",
+                                      "multi_fire")}
+    text, sec = timed(to_asp, ranked, test_codes)
+    lp = workdir / f"scale{kernels}.lp"
+    lp.write_text(text)
+    row["export"] = {"seconds": sec, "bytes": len(text.encode()), "images": len(test_codes)}
+    cls = max(ranked.head_names, key=lambda h: sum(r.head == h for r in ranked.rules))
+    queries = {}
+    # each query as the CLI runs it: read the file, then ask (the load is included)
+    _, queries["read_file"] = timed(Program.from_file, lp)
+    for name, fn, qargs in (("implies", implies, (cls,)), ("necessary", necessary, (cls,)),
+                            ("explain", explain, (0,)), ("conflicts", conflicts, ())):
+        try:
+            _, queries[name] = timed(fn, lp, *qargs)
+        except Exception as exc:  # report, keep measuring the others
+            queries[name] = f"error: {exc.__class__.__name__}: {str(exc)[:200]}"
+    row["query_seconds"] = queries
+    row["query_class"] = cls
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="/work/shared/data/mnist")
+    ap.add_argument("--kernels", type=int, nargs="+", default=[128, 512])
+    ap.add_argument("--iterations", type=int, default=500)
+    ap.add_argument("--l1", type=float, default=2e-4)
+    ap.add_argument("--keep", type=int, default=16, help="output weights kept per class")
+    ap.add_argument("--minimize-timeout", type=float, default=60.0)
+    ap.add_argument("--in-memory-reference", action="store_true")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    source = args.data if Path(args.data).is_dir() else "embedded"
+    data = load_data(source)
+    doc: dict = {"data": data.source, "train_images": len(data.train),
+                 "test_images": len(data.test), "cores": os.cpu_count(),
+                 "torch_threads": torch.get_num_threads(), "runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in args.kernels:
+            doc["runs"].append(run_kernels(k, data, source, args, Path(tmp)))
+            print(f"# {k} kernels done", file=sys.stderr, flush=True)
+            if args.out:
+                atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
