@@ -6,17 +6,18 @@ the templates are degenerate, so this uses the example CNN of ``examples/relu_bn
 
 ``plain``      the network as it is;
 ``mask``       with the template mask after the top layer's ReLU, no filter loss;
-``mask+loss``  with the mask and the filter loss (weight ``--weight``).
+``mask+loss``  with the mask and the filter loss (one run per weight in ``--weights``).
 
-For each: network accuracy; rules over the binarised pooled units (``gap``, per-kernel
-mean thresholds) from the approximation method (data-limited, order 3) and from ERIC's
-CART tree (issue 5's extractor, when present): literals per rule, rule accuracy,
+For each: network accuracy; rules over the binarised pooled units (``gap``) from the
+approximation method (data-limited, order 3, per-kernel ``minmax`` thresholds) and from
+ERIC's CART tree (issue 5's extractor, when present; per-kernel ``mean`` thresholds):
+literals per rule, rule accuracy,
 fidelity; and the maps of the top layer (before the mask, and after it when there is
 one): spatial entropy and peak-location stability per class
 (:func:`cnn2logic.interpretable.map_statistics`).  Prints one JSON document::
 
     OMP_NUM_THREADS=1 python bench/interpretable.py --data ../shared/data/mnist \\
-        --iterations 2000 --out runs/interpretable.json
+        --iterations 2000 --weights 1 10 100 --out runs/interpretable.json
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples"))
 from relu_bn_cnn import make_net  # noqa: E402
 
-VARIANTS = {"plain": (False, 0.0), "mask": (True, 0.0), "mask+loss": (True, None)}
+VARIANTS = ("plain", "mask", "mask+loss")
 
 
 def rules_reading(model, data, config: ExtractConfig) -> dict:
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels", type=int, default=32)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=2000)
-    ap.add_argument("--weight", type=float, default=1.0, help="filter-loss weight")
+    ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 10.0, 100.0],
+                    help="filter-loss weights (one mask+loss run each)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
@@ -82,14 +84,18 @@ def main(argv: list[str] | None = None) -> int:
                  "extract_train_images": len(ex_data.train), "test_images": len(data.test),
                  "model": f"examples/relu_bn_cnn.py:make_net kernels={args.kernels} "
                           f"width={args.width} (top conv map 7x7)",
-                 "iterations": args.iterations, "filter_loss_weight": args.weight,
+                 "iterations": args.iterations, "filter_loss_weights": args.weights,
                  "variants": {}}
     have_eric = importlib.util.find_spec("cnn2logic.extract.eric") is not None
     x_maps = data.test.images[:args.map_images]
     y_maps = data.test.labels[:args.map_images]
+    runs: list[tuple[str, bool, float]] = []
     for name in args.variants:
-        mask, weight = VARIANTS[name]
-        weight = args.weight if weight is None else weight
+        if name == "mask+loss":
+            runs.extend((f"mask+loss(w={w:g})", True, w) for w in args.weights)
+        else:
+            runs.append((name, name == "mask", 0.0))
+    for name, mask, weight in runs:
         torch.manual_seed(args.seed)
         net = make_net(kernels=args.kernels, width=args.width, interpretable=mask)
         t = time.perf_counter()
@@ -103,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         if mask:
             row["maps_after_mask"] = map_statistics(capture_maps(model, "features.mask", x_maps),
                                                     y_maps)
-        base = dict(layer="gap", output="fc", threshold="mean")
+        base = dict(layer="gap", output="fc")
         row["rules_approximation"] = rules_reading(
-            model, ex_data, ExtractConfig(**base, order=3, data_limited=True, min_support=10))
+            model, ex_data, ExtractConfig(**base, threshold="minmax", order=3,
+                                          data_limited=True, min_support=10))
         if have_eric:
             row["rules_eric"] = rules_reading(
-                model, ex_data, ExtractConfig(**base, method="eric", max_depth=8))
+                model, ex_data, ExtractConfig(**base, threshold="mean", method="eric",
+                                              max_depth=8))
         doc["variants"][name] = row
         print(f"# {name}: net {row['network_accuracy']:.4f}, entropy "
               f"{row['maps_before_mask']['spatial_entropy']:.3f}", file=sys.stderr, flush=True)

@@ -21,7 +21,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -46,7 +45,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, float]]:
 
 
 def run_one(arch: str, variant: str, data, iterations: int, seed: int, noise: float,
-            penalty: float, order: int | None) -> dict:
+            penalty: float, order: int | None, soft: bool = False) -> dict:
     mode, opts = parse_variant(variant)
     noise = opts.get("noise", noise)
     penalty = opts.get("penalty", penalty)
@@ -86,6 +85,19 @@ def run_one(arch: str, variant: str, data, iterations: int, seed: int, noise: fl
             "table_precision": m.get("table_precision"),
             "seconds": round(time.perf_counter() - t1, 2),
         }
+    if soft and mode != "none":
+        # The trade-off reading: the same weights with the binarize layer removed, so the
+        # network decides on its continuous units again (more accurate, less faithful).
+        import copy
+
+        from cnn2logic.training import accuracy
+
+        cont = copy.deepcopy(model)
+        cont.binarize = torch.nn.Identity()
+        res = extract_model(cont, data, ExtractConfig(order=order), progress=False)
+        out["soft_inference"] = {"network_accuracy": accuracy(cont, data.test),
+                                 "rule_accuracy": res.metrics["rule_accuracy"],
+                                 "fidelity": res.metrics["fidelity"]}
     ex = out["rules_exact"]
     paper = PAPER_FIGURES.get(arch, {})
     out["targets"] = {
@@ -111,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise", type=float, default=2.0)
     ap.add_argument("--penalty", type=float, default=1.0)
     ap.add_argument("--order", type=int, default=None, help="default: all units (≤ 12)")
+    ap.add_argument("--soft", action="store_true",
+                    help="also measure each binary-unit model with its binarize layer removed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="also write the JSON here (after each run)")
     args = ap.parse_args(argv)
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         iterations = args.iterations or PAPER_ITERATIONS[arch]
         for variant in args.modes:
             doc["runs"].append(run_one(arch, variant, data, iterations, args.seed, args.noise,
-                                       args.penalty, args.order))
+                                       args.penalty, args.order, args.soft))
             if args.out:
                 atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
             print(f"# {arch} {variant}: net {doc['runs'][-1]['network_accuracy']:.4f} rules "

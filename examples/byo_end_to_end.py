@@ -12,11 +12,12 @@ Run on the embedded MNIST subset (about 2 minutes on 2 cores)::
 
 or faster, for a smoke test::
 
-    python examples/byo_end_to_end.py --out /tmp/byo --iterations 60 --kernels 32 \\
-        --width 8 --train-size 1000 --test-size 300 --samples 4
+    python examples/byo_end_to_end.py --out /tmp/byo --iterations 150 --kernels 32 \\
+        --width 8 --min-support 5 --samples 2
 
 Kernel units: the ``gap`` layer (one value per kernel, what ``fc`` reads), binarised at
-each kernel's mean over the training images (ReLU/BatchNorm units are not in [0, 1]).
+the middle of each kernel's range over the training images (``minmax``; ReLU/BatchNorm
+units are not in [0, 1]).
 Rules: the approximation method, data-limited (the worst case over the training codes a
 term covers; over all 48 free kernels no short term is sound), order ≤ 3.
 """
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=1500)
     ap.add_argument("--train-size", type=int, default=None)
     ap.add_argument("--test-size", type=int, default=None)
-    ap.add_argument("--threshold", default="mean")
+    ap.add_argument("--threshold", default="minmax")
     ap.add_argument("--order", type=int, default=3)
     ap.add_argument("--min-support", type=int, default=10)
     ap.add_argument("--samples", type=int, default=20, help="SmoothGrad samples in the report")

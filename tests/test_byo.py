@@ -187,6 +187,10 @@ def test_exported_program_gives_hookable_layers_and_a_linear_head(byo_net, tmp_p
     mine = capture(model, "features.relu2", images, progress=False)
     ref = capture(byo_net, "features.relu2", images, progress=False)
     assert np.allclose(mine.values, ref.values, atol=1e-6)
+    # any conv layer: its raw maps pooled per kernel (mean here)
+    mine = capture(model, "features.conv1", images, reduce="mean", progress=False)
+    ref = capture(byo_net, "features.conv1", images, reduce="mean", progress=False)
+    assert mine.values.shape == (7, 4) and np.allclose(mine.values, ref.values, atol=1e-5)
 
 
 def test_exported_program_with_batch_one_and_fixed_batch(byo_net, tmp_path):

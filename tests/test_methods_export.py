@@ -55,7 +55,8 @@ def prolog_predictions(rules: RuleSet, codes: BinaryCodes, tmp_path) -> dict[str
     goal = ("forall((image(I), image_id(I, Id), prediction(I, C), class_name(C, N)), "
             "format('~w\\t~w~n', [Id, N]))")
     out = subprocess.run([SWIPL, "-q", "-g", goal, "-t", "halt", str(path)],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Warning" not in out.stderr, out.stderr[-2000:]
     pairs = [line.split("\t") for line in out.stdout.splitlines() if line]

@@ -17,13 +17,15 @@ should get:
 
    ``learner="auto"`` picks the approximation method wherever a linear map is given.
 2. **Top**: class rules over the last layer's bits: the approximation method on the
-   output layer (argmax-sound; the exact truth table when there are at most
-   ``truth_table_max`` units, else order ``order``) when its weights are given, else a
-   CART tree to the targets.
+   output layer when its weights are given (argmax-sound; the exact truth table up to 14
+   units, the data-limited variant of order ``order`` (default 4) up to 32 units), else,
+   or beyond 32 units where no short argmax-sound term exists, a CART tree to the
+   targets (``stats_["top"]`` says which).
 3. **Compose** by substitution and minimise: the chain is evaluated on every vertex of
    the lowest layer's cube (``compose="truth-table"``, up to ``truth_table_max`` units:
    exactly the substituted function) or on the distinct training codes
-   (``compose="codes"``, beyond that); each class's ON-set is minimised with espresso
+   (``compose="codes"``, beyond that; at most ``max_codes`` of them, the most frequent,
+   the rest are don't-cares); each class's ON-set is minimised with espresso
    (don't-cares: nothing in truth-table mode with ``minimize="exact"``, every code never
    seen in training otherwise).  The class with most terms becomes the default and
    keeps no rules.  The result, ``rules_``, is an ordinary :class:`RuleSet` over the
@@ -47,7 +49,7 @@ Example
 ...           ChainLayer("b", X1, tuple(Variable(f"b.k{j + 1}", "b", j) for j in range(2)))]
 >>> ext = ChainingExtractor(learner="tree").fit(layers, y)
 >>> sorted(str(r) for r in ext.rules_.rules), ext.rules_.default
-(['c0 ← a.k3 ∧ ¬a.k1', 'c0 ← a.k3 ∧ ¬a.k2'], 'c1')
+(['c1 ← a.k1 ∧ a.k2', 'c1 ← ¬a.k3'], 'c0')
 >>> [d["fidelity"] for d in ext.depth_report([X0, X1], y)]
 [1.0, 1.0]
 """
@@ -105,6 +107,8 @@ class ChainingExtractor:
         espresso over the evaluated points only, or with unseen codes as don't-cares.
     truth_table_max : int
         Largest number of units for truth tables (composition and the top).
+    max_codes : int
+        With ``compose="codes"``: at most this many distinct codes (the most frequent).
     timeout : float
         espresso's time cap per class (seconds).
     random_state : int
@@ -135,7 +139,8 @@ class ChainingExtractor:
     def __init__(self, learner: str = "auto", order: int | None = None,
                  max_depth: int | None = None, min_samples_leaf: int = 1, top: str = "auto",
                  compose: str = "auto", minimize: str = "exact", truth_table_max: int = 16,
-                 timeout: float = 60.0, random_state: int = 0) -> None:
+                 timeout: float = 60.0, random_state: int = 0,
+                 max_codes: int = 3000) -> None:
         if learner not in LEARNERS:
             raise ExtractionError(f"unknown learner {learner!r}; choose from {LEARNERS}")
         if top not in TOPS:
@@ -160,13 +165,16 @@ class ChainingExtractor:
         self.min_samples_leaf, self.top, self.compose = int(min_samples_leaf), top, compose
         self.minimize, self.truth_table_max = minimize, int(truth_table_max)
         self.timeout, self.random_state = float(timeout), int(random_state)
+        if not isinstance(max_codes, (int, np.integer)) or max_codes < 1:
+            raise ExtractionError(f"max_codes must be an integer ≥ 1, got {max_codes!r}")
+        self.max_codes = int(max_codes)
 
     def get_params(self) -> dict[str, Any]:
         return {"learner": self.learner, "order": self.order, "max_depth": self.max_depth,
                 "min_samples_leaf": self.min_samples_leaf, "top": self.top,
                 "compose": self.compose, "minimize": self.minimize,
                 "truth_table_max": self.truth_table_max, "timeout": self.timeout,
-                "random_state": self.random_state}
+                "random_state": self.random_state, "max_codes": self.max_codes}
 
     # -- learning ----------------------------------------------------------------------
     def fit(self, layers: Sequence[ChainLayer], y: np.ndarray, *,
@@ -292,7 +300,7 @@ class ChainingExtractor:
 
         top = self.top
         if top == "auto":
-            top = "approximation" if output is not None else "tree"
+            top = "approximation" if output is not None and X.shape[1] <= 32 else "tree"
         if top == "approximation":
             if output is None:
                 raise ExtractionError("top='approximation' needs the output layer's weights")
@@ -329,7 +337,11 @@ class ChainingExtractor:
         if compose == "truth-table" and n0 > self.truth_table_max:
             raise ExtractionError(f"a truth table over {n0} units exceeds truth_table_max="
                                   f"{self.truth_table_max}; use compose='codes'")
-        observed = np.unique(X0, axis=0)
+        observed, counts = np.unique(X0, axis=0, return_counts=True)
+        if compose == "codes" and len(observed) > self.max_codes:
+            # The most frequent codes; the stable sort breaks ties by code order.
+            keep = np.sort(np.argsort(-counts, kind="stable")[:self.max_codes])
+            observed = observed[keep]
         if compose == "truth-table" and self.minimize == "exact":
             points = vertices(n0)
         else:

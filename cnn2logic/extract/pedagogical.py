@@ -8,10 +8,12 @@ espresso (pyeda) then finds a small DNF per class that covers its ON-set and avo
 OFF-set.  On the training codes the rules reproduce the lookup table exactly; on unseen
 codes they generalise however the don't-cares fell.
 
-Codes seen fewer than ``min_count`` times can be made don't-cares as well, which shrinks
-large problems (many kernels, many distinct codes).  When espresso exceeds its time cap
-the class keeps its ON-codes as full minterms (the unminimised lookup table) and
-``stats_`` says so.
+Codes seen fewer than ``min_count`` times can be made don't-cares as well, and at most
+``max_codes`` distinct codes (the most frequent; ties in code order) enter the table: with
+many kernels nearly every image has a code of its own, espresso's cost grows with the
+number of cubes, and a table of unique codes does not generalise anyway.  When espresso
+exceeds its time cap the class keeps its ON-codes as full minterms (the unminimised
+lookup table) and ``stats_`` says so.
 
 Example
 -------
@@ -75,6 +77,9 @@ class PedagogicalExtractor:
     ----------
     min_count : int
         Codes seen fewer times than this are don't-cares too (1: every code counts).
+    max_codes : int
+        At most this many distinct codes (the most frequent) form the table; the others
+        are don't-cares.
     timeout : float
         espresso's time cap per class in seconds.
 
@@ -95,16 +100,21 @@ class PedagogicalExtractor:
         Bad settings or inputs.
     """
 
-    def __init__(self, min_count: int = 1, timeout: float = 60.0) -> None:
+    def __init__(self, min_count: int = 1, timeout: float = 60.0,
+                 max_codes: int = 3000) -> None:
         if not isinstance(min_count, (int, np.integer)) or min_count < 1:
             raise ExtractionError(f"min_count must be an integer ≥ 1, got {min_count!r}")
+        if not isinstance(max_codes, (int, np.integer)) or max_codes < 1:
+            raise ExtractionError(f"max_codes must be an integer ≥ 1, got {max_codes!r}")
+        self.max_codes = int(max_codes)
         if not timeout > 0:
             raise ExtractionError(f"timeout must be positive, got {timeout!r}")
         self.min_count = int(min_count)
         self.timeout = float(timeout)
 
     def get_params(self) -> dict[str, Any]:
-        return {"min_count": self.min_count, "timeout": self.timeout}
+        return {"min_count": self.min_count, "timeout": self.timeout,
+                "max_codes": self.max_codes}
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, variables: Sequence[Variable] | None = None,
             heads: Sequence[Head] | None = None, n_classes: int | None = None
@@ -134,6 +144,11 @@ class PedagogicalExtractor:
         codes, counts, majority = majority_per_code(X, y, n_classes)
         self.table_ = (codes, counts, majority)
         used = counts >= self.min_count
+        if used.sum() > self.max_codes:
+            # Keep the most frequent codes; the stable sort breaks ties by code order.
+            rank = np.argsort(-np.where(used, counts, 0), kind="stable")
+            used = np.zeros_like(used)
+            used[rank[:self.max_codes]] = True
         rules = []
         finished: dict[str, bool] = {}
         for c in range(n_classes):
