@@ -45,22 +45,7 @@ from .rules import Rule, RuleSet, load_rules
 from .visualize import (DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV, KernelVisuals,
                         match_kernels, png_bytes, to_rgb)
 
-METRIC_ROWS: tuple[tuple[str, str], ...] = (
-    ("network_accuracy", "network accuracy (test)"),
-    ("binarized_network_accuracy", "network on binarised kernel units"),
-    ("rule_accuracy", "rule accuracy (rules replace the output layer)"),
-    ("fidelity", "fidelity to the network"),
-    ("coverage", "coverage (exactly one class fires)"),
-    ("zero_fire", "no class fires (default class used)"),
-    ("multi_fire", "several classes fire (first rule in rank order used)"),
-    ("fired_precision", "accuracy where some rule fires"),
-    ("table_precision", "accuracy of the Table-1 terms where one fires"),
-    ("table_fired_share", "share of images where a Table-1 term fires"),
-    ("ceiling_oracle", "ceiling: best Boolean function of the units (test majority per code)"),
-    ("ceiling_lookup", "lookup table per code learned on training images"),
-    ("terms", "terms (after minimisation)"),
-    ("mean_literals", "literals per term"),
-)  # the same rows and labels as the Markdown export
+from .export.markdown import METRIC_ROWS  # one list of rows and labels for both views
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#222;

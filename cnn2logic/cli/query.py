@@ -15,17 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import non_negative_int
+
 QUESTIONS = ("implies", "conflicts", "necessary", "explain", "flip")
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,15 +47,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run your own query program against PROGRAM instead")
     p.add_argument("-c", "--const", action="append", default=[], metavar="NAME=VALUE",
                    help="--program: a clingo constant (repeatable)")
-    p.add_argument("--models", type=_non_negative, default=1,
+    p.add_argument("--models", type=non_negative_int, default=1,
                    help="--program: number of answers to compute, 0 for all (default 1)")
-    p.add_argument("--limit", type=_non_negative, default=20,
+    p.add_argument("--limit", type=non_negative_int, default=20,
                    help="most sets / solutions to enumerate, 0 for all (default 20)")
-    p.add_argument("--max-pairs", type=_non_negative, default=10_000,
+    p.add_argument("--max-pairs", type=non_negative_int, default=10_000,
                    help="conflicts: list kernel pairs never used together only when there "
                         "are at most N, 0 for always (default 10000; the count is always "
                         "printed)")
-    p.add_argument("--rows", type=_non_negative, default=20,
+    p.add_argument("--rows", type=non_negative_int, default=20,
                    help="most table rows to print per section, 0 for all (default 20)")
     p.add_argument("--timeout", type=positive_float, default=None,
                    help="stop clingo's search after this many seconds")
