@@ -78,14 +78,17 @@ def method_grid(arch: str) -> dict[str, dict]:
     """Method label -> ExtractConfig settings, per architecture."""
     if arch == "paper1h12":
         return {"chaining": {"method": "chaining"}}
+    # ERIC reads the norm of each kernel's map in the last conv layer itself (2x2 for the
+    # paper's networks, 8x8 for wide128), not the pooled value the output layer reads.
+    last_conv = {"paper1": "act1", "paper3": "act3", "wide128": "act2"}[arch]
     grid = {
         # The defaults: all units up to 12 (exact), else order 3.  With 128 dense output
         # weights no term of order <= 3 is argmax-sound (bench/scale.py measures the same),
         # so on wide128 every image gets the default class; that is the measurement.
         "approximation": {},
         "mofn": {"method": "mofn"},
-        "eric": {"method": "eric"},
-        "eric (depth 6)": {"method": "eric", "max_depth": 6},
+        "eric": {"method": "eric", "layer": last_conv},
+        "eric (depth 6)": {"method": "eric", "layer": last_conv, "max_depth": 6},
         "pedagogical": {"method": "pedagogical"},
     }
     if arch in ("paper3", "wide128"):
@@ -95,8 +98,14 @@ def method_grid(arch: str) -> dict[str, dict]:
     return grid
 
 
-def pareto(points: dict[str, tuple[float, float]]) -> set[str]:
-    """Labels not dominated in (fidelity higher, literals lower)."""
+def pareto(points: dict[str, tuple[float, float]], floor: float = -1.0) -> set[str]:
+    """Labels not dominated in (fidelity higher, literals lower).
+
+    Rule sets no more faithful than ``floor`` (always answering the network's most
+    frequent class) are left out: an empty rule set would otherwise always be on the
+    front, with zero literals.
+    """
+    points = {k: v for k, v in points.items() if v[0] > floor}
     front = set()
     for a, (fa, la) in points.items():
         dominated = any((fb >= fa and lb <= la) and (fb > fa or lb < la)
@@ -104,6 +113,26 @@ def pareto(points: dict[str, tuple[float, float]]) -> set[str]:
         if not dominated:
             front.add(a)
     return front
+
+
+def constant_fidelity(model, data) -> float:
+    """Fidelity of always answering the network's most frequent test prediction."""
+    from cnn2logic.models import predict_logits
+
+    x_te, _ = data.test.tensors()
+    pred = predict_logits(model, x_te).argmax(1).numpy()
+    return round(float(np.bincount(pred).max() / len(pred)), 6)
+
+
+def mark_pareto(arch_result: dict) -> None:
+    """Set ``pareto`` on every method of one architecture (means over seeds)."""
+    floor = max(t.get("constant_fidelity", -1.0) for t in arch_result["train"])
+    points = {label: (m["summary"]["fidelity"]["mean"], m["summary"]["literals"]["mean"])
+              for label, m in arch_result["methods"].items()}
+    front = pareto(points, floor)
+    arch_result["pareto_floor"] = floor
+    for label, m in arch_result["methods"].items():
+        m["pareto"] = label in front
 
 
 def odense(model, data, layer: str, output: str, max_units: int = 3) -> dict:
@@ -120,23 +149,40 @@ def odense(model, data, layer: str, output: str, max_units: int = 3) -> dict:
     p_tr = predict_logits(model, x_tr).argmax(1).numpy()
     p_te = predict_logits(model, x_te).argmax(1).numpy()
     W, _ = output_layer(model, output, U_tr.shape[1])
-    ext = MofNExtractor(beta=0.0, max_n=max(max_units, 1)).fit(U_tr, W, p_tr)
+    ext = MofNExtractor(beta=0.0).fit(U_tr, W, p_tr)  # every N, for the units needed
     X_te = ext.transform(U_te)
+
+    def test_accuracy(c: int, N: int, M: int) -> tuple[float, float]:
+        rule = ext.rule_for(c, N, M)
+        fires = ext.rules_.replace(rules=(rule,)).fires(X_te)[:, c]
+        return (round(float(np.mean(fires == (p_te == c))), 4),
+                round(float(np.mean(fires == (y_te.numpy() == c))), 4))
+
     per_class = []
     for c in range(W.shape[0]):
         N, M, train_err = ext.best_rule(c, max_units)
-        rule = ext.rule_for(c, N, M)
-        fires = ext.rules_.replace(rules=(rule,)).fires(X_te)[:, c]
-        per_class.append({
-            "class": ext.rules_.head_names[c], "rule": rule.format(), "N": N, "M": M,
-            "train_accuracy": round(1 - train_err, 4),
-            "test_accuracy_vs_network": round(float(np.mean(fires == (p_te == c))), 4),
-            "test_accuracy_vs_label": round(float(np.mean(fires == (y_te.numpy() == c))), 4),
-        })
+        vs_net, vs_label = test_accuracy(c, N, M)
+        entry = {"class": ext.rules_.head_names[c], "rule": ext.rule_for(c, N, M).format(),
+                 "N": N, "M": M, "train_accuracy": round(1 - train_err, 4),
+                 "test_accuracy_vs_network": vs_net, "test_accuracy_vs_label": vs_label}
+        # The fewest inputs whose best M-of-N rule reaches 99 % on the training images.
+        best_err = np.nanmin(ext.errors_[c], axis=1)  # per N
+        ok = np.nonzero(best_err <= 0.01)[0]
+        if len(ok):
+            N99, M99, _ = ext.best_rule(c, int(ok[0]) + 1)
+            entry["units_for_99"] = N99
+            entry["units_for_99_test_accuracy_vs_network"] = test_accuracy(c, N99, M99)[0]
+        else:
+            entry["units_for_99"] = None
+        per_class.append(entry)
     acc = [e["test_accuracy_vs_network"] for e in per_class]
+    needed = [e["units_for_99"] for e in per_class]
     return {"units": U_tr.shape[1], "max_units": max_units, "per_class": per_class,
             "share_at_least_99": round(float(np.mean(np.array(acc) >= 0.99)), 4),
-            "mean_accuracy": round(float(np.mean(acc)), 4)}
+            "mean_accuracy": round(float(np.mean(acc)), 4),
+            "units_for_99": needed,
+            "median_units_for_99": (float(np.median([n for n in needed if n is not None]))
+                                    if any(n is not None for n in needed) else None)}
 
 
 def odense_internal(model, data, max_units: int = 3) -> dict:
@@ -164,18 +210,20 @@ def odense_internal(model, data, max_units: int = 3) -> dict:
             "share_at_least_99": round(float(np.mean(np.array(acc) >= 0.99)), 4)}
 
 
-def run_arch(arch: str, seeds, data, log) -> dict:
+def run_arch(arch: str, seeds, data, train_data, log, labels=None,
+             with_odense: bool = True) -> dict:
     from cnn2logic.pipeline import ExtractConfig, extract_model
 
-    grid = method_grid(arch)
+    grid = {k: v for k, v in method_grid(arch).items() if labels is None or k in labels}
     out: dict = {"seeds": list(seeds), "methods": {}, "train": []}
     runs: dict[str, list] = {label: [] for label in grid}
     depth: dict[str, list] = {}
     curves: dict[str, list] = {}
     for seed in seeds:
-        model, train_metrics = model_for(arch, seed, data)
+        model, train_metrics = model_for(arch, seed, train_data)
         out["train"].append({"seed": seed, "test_accuracy": train_metrics.get("test_accuracy"),
-                             "train_seconds": train_metrics.get("train_seconds")})
+                             "train_seconds": train_metrics.get("train_seconds"),
+                             "constant_fidelity": constant_fidelity(model, data)})
         for label, settings in grid.items():
             log(f"{arch} seed {seed}: {label}")
             t = time.perf_counter()
@@ -199,6 +247,8 @@ def run_arch(arch: str, seeds, data, log) -> dict:
                      for p in res.rules.meta["mofn"]["curve"]])
             log(f"  fidelity {m['fidelity']:.4f} accuracy {m['rule_accuracy']:.4f} "
                 f"rules {m['terms']} ({total:.1f} s)")
+        if not with_odense:
+            continue
         if arch != "paper1h12":
             log(f"{arch} seed {seed}: odense")
             out.setdefault("odense", []).append({"seed": seed,
@@ -212,11 +262,7 @@ def run_arch(arch: str, seeds, data, log) -> dict:
         summaries[label] = {k: mean_std([r[k] for r in rs]) for k in METRICS}
         out["methods"][label] = {"settings": grid[label], "runs": rs,
                                  "summary": summaries[label]}
-    points = {label: (s["fidelity"]["mean"], s["literals"]["mean"])
-              for label, s in summaries.items()}
-    front = pareto(points)
-    for label in out["methods"]:
-        out["methods"][label]["pareto"] = label in front
+    mark_pareto(out)
     if depth:
         out["chaining_depth"] = {}
         for label, per_seed in depth.items():
@@ -236,10 +282,17 @@ def run_arch(arch: str, seeds, data, log) -> dict:
 
 def markdown(result: dict) -> str:
     lines = []
-    for arch, a in result["architectures"].items():
+    order = ["paper1", "paper3", "wide128", "paper1h12"]
+    archs = sorted(result["architectures"],
+                   key=lambda x: (order.index(x) if x in order else len(order), x))
+    for arch in archs:
+        a = result["architectures"][arch]
         net = a["network_accuracy"]
         lines += ["", f"**{arch}** (network test accuracy {net['mean']:.4f}, seeds "
                       f"{', '.join(map(str, a['seeds']))}; mean ± std over seeds)", "",
+                  f"Pareto: not dominated in (fidelity ↑, literals ↓) among rule sets more "
+                  f"faithful than always answering the most frequent class "
+                  f"({a.get('pareto_floor', float('nan')):.4f}).", "",
                   "| method | rule accuracy | fidelity | coverage | rules | literals/rule "
                   "| literals | seconds | Pareto |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -264,11 +317,18 @@ def markdown(result: dict) -> str:
             lines += ["", f"{label} fidelity per depth: {cells}"]
         if a.get("odense"):
             shares = [o["share_at_least_99"] for o in a["odense"]]
-            lines += ["", f"Odense measure (best M-of-N rule over ≤ 3 of {a['odense'][0]['units']} "
-                          f"units per class, one-vs-rest test accuracy vs the network): share of "
+            units = a["odense"][0]["units"]
+            lines += ["", f"Odense measure (best M-of-N rule over ≤ 3 of {units} units per "
+                          "class, one-vs-rest test accuracy vs the network): share of "
                           f"classes ≥ 0.99: {', '.join(f'{s:.2f}' for s in shares)} "
-                          f"(per seed); mean accuracy "
+                          "(per seed); mean accuracy "
                           f"{', '.join(str(o['mean_accuracy']) for o in a['odense'])}"]
+            if all("units_for_99" in o for o in a["odense"]):
+                lines += ["", "Inputs an M-of-N rule needs to reach 0.99 one-vs-rest training "
+                              "accuracy, per class (per seed; – : never): "
+                          + "; ".join(", ".join("–" if n is None else str(n)
+                                                for n in o["units_for_99"])
+                                      for o in a["odense"])]
         if a.get("odense_internal"):
             o = a["odense_internal"]
             lines += ["", "Odense measure on the hidden layer (each hidden unit's bit from ≤ 3 "
@@ -287,22 +347,81 @@ def main() -> None:
                    help="seeds for wide128 (one by default: it trains for minutes)")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
     p.add_argument("--train-only", action="store_true", help="fill the checkpoint cache only")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="run only these method labels (as in the table)")
+    p.add_argument("--merge", action="store_true",
+                   help="with --methods: replace those methods' entries in an existing "
+                        "methods.json (other methods and the Odense measures are kept)")
+    p.add_argument("--only-odense", action="store_true",
+                   help="recompute only the Odense measures (and the Pareto marks) of an "
+                        "existing methods.json")
+    p.add_argument("--train-size", type=int, default=50_000,
+                   help="training images (checkpoints are always trained on 50,000)")
+    p.add_argument("--test-size", type=int, default=None, help="test images (default all)")
     args = p.parse_args()
     torch.set_flush_denormal(True)
     from cnn2logic._io import atomic_write_text
     from cnn2logic.data import load_data
 
     data = load_data(args.data, train_size=50_000)
+    train_data = data
+    if args.train_size != 50_000 or args.test_size is not None:
+        train_data = data  # checkpoints: always the paper's 50,000 images
+        data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
     started = time.perf_counter()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
+    if args.only_odense:
+        # Recompute the Odense measures into an existing methods.json (same checkpoints).
+        path = Path(args.out) / "methods.json"
+        result = json.loads(path.read_text())
+        for arch, a in result["architectures"].items():
+            for key, fn in (("odense", lambda m: odense(m, data, "pool", "out")),
+                            ("odense_internal", lambda m: odense_internal(m, data))):
+                if key in a:
+                    log(f"{arch}: {key}")
+                    a[key] = [{"seed": e["seed"], **fn(model_for(arch, e["seed"],
+                                                                  train_data)[0])}
+                              for e in a[key]]
+        for arch, a in result["architectures"].items():
+            for t in a["train"]:
+                t["constant_fidelity"] = constant_fidelity(
+                    model_for(arch, t["seed"], train_data)[0], data)
+            mark_pareto(a)
+        result["odense_command"] = "python bench/methods.py " + " ".join(
+            shlex.quote(x) for x in sys.argv[1:])
+        atomic_write_text(path, json.dumps(result, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(Path(args.out) / "methods.md", markdown(result))
+        print(markdown(result))
+        return
+    if args.merge:
+        path = Path(args.out) / "methods.json"
+        result = json.loads(path.read_text())
+        for arch in args.archs:
+            old = result["architectures"][arch]
+            labels = [x for x in (args.methods or method_grid(arch)) if x in method_grid(arch)]
+            if not labels:
+                continue
+            new = run_arch(arch, old["seeds"], data, train_data, log, labels,
+                           with_odense=False)
+            old["methods"].update(new["methods"])
+            for key in ("chaining_depth", "mofn_curve"):
+                if key in new:
+                    old.setdefault(key, {}).update(new[key])
+            mark_pareto(old)
+        result.setdefault("merged_commands", []).append(
+            "python bench/methods.py " + " ".join(shlex.quote(x) for x in sys.argv[1:]))
+        atomic_write_text(path, json.dumps(result, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(Path(args.out) / "methods.md", markdown(result))
+        print(markdown(result))
+        return
     if args.train_only:
         for arch in args.archs:
             for seed in (args.wide_seeds if arch == "wide128" else args.seeds):
                 log(f"train {arch} seed {seed}")
-                model_for(arch, seed, data)
+                model_for(arch, seed, train_data)
         return
     result = {"command": "python bench/methods.py " + " ".join(shlex.quote(a)
                                                                 for a in sys.argv[1:]),
@@ -312,7 +431,7 @@ def main() -> None:
               "architectures": {}}
     for arch in args.archs:
         seeds = args.wide_seeds if arch == "wide128" else args.seeds
-        result["architectures"][arch] = run_arch(arch, seeds, data, log)
+        result["architectures"][arch] = run_arch(arch, seeds, data, train_data, log)
         out = Path(args.out)
         atomic_write_text(out / "methods.json",
                           json.dumps(result, indent=1, sort_keys=True) + "\n")

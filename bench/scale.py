@@ -221,10 +221,12 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
     queries = {}
     # each query as the CLI runs it: read the file, then ask (the load is included)
     _, queries["read_file"] = timed(Program.from_file, lp)
-    for name, fn, qargs in (("implies", implies, (cls,)), ("necessary", necessary, (cls,)),
-                            ("explain", explain, (0,)), ("conflicts", conflicts, ())):
+    for name, fn, qargs, kw in (("implies", implies, (cls,), {}),
+                                ("necessary", necessary, (cls,), {}),
+                                ("explain", explain, (0,), {}),
+                                ("conflicts", conflicts, (), {"timeout": args.query_timeout})):
         try:
-            _, queries[name] = timed(fn, lp, *qargs)
+            _, queries[name] = timed(fn, lp, *qargs, **kw)
         except Exception as exc:  # report, keep measuring the others
             queries[name] = f"error: {exc.__class__.__name__}: {str(exc)[:200]}"
     row["query_seconds"] = queries
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prune", type=float, default=0.15,
                     help="positive head: drop weights below this fraction of the largest")
     ap.add_argument("--minimize-timeout", type=float, default=60.0)
+    ap.add_argument("--query-timeout", type=float, default=30.0,
+                    help="solving time limit of the conflicts query (grounding not included)")
     ap.add_argument("--rank-images", type=int, default=10_000,
                     help="training codes the rules are ranked on")
     ap.add_argument("--in-memory-reference", action="store_true")

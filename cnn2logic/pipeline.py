@@ -61,7 +61,7 @@ class ExtractConfig:
     alpha: float = 0.6  # eric (and chaining's lower layers): alpha * mean + gamma * std
     gamma: float = 0.7
     norm: str = "l2"  # eric: norm of a kernel's activation map
-    max_depth: int | None = None  # eric / chaining: CART depth limit
+    max_depth: int | None = None  # eric / chaining: CART depth (None: eric unlimited, chain 6)
     min_samples_leaf: int = 1  # eric / chaining: CART leaf size
     chain_layers: tuple[str, ...] | None = None  # chaining: layers, lowest first
     chain_threshold: str = "median"  # chaining: binarisation of intermediate conv maps

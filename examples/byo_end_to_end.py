@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--order", type=int, default=3)
     ap.add_argument("--min-support", type=int, default=10)
     ap.add_argument("--samples", type=int, default=20, help="SmoothGrad samples in the report")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep an existing checkpoint / rules.json in --out instead of redoing "
+                         "the training / extraction")
     args = ap.parse_args(argv)
 
     import torch
@@ -74,12 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     ex = out / "extract"
 
     print("[1/6] train the user's CNN")
-    run(["train", *model_args, *sizes, "--iterations", str(args.iterations), "--out", str(ckpt),
-         "--no-progress"])
+    if args.reuse and ckpt.is_file():
+        print(f"(reusing {ckpt})")
+    else:
+        run(["train", *model_args, *sizes, "--iterations", str(args.iterations), "--out",
+             str(ckpt), "--no-progress"])
     print("[2/6] extract rules over the pooled kernel units of its last conv layer")
-    run(["extract", str(ckpt), *model_args, *sizes, "--layer", "gap", "--output", "fc",
-         "--threshold", args.threshold, "--order", str(args.order), "--data-limited",
-         "--min-support", str(args.min_support), "--out", str(ex), "--no-progress"])
+    if args.reuse and (ex / "rules.json").is_file():
+        print(f"(reusing {ex / 'rules.json'})")
+    else:
+        run(["extract", str(ckpt), *model_args, *sizes, "--layer", "gap", "--output", "fc",
+             "--threshold", args.threshold, "--order", str(args.order), "--data-limited",
+             "--min-support", str(args.min_support), "--out", str(ex), "--no-progress"])
     print("[3/6] export the rules with the test images' activations as an ASP program")
     run(["export", str(ex / "rules.json"), "--activations", str(ex / "codes-test.npz"),
          "--out", str(out / "rules.lp")])

@@ -145,3 +145,16 @@ def test_pipeline_chaining_on_a_hidden_layer_network(meth_extractions):
     assert all(v.name.startswith("pool.") for v in r.rules.variables)
     prog = program_ruleset(r.rules)
     assert {h.kind for h in prog.heads} == {"class", "kernel"}
+
+
+def test_cli_chaining_errors_are_one_line(core_paper1, tmp_path, capsys):
+    from cnn2logic.cli import main
+    from cnn2logic.models import save_checkpoint
+
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(core_paper1[0], ckpt)
+    for extra in ([], ["--chain-layers", "pool"], ["--chain-layers", "pool,nope"]):
+        assert main(["extract", str(ckpt), "--out", str(tmp_path / "x"), "--no-progress",
+                     "--method", "chaining", "--test-size", "100", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("cnn2logic extract: error:"), err

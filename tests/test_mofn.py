@@ -168,3 +168,27 @@ def test_pipeline_mofn_reports_the_common_metrics(meth_extractions):
     assert r.metrics["fidelity"] > 0.5
     assert r.rules.meta["thresholds"]["method"] == "info-gain"
     assert len(r.rules.rules) == 10  # one rule per class
+
+
+def test_cli_method_flags_and_byte_identical_output(core_paper1, tmp_path, capsys):
+    from cnn2logic.cli import main
+    from cnn2logic.models import save_checkpoint
+    from cnn2logic.rules import load_rules
+
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(core_paper1[0], ckpt)
+    for out in ("a", "b"):
+        assert main(["extract", str(ckpt), "--out", str(tmp_path / out), "--no-progress",
+                     "--method", "mofn", "--beta", "0.05", "--max-n", "6",
+                     "--test-size", "300"]) == 0
+    assert (tmp_path / "a" / "rules.json").read_bytes() == \
+        (tmp_path / "b" / "rules.json").read_bytes()
+    rules = load_rules(tmp_path / "a" / "rules.json")
+    assert rules.meta["method"] == "mofn"
+    assert rules.meta["settings"]["beta"] == 0.05
+    assert max(len(r.body) for r in rules.rules) <= 6
+    assert "M-of-N rules chosen at beta=0.05" in capsys.readouterr().out
+    assert main(["extract", str(ckpt), "--out", str(tmp_path / "c"), "--no-progress",
+                 "--method", "mofn", "--beta", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "beta" in err[0]

@@ -110,7 +110,8 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", choices=REDUCTIONS, default="l2",
                    help="eric / chaining: norm of a kernel's activation map")
     g.add_argument("--max-depth", type=positive_int, default=None,
-                   help="eric / chaining: depth limit of the CART trees")
+                   help="eric / chaining: depth limit of the CART trees (default: "
+                        "unlimited for eric, 6 for chaining)")
     g.add_argument("--min-samples-leaf", type=positive_int, default=1,
                    help="eric / chaining: fewest training images per leaf")
     g.add_argument("--chain-layers", default=None,

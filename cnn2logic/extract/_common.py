@@ -217,13 +217,13 @@ def term_cover(term: Term, X: np.ndarray) -> np.ndarray:
     return cover
 
 
-def predict_index(rules, X: np.ndarray) -> np.ndarray:
-    """``rules.predict_index(X)``, also for a rule set without rules (all ``default``).
+def fires_chunked(rules, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """``rules.fires(X)`` computed a slice of rows at a time.
 
-    ``RuleSet.first_rule`` cannot take an arg-max over zero rules, and an extractor may
-    legitimately find no rule (every sample then gets the default).
+    ``RuleSet.rule_matrix`` materialises (rows x rules) integer matrices; with thousands of
+    kernel rules and tens of thousands of images that would need gigabytes at once.
     """
-    if rules.rules:
-        return rules.predict_index(X)
-    index = {h: i for i, h in enumerate(rules.head_names)}
-    return np.full(len(X), index.get(rules.default, -1), dtype=np.int64)
+    X = np.asarray(X, dtype=bool)
+    if len(X) <= chunk:
+        return rules.fires(X)
+    return np.concatenate([rules.fires(X[i:i + chunk]) for i in range(0, len(X), chunk)])

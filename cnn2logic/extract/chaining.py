@@ -64,7 +64,7 @@ import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
 from ..rules import Head, Rule, RuleSet, Variable
-from ._common import (as_codes, as_target, names_for, predict_index, term_rule,
+from ._common import (as_codes, as_target, fires_chunked, names_for, term_rule,
                       tree_leaf_terms)
 
 LEARNERS = ("auto", "approximation", "tree")
@@ -97,7 +97,10 @@ class ChainingExtractor:
         How each kernel of a layer is expressed over the layer below (module docstring).
     order : int or None
         Term order of the approximation method (None: all inputs up to 12, else 3).
-    max_depth, min_samples_leaf : tree settings for ``learner="tree"`` and ``top="tree"``.
+    max_depth, min_samples_leaf : int
+        Tree settings for ``learner="tree"`` and ``top="tree"`` (depth 6 by default: one
+        unlimited tree per kernel over tens of thousands of images has thousands of
+        leaves, and a chain multiplies them).
     top : {"auto", "approximation", "tree"}
         Class rules over the top layer: approximation method on the output weights
         (``auto`` when they are given) or a tree to the targets.
@@ -137,7 +140,7 @@ class ChainingExtractor:
     """
 
     def __init__(self, learner: str = "auto", order: int | None = None,
-                 max_depth: int | None = None, min_samples_leaf: int = 1, top: str = "auto",
+                 max_depth: int | None = 6, min_samples_leaf: int = 1, top: str = "auto",
                  compose: str = "auto", minimize: str = "exact", truth_table_max: int = 16,
                  timeout: float = 60.0, random_state: int = 0,
                  max_codes: int = 3000) -> None:
@@ -233,7 +236,7 @@ class ChainingExtractor:
         for i in range(1, len(layers)):
             rs, how = self._layer_rules(layers[i - 1], bits[i - 1], layers[i], bits[i])
             self.layer_rules_.append(rs)
-            derived = rs.fires(bits[i - 1])
+            derived = fires_chunked(rs, bits[i - 1])
             self.unit_fidelity_.append({
                 "layer": layers[i].name, "from": layers[i - 1].name, "learner": how,
                 "bit_agreement": float(np.mean(derived == bits[i])),
@@ -399,7 +402,7 @@ class ChainingExtractor:
                                   f"{len(self.layers_[start][1])} units, got {X.shape[1]}")
         out = [X]
         for rs in self.layer_rules_[start:]:
-            out.append(rs.fires(out[-1]))
+            out.append(fires_chunked(rs, out[-1]))
         return out
 
     def predict_chain(self, X0: np.ndarray, start: int = 0) -> np.ndarray:
@@ -408,7 +411,7 @@ class ChainingExtractor:
         This is how ``program_`` evaluates (and what its ASP / Prolog export computes).
         """
         top_bits = self.propagate(X0, start)[-1]
-        return predict_index(self.top_rules_, top_bits)
+        return self.top_rules_.predict_index(top_bits)
 
     def depth_report(self, layer_bits: Sequence[np.ndarray], targets: np.ndarray,
                      labels: np.ndarray | None = None) -> list[dict[str, Any]]:
@@ -445,7 +448,7 @@ class ChainingExtractor:
         for d in range(len(self.layers_)):
             start = len(self.layers_) - 1 - d
             derived = self.propagate(layer_bits[start], start)[-1]
-            pred = predict_index(self.top_rules_, derived)
+            pred = self.top_rules_.predict_index(derived)
             entry: dict[str, Any] = {
                 "depth": d, "reads": self.layers_[start][0],
                 "fidelity": round(float(np.mean(pred == targets)), 6),

@@ -52,6 +52,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import ExtractConfig, ExtractionResult
 
 TARGETS = ("prediction", "label")
+#: Depth of chaining's per-kernel trees when ``config.max_depth`` is None (ERIC's own tree
+#: is unlimited then); see ChainingExtractor.
+CHAIN_MAX_DEPTH = 6
 
 
 def check_settings(config: "ExtractConfig") -> None:
@@ -139,6 +142,20 @@ def _spatial_size(model: nn.Module, layer: str, sample) -> int:
         model.train(was)
     s = shape[0]
     return int(np.prod(s[2:])) if len(s) == 4 else 1
+
+
+def _reads_directly(model: nn.Module, layer: str, output: str) -> bool:
+    """Whether ``output`` reads ``layer``'s units with only a flatten between them.
+
+    Unknown when the layers are not direct children in order (any CNN): then True, as the
+    approximation path assumes whenever the sizes match.
+    """
+    names = [n for n, _ in model.named_children()]
+    if layer not in names or output not in names:
+        return True
+    children = dict(model.named_children())
+    between = names[names.index(layer) + 1:names.index(output)]
+    return all(isinstance(children[n], nn.Flatten) for n in between)
 
 
 def _linear_into(model: nn.Module, below: str, layer: str, n_below: int,
@@ -303,12 +320,15 @@ def extract_with_method(model: nn.Module, data: "DataSplits", config: "ExtractCo
     test_codes = BinaryCodes(bits_te, tuple(variables), classes, labels_te, pred_te,
                              tuple(f"img{i}" for i in range(len(labels_te))))
     metrics = evaluate_rules(rules, bits_te, labels_te, pred_te)
-    if W is not None and config.method != "chaining":
+    if W is not None and config.method != "chaining" and _reads_directly(
+            model, config.layer, config.output):
         metrics["binarized_network_accuracy"], _ = binarized_network_accuracy(
             W, b, bits_te, labels_te)
     elif W is not None:
         metrics["binarized_network_accuracy"] = method_meta["binarized_top_accuracy"]
     else:
+        # The output layer does not read these units (e.g. ERIC on a conv map below the
+        # pooling): applying it to their bits would measure nothing.
         metrics["binarized_network_accuracy"] = None
     metrics.update(ceilings(bits_tr, labels_tr, bits_te, labels_te))
     unmin_metrics = evaluate_rules(unminimized, bits_te, labels_te, pred_te)
@@ -386,7 +406,8 @@ def _chain(model, config, layers: Sequence[str], x_tr, x_te, target_tr, heads, g
         test_bits.append(th.apply(U_te))
         previous = (name, U_tr.shape[1], th.values)
     extractor = ChainingExtractor(learner=config.learner, order=config.order,
-                                  max_depth=config.max_depth,
+                                  max_depth=(config.max_depth if config.max_depth is not None
+                                             else CHAIN_MAX_DEPTH),
                                   min_samples_leaf=config.min_samples_leaf,
                                   minimize="on-codes" if config.minimize == "on-codes"
                                   else "exact", timeout=config.minimize_timeout)

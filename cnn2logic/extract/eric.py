@@ -35,7 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
-from ..rules import Head, Rule, RuleSet, Variable
+from ..rules import Head, RuleSet, Variable
 from ._common import as_matrix, as_target, names_for, term_rule, tree_leaf_terms
 
 CRITERIA = ("gini", "entropy", "log_loss")
@@ -204,16 +204,3 @@ class EricExtractor:
             raise NotFittedError("call fit() before reading the rules")
         return self.rules_
 
-
-def tree_rules(tree, variables: Sequence[Variable], head_for_class: Sequence[str],
-               keep: Sequence[int] | None = None) -> list[Rule]:
-    """One rule per leaf of a fitted binary-feature tree (leaves of classes in ``keep``).
-
-    ``head_for_class[i]`` names ``tree.classes_[i]``'s head.
-    """
-    out = []
-    for term, _node, value in tree_leaf_terms(tree, len(variables)):
-        i = int(np.argmax(value))
-        if keep is None or i in keep:
-            out.append(term_rule(head_for_class[i], term, variables))
-    return out
