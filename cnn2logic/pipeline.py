@@ -3,7 +3,9 @@
 This is what ``cnn2logic extract`` runs: capture and binarise the kernel units of
 ``layer`` on the training and test images (thresholds fitted on the training images),
 extract rules for the linear ``output`` layer, minimise them, rank them, evaluate them and
-pick the paper's per-class table terms.
+pick the paper's per-class table terms.  ``ExtractConfig(method=...)`` selects another
+extractor (M-of-N, ERIC, chaining, pedagogical); :mod:`cnn2logic.extract.dispatch` runs
+it through the same capture, minimisation, ranking and metrics.
 
 Example
 -------
