@@ -22,7 +22,9 @@ Measured per K:
   process's baseline (``VmHWM``) for 10,000 images and for the whole split: flat
   memory means bounded;
 * extraction: approximation method, order 3, per-logit and argmax-sound, 10 classes
-  (per-logit on the positive head is the rule set carried further);
+  (per-logit on the positive head is the rule set carried further, at most
+  ``--max-terms`` per class, the shortest first: ranking and evaluating a rule set cost
+  images × rules);
 * minimisation (espresso, exact), export (ASP with the test split's activations) and the
   queries ``implies``, ``necessary``, ``conflicts``, ``explain`` on the exported program.
 
@@ -187,11 +189,12 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
     extraction = {}
     best = None
     for mode in ("per-logit", "argmax"):
-        # the search alone, all 10 classes (ranked by literals; data ranking comes below)
-        ext = ApproximationExtractor(order=3, mode=mode)
+        # the search alone, all 10 classes; then at most --max-terms per class are kept
+        # (the shortest; the data ranking comes below)
+        ext = ApproximationExtractor(order=3, mode=mode, max_terms=args.max_terms)
         _, sec = timed(ext.fit, W, b, variables=train_codes.variables, heads=heads)
         n_terms = int(sum(ext.stats_["terms_found"].values()))
-        extraction[mode] = {"terms": n_terms, "seconds": sec,
+        extraction[mode] = {"terms": n_terms, "kept": len(ext.rules_.rules), "seconds": sec,
                             "search_seconds": round(ext.stats_["seconds"], 3),
                             "terms_per_class": ext.stats_["terms_found"]}
         if n_terms and best is None:
@@ -247,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minimize-timeout", type=float, default=60.0)
     ap.add_argument("--query-timeout", type=float, default=30.0,
                     help="solving time limit of the conflicts query (grounding not included)")
-    ap.add_argument("--rank-images", type=int, default=10_000,
+    ap.add_argument("--max-terms", type=int, default=1000,
+                    help="terms per class carried past the search (all are counted)")
+    ap.add_argument("--rank-images", type=int, default=5_000,
                     help="training codes the rules are ranked on")
     ap.add_argument("--in-memory-reference", action="store_true")
     ap.add_argument("--out", default=None)
