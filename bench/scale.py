@@ -151,12 +151,24 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
         w = m.out.weight
         return neg * torch.relu(-w).sum() + l1 * w.abs().sum()
 
-    dense_model, dense_tm = train(spec_for(kernels), data,
-                                  TrainConfig(iterations=args.iterations, seed=0,
-                                              progress=False, binary_units="ste"))
-    model, tm = train(spec_for(kernels), data,
-                      TrainConfig(iterations=args.iterations, seed=0, progress=False,
-                                  binary_units="ste"), extra_loss=penalty)
+    def trained(name: str, extra) -> tuple:
+        """Train, or reuse a checkpoint (and its test accuracy) from --cache."""
+        path = Path(args.cache) / f"scale{kernels}-{name}-{args.iterations}.safetensors" \
+            if args.cache else None
+        if path is not None and path.is_file():
+            m = load_checkpoint(path)
+            return m, {"test_accuracy": json.loads(path.with_suffix(".json").read_text()),
+                       "train_seconds": None}
+        m, tm_ = train(spec_for(kernels), data,
+                       TrainConfig(iterations=args.iterations, seed=0, progress=False,
+                                   binary_units="ste"), extra_loss=extra)
+        if path is not None:
+            save_checkpoint(m, path)
+            path.with_suffix(".json").write_text(json.dumps(tm_["test_accuracy"]))
+        return m, tm_
+
+    dense_model, dense_tm = trained("dense", None)
+    model, tm = trained("positive", penalty)
     row["train"] = {"iterations": args.iterations, "seconds": tm["train_seconds"],
                     "l1": l1, "neg": neg,
                     "network_accuracy_dense_head": dense_tm["test_accuracy"],
@@ -255,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rank-images", type=int, default=5_000,
                     help="training codes the rules are ranked on")
     ap.add_argument("--in-memory-reference", action="store_true")
+    ap.add_argument("--cache", default=None, help="directory to keep / reuse trained models")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
