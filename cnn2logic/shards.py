@@ -514,7 +514,7 @@ def capture_stream(model: nn.Module, layer: str,
     k = len(stats.total)
     data = np.concatenate(chunks)
     if kind == "bits":
-        data = np.unpackbits(data, axis=1, count=k).astype(bool)
+        data = np.unpackbits(data, axis=1, count=k).view(bool)  # no second copy
     names = (position_names(layer, *shape) if reduce == "position" and len(shape) == 3
              else kernel_names(layer, k))
     variables = tuple(Variable(nm, layer, i) for i, nm in enumerate(names))
