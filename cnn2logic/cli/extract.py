@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_data
     from ..errors import ExtractionError
     from ..export.markdown import metrics_table, table1, to_markdown
-    from ..models import PAPER_FIGURES, load_checkpoint
+    from ..models import PAPER_FIGURES
     from ..pipeline import ExtractConfig, extract_model
 
     if args.order is not None and args.order < 1:

@@ -227,3 +227,19 @@ def fires_chunked(rules, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
     if len(X) <= chunk:
         return rules.fires(X)
     return np.concatenate([rules.fires(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+
+
+def check_tree_params(max_depth: int | None, min_samples_leaf: int) -> None:
+    """Validate the CART settings the tree-based extractors pass to scikit-learn.
+
+    Raises
+    ------
+    ExtractionError
+        ``max_depth`` is not None or an integer ≥ 1, or ``min_samples_leaf`` < 1.
+    """
+    if max_depth is not None and (not isinstance(max_depth, (int, np.integer))
+                                  or max_depth < 1):
+        raise ExtractionError(f"max_depth must be an integer ≥ 1, got {max_depth!r}")
+    if not isinstance(min_samples_leaf, (int, np.integer)) or min_samples_leaf < 1:
+        raise ExtractionError(f"min_samples_leaf must be an integer ≥ 1, "
+                              f"got {min_samples_leaf!r}")

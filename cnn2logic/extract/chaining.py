@@ -64,8 +64,8 @@ import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
 from ..rules import Head, Rule, RuleSet, Variable
-from ._common import (as_codes, as_target, fires_chunked, names_for, term_rule,
-                      tree_leaf_terms)
+from ._common import (as_codes, as_target, check_tree_params, fires_chunked, names_for,
+                      term_rule, tree_leaf_terms)
 
 LEARNERS = ("auto", "approximation", "tree")
 TOPS = ("auto", "approximation", "tree")
@@ -154,12 +154,7 @@ class ChainingExtractor:
             raise ExtractionError(f"unknown minimisation {minimize!r}; choose from {MINIMIZE}")
         if order is not None and (not isinstance(order, (int, np.integer)) or order < 1):
             raise ExtractionError(f"order must be an integer ≥ 1, got {order!r}")
-        if max_depth is not None and (not isinstance(max_depth, (int, np.integer))
-                                      or max_depth < 1):
-            raise ExtractionError(f"max_depth must be an integer ≥ 1, got {max_depth!r}")
-        if not isinstance(min_samples_leaf, (int, np.integer)) or min_samples_leaf < 1:
-            raise ExtractionError(f"min_samples_leaf must be an integer ≥ 1, "
-                                  f"got {min_samples_leaf!r}")
+        check_tree_params(max_depth, min_samples_leaf)
         if not 1 <= truth_table_max <= 20:
             raise ExtractionError(f"truth_table_max must be in 1..20, got {truth_table_max}")
         if not timeout > 0:

@@ -36,7 +36,8 @@ import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
 from ..rules import Head, RuleSet, Variable
-from ._common import as_matrix, as_target, names_for, term_rule, tree_leaf_terms
+from ._common import (as_matrix, as_target, check_tree_params, names_for, term_rule,
+                      tree_leaf_terms)
 
 CRITERIA = ("gini", "entropy", "log_loss")
 
@@ -81,12 +82,7 @@ class EricExtractor:
         for name, v in (("alpha", alpha), ("gamma", gamma)):
             if not np.isfinite(v):
                 raise ExtractionError(f"{name} must be a finite number, got {v!r}")
-        if max_depth is not None and (not isinstance(max_depth, (int, np.integer))
-                                      or max_depth < 1):
-            raise ExtractionError(f"max_depth must be an integer ≥ 1, got {max_depth!r}")
-        if not isinstance(min_samples_leaf, (int, np.integer)) or min_samples_leaf < 1:
-            raise ExtractionError(f"min_samples_leaf must be an integer ≥ 1, "
-                                  f"got {min_samples_leaf!r}")
+        check_tree_params(max_depth, min_samples_leaf)
         if criterion not in CRITERIA:
             raise ExtractionError(f"unknown criterion {criterion!r}; choose from {CRITERIA}")
         self.alpha, self.gamma = float(alpha), float(gamma)
