@@ -29,7 +29,9 @@ Measured per K:
   ``--max-terms`` per class, the shortest first: ranking and evaluating a rule set cost
   images × rules);
 * minimisation (espresso, exact), export (ASP with the test split's activations) and the
-  queries ``implies``, ``necessary``, ``conflicts``, ``explain`` on the exported program.
+  queries ``implies``, ``necessary``, ``explain``, ``conflicts`` (with ``data=False`` and
+  with the data) and ``predictions`` (every rule on every test image) on the exported
+  program.
 
 ::
 
@@ -125,23 +127,25 @@ def _in_memory_child(ckpt: str, source: str, conn) -> None:  # pragma: no cover
     conn.close()
 
 
-def _query_child(lp: str, name: str, qargs: tuple, conn) -> None:  # pragma: no cover
+def _query_child(lp: str, name: str, qargs: tuple, qkwargs: dict,
+                 conn) -> None:  # pragma: no cover
     from cnn2logic import query
 
     t = time.perf_counter()
     try:
-        getattr(query, name)(lp, *qargs)
+        getattr(query, name)(lp, *qargs, **qkwargs)
         conn.send(round(time.perf_counter() - t, 3))
     except Exception as exc:  # reported, not raised
         conn.send(f"error: {exc.__class__.__name__}: {str(exc)[:200]}")
     conn.close()
 
 
-def query_in_child(lp: Path, name: str, qargs: tuple, limit: float) -> float | str:
+def query_in_child(lp: Path, name: str, qargs: tuple, limit: float,
+                   qkwargs: dict | None = None) -> float | str:
     """Seconds one query takes in a fresh process, or a note when it passes ``limit``."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_query_child, args=(str(lp), name, qargs, child))
+    proc = ctx.Process(target=_query_child, args=(str(lp), name, qargs, qkwargs or {}, child))
     proc.start()
     child.close()
     try:
@@ -269,9 +273,15 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
     # each query as the CLI runs it: read the file, then ask (the load is included); each
     # in a fresh process with a wall-clock limit, so that one slow query cannot stall the rest
     _, queries["read_file"] = timed(Program.from_file, lp)
-    for name, qargs in (("implies", (cls,)), ("necessary", (cls,)), ("explain", (0,)),
-                        ("conflicts", ())):
-        queries[name] = query_in_child(lp, name, qargs, args.query_limit)
+    # conflicts twice: about the rules alone (--no-data), and with the contradictions on the
+    # data, which evaluate every rule on every image
+    for key, name, qargs, qkw in (("implies", "implies", (cls,), {}),
+                                  ("necessary", "necessary", (cls,), {}),
+                                  ("explain", "explain", (0,), {}),
+                                  ("conflicts_no_data", "conflicts", (), {"data": False}),
+                                  ("conflicts", "conflicts", (), {}),
+                                  ("predictions_all_images", "predictions", (), {})):
+        queries[key] = query_in_child(lp, name, qargs, args.query_limit, qkw)
     row["query_seconds"] = queries
     row["query_class"] = cls
     return row

@@ -524,8 +524,9 @@ class ConflictsResult(_Result):
     on_data: list[dict[str, Any]]
     in_principle: list[Witness]
     complete: bool
-    has_data: bool
+    has_data: bool  # the program has data and it was evaluated
     seconds: float = 0.0
+    data_skipped: bool = False  # the program has data; the query was asked not to use it
 
     def format(self, max_rows: int | None = 20) -> str:
         out = [f"kernel pairs never positive together in a rule: {self.never_together_count}"]
@@ -545,6 +546,8 @@ class ConflictsResult(_Result):
             out.append(_table(["class", "class", "images", "example"],
                               [(o["classes"][0], o["classes"][1], o["images"], o["example"])
                                for o in self.on_data], max_rows))
+        elif self.data_skipped:
+            out.append("contradictions on the data: not evaluated (--no-data)")
         else:
             out.append("contradictions on the data: no data in the program")
         out += ["", "contradictions possible in principle (minimal sets of active kernels "
@@ -552,7 +555,8 @@ class ConflictsResult(_Result):
                     + ("" if self.complete else " (stopped at --limit; there may be more)")]
         out.append(_table(["classes", "kernels", "also on data"],
                           [(", ".join(w.classes), "{" + ", ".join(w.kernels) + "}",
-                            "yes" if w.on_data else "no") for w in self.in_principle],
+                            ("yes" if w.on_data else "no") if self.has_data else "-")
+                           for w in self.in_principle],
                           max_rows))
         return "\n".join(out)
 
@@ -728,7 +732,8 @@ def implies(program: Program | str | os.PathLike[str], cls: str, *, limit: int =
 
 
 def conflicts(program: Program | str | os.PathLike[str], *, limit: int = 20,
-              max_pairs: int = 10_000, timeout: float | None = None) -> ConflictsResult:
+              max_pairs: int = 10_000, data: bool = True,
+              timeout: float | None = None) -> ConflictsResult:
     """Kernel pairs kept apart, polarity clashes, and contradictions in the rules.
 
     Contradictions (activations on which rules of two classes fire) are reported twice:
@@ -738,6 +743,10 @@ def conflicts(program: Program | str | os.PathLike[str], *, limit: int = 20,
     the data).  Kernel pairs never used together are listed when there are at most
     ``max_pairs`` of them (0: always); their number is always given.
 
+    ``data=False`` skips the contradictions on the data: they need every rule evaluated on
+    every activation pattern (images x rules), which dominates on large rule bases
+    (``bench/scale.py`` measures both).
+
     Raises
     ------
     SolverError
@@ -745,9 +754,10 @@ def conflicts(program: Program | str | os.PathLike[str], *, limit: int = 20,
     """
     start = time.perf_counter()
     prog = _program(program)
-    s = _session(prog, "conflicts", images=None, patterns=True,
+    s = _session(prog, "conflicts", images=None, patterns=data,
                  args=["--heuristic=Domain", "--enum-mode=domRec", str(max(limit, 0))]
-                 + _const("max_pairs", str(max_pairs if max_pairs > 0 else 2 ** 31 - 1)))
+                 + _const("max_pairs", str(max_pairs if max_pairs > 0 else 2 ** 31 - 1))
+                 + _const("data", "1" if data else "0"))
     names = _Names(s, prog)
     facts = _by_name(a.symbol for name, ar in (("listed_pair", 2), ("opposite", 4),
                                                  ("never_together_count", 1),
@@ -794,8 +804,9 @@ def conflicts(program: Program | str | os.PathLike[str], *, limit: int = 20,
     witnesses.sort(key=lambda w: (len(w.kernels), w.kernels, w.classes))
     complete = s.complete and (limit == 0 or len(answers) < limit)
     count = facts["never_together_count"][0].arguments[0].number
-    return ConflictsResult(pairs, count, opposite, on_data, witnesses, complete, prog.has_data,
-                           round(time.perf_counter() - start, 4))
+    return ConflictsResult(pairs, count, opposite, on_data, witnesses, complete,
+                           prog.has_data and data, round(time.perf_counter() - start, 4),
+                           prog.has_data and not data)
 
 
 def necessary(program: Program | str | os.PathLike[str], cls: str, *, when: str = "predicted",

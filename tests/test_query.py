@@ -106,6 +106,21 @@ def test_conflicts_on_data_and_in_principle(prog):
     assert r.complete and r.has_data
 
 
+@pytest.mark.parametrize("which", ["prog", "whole"])
+def test_conflicts_without_data(which, request):
+    p = request.getfixturevalue(which)
+    full, bare = query.conflicts(p), query.conflicts(p, data=False)
+    # Everything about the rules is unchanged; the data part is skipped, and says so.
+    assert (bare.never_together, bare.opposite_polarity) == (full.never_together,
+                                                             full.opposite_polarity)
+    assert [(w.kernels, w.classes) for w in bare.in_principle] == \
+        [(w.kernels, w.classes) for w in full.in_principle]
+    assert bare.on_data == [] and not bare.has_data and bare.data_skipped
+    assert not any(w.on_data for w in bare.in_principle)
+    assert "not evaluated (--no-data)" in bare.format()
+    assert full.has_data and not full.data_skipped
+
+
 def test_explain(prog):
     r = query.explain(prog, "B b")
     assert (r.image, r.index, r.active) == ("B b", 1, ["k4"])

@@ -27,6 +27,7 @@ def strip_seconds(d):
 @pytest.mark.parametrize("args, api", [
     (["implies", "--class", "3"], lambda p: query.implies(p, "3")),
     (["conflicts"], lambda p: query.conflicts(p)),
+    (["conflicts", "--no-data"], lambda p: query.conflicts(p, data=False)),
     (["necessary", "--class", "8"], lambda p: query.necessary(p, "8")),
     (["necessary", "--class", "cat-dog", "--when", "fires"],
      lambda p: query.necessary(p, "cat-dog", when="fires")),

@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="conflicts: list kernel pairs never used together only when there "
                         "are at most N, 0 for always (default 10000; the count is always "
                         "printed)")
+    p.add_argument("--no-data", dest="data", action="store_false",
+                   help="conflicts: skip the contradictions on the data (they cost images x "
+                        "rules; the rest of the answer is about the rules alone)")
     p.add_argument("--rows", type=non_negative_int, default=20,
                    help="most table rows to print per section, 0 for all (default 20)")
     p.add_argument("--timeout", type=positive_float, default=None,
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         result = query.implies(program, args.cls, limit=args.limit, timeout=timeout)
     elif args.question == "conflicts":
         result = query.conflicts(program, limit=args.limit, max_pairs=args.max_pairs,
-                                 timeout=timeout)
+                                 data=args.data, timeout=timeout)
     elif args.question == "necessary":
         _need(args, "cls")
         result = query.necessary(program, args.cls, when=args.when, timeout=timeout)

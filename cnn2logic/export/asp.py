@@ -78,14 +78,22 @@ rank(R) :- derives(R, _).
 predicts(W, C) :- fires(W, R), rule(R, C).
 fired(W) :- fires(W, _).
 % The first firing rule in rank order decides; no firing rule means the default class.
-fired_before(W, R) :- fixed(W), fires(W, R), fires(W, R2), R2 < R.
-first(W, R) :- fixed(W), fires(W, R), not fired_before(W, R).
+{first_fixed}
 clear(W, 1) :- evaluate(W), not fixed(W).
 clear(W, R + 1) :- clear(W, R), rank(R), not fires(W, R).
 first(W, R) :- clear(W, R), fires(W, R).
 prediction(W, C) :- first(W, R), rule(R, C).
 prediction(W, C) :- evaluate(W), not fired(W), default_class(C).
 """
+
+#: "First firing rule" of a world given by facts.  When ``fires/2`` is stratified (no
+#: chained kernels) the grounder evaluates ``#min`` itself, in time linear in the firing
+#: rules; the pairwise form is quadratic in them (hundreds fire per image on a 512-kernel
+#: rule base) but does not need stratification, which chained kernels break (the
+#: ``active/2`` they define depends on ``fires/2`` through negation).
+FIRST_FIXED = "first(W, R) :- fixed(W), fired(W), R = #min { R2 : fires(W, R2) }."
+FIRST_FIXED_CHAINED = ("fired_before(W, R) :- fixed(W), fires(W, R), fires(W, R2), R2 < R.\n"
+                       "first(W, R) :- fixed(W), fires(W, R), not fired_before(W, R).")
 
 
 #: Section markers: the query runner splits an exported program at these lines so that a
@@ -135,8 +143,10 @@ def render(model: ProgramModel) -> str:
         head = f"fires(I, {r.rank})" if r.kind == "class" else f"derived(I, {r.head})"
         out.append(f"{head} :- {_body(r)}.")
 
-    out += ["", "% ---- semantics", SEMANTICS.rstrip("\n")]
     chained = model.chained
+    first_fixed = FIRST_FIXED_CHAINED if chained else FIRST_FIXED
+    out += ["", "% ---- semantics",
+            SEMANTICS.rstrip("\n").replace("{first_fixed}", first_fixed)]
     if chained:
         out.append("% Chained layers: a derived kernel that other rules read is active exactly "
                    "when derived.")
