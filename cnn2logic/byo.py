@@ -417,8 +417,12 @@ class _OneByOne(nn.Module):
     """Runs a module exported with batch size 1 on any batch, one image at a time.
 
     Its children are the inner module's children (same objects, same names), so hooks
-    registered through ``named_modules()`` fire for every image.
+    registered through ``named_modules()`` fire for every image.  Code that stops the
+    forward pass at a layer (:class:`cnn2logic.visualize.LayerUnits`) reads
+    :attr:`one_image_at_a_time` and feeds such a model one image per call.
     """
+
+    one_image_at_a_time = True
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()

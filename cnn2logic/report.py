@@ -105,9 +105,9 @@ def _load_model(model: Any) -> Any:
     if model is None:
         return None
     if isinstance(model, (str, os.PathLike)):
-        from .models import load_checkpoint
+        from .byo import load_model  # a cnn2logic checkpoint or a .pt2 program
 
-        return load_checkpoint(model)
+        return load_model(model)
     return model
 
 
@@ -122,10 +122,14 @@ def _load_data(data: Any) -> Any:
 
 
 def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, base: str | None,
-             samples: int, stdev: float, top: int, actmax: bool, progress: bool,
+             samples: int, stdev: float, top: int, actmax: bool, reduce: str, progress: bool,
              notes: list[str]) -> KernelVisuals | None:
     from .visualize import (load_visuals, model_fingerprint, visualize, write_visuals)
 
+    if reduce == "position":  # maximising images are per kernel
+        notes.append("the rules read one unit per map position; the kernels' maximising "
+                     "images are those of their max-pooled units")
+        reduce = "max"
     if visuals_dir is not None and (visuals_dir / "visuals.json").is_file():
         try:
             vis = load_visuals(visuals_dir)
@@ -133,12 +137,14 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
             notes.append(f"existing visuals not used ({exc}); recomputed")
         else:
             same_model = model is None or vis.params.get("model_sha256") == model_fingerprint(model)
-            if vis.layer == layer and same_model:
+            same_units = vis.params.get("reduce", "max") == reduce
+            if vis.layer == layer and same_model and same_units:
                 return vis
             if model is None:
                 return vis
-            notes.append(f"visuals in {visuals_dir} belong to another model or layer; "
-                         "recomputed")
+            other = ("another model or layer" if vis.layer != layer or not same_model else
+                     f"another reduction ({vis.params.get('reduce', 'max')}, not {reduce})")
+            notes.append(f"visuals in {visuals_dir} belong to {other}; recomputed")
     if model is None:
         notes.append("no model given: kernels are shown by name, without maximising images")
         return None
@@ -148,13 +154,14 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
         notes.append("no data given: no top-activating images, and SmoothGrad starts from "
                      f"the {chosen!r} image instead of the mean data image")
     vis = visualize(model, layer, images, base=chosen, samples=samples, stdev=stdev,
-                    top=top if images is not None else 0, actmax=actmax, progress=progress)
+                    top=top if images is not None else 0, actmax=actmax, reduce=reduce,
+                    progress=progress)
     if visuals_dir is not None:
         vis = write_visuals(vis, visuals_dir, progress=progress)
     return vis
 
 
-def _metrics_from_data(model: Any, rules: RuleSet, data: Any, layer: str,
+def _metrics_from_data(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str,
                        notes: list[str]) -> tuple[dict | None, list | None]:
     """Rule metrics and the confusion matrix computed here, when the meta lacks them."""
     from .evaluate import confusion, evaluate_rules
@@ -167,8 +174,9 @@ def _metrics_from_data(model: Any, rules: RuleSet, data: Any, layer: str,
                                 str(meta_thr.get("method", "given")))
     try:
         train_codes, _, thr = codes_for(model, layer, data.train, thresholds,
-                                        threshold_method="half", progress=False)
-        codes, _, _ = codes_for(model, layer, data.test, thr, progress=False)
+                                        threshold_method="half", reduce=reduce,
+                                        progress=False)
+        codes, _, _ = codes_for(model, layer, data.test, thr, reduce=reduce, progress=False)
     except Cnn2LogicError as exc:
         notes.append(f"metrics could not be computed from the data: {exc}")
         return None, None
@@ -379,8 +387,9 @@ def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
 def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any = None,
                  out_path: str | os.PathLike[str] = "report.html", *,
                  visuals_dir: str | os.PathLike[str] | None = None,
-                 layer: str | None = None, base: str | None = None,
-                 samples: int = SMOOTHGRAD_SAMPLES, stdev: float = SMOOTHGRAD_STDEV,
+                 layer: str | None = None, reduce: str | None = None,
+                 base: str | None = None, samples: int = SMOOTHGRAD_SAMPLES,
+                 stdev: float = SMOOTHGRAD_STDEV,
                  top: int = DEFAULT_TOP, actmax: bool = False, title: str | None = None,
                  max_rules: int = 40, progress: bool = True) -> Path:
     """Write the HTML report for ``model`` and ``rules`` to ``out_path``; return the path.
@@ -388,7 +397,9 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     Parameters
     ----------
     model : nn.Module, path or None
-        The network (or its checkpoint).  None: no maximising images.
+        The network (or its checkpoint: anything :func:`cnn2logic.byo.load_model` reads
+        without a factory; load your own model with a factory first).  None: no
+        maximising images.
     rules : RuleSet or path
         The rules (``meta`` from ``cnn2logic extract`` supplies metrics, the table terms
         and the confusion matrix).
@@ -402,6 +413,9 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         write them there (PNGs, ``visuals.json``).  Without it visuals stay in memory.
     layer : str, optional
         Default: ``rules.meta["layer"]``, else ``"pool"``.
+    reduce : str, optional
+        How a kernel's map becomes one unit (:data:`cnn2logic.units.REDUCTIONS`).
+        Default: ``rules.meta["settings"]["reduce"]``, else ``"max"``.
     base : str, optional
         SmoothGrad base; default ``"mean"`` with data, ``"zeros"`` without.
     samples, stdev, top, actmax
@@ -427,12 +441,14 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         raise VisualizationError(f"{out} is a directory; give the report's file name")
     meta: Mapping[str, Any] = rules.meta if isinstance(rules.meta, Mapping) else {}
     layer = layer or str(meta.get("layer") or "pool")
+    settings = meta.get("settings") if isinstance(meta.get("settings"), Mapping) else {}
+    reduce = reduce or str(settings.get("reduce") or "max")
     arch = str(meta.get("architecture")
                or getattr(getattr(model, "spec", None), "name", "") or "")
     notes: list[str] = []
     vis_dir = Path(visuals_dir) if visuals_dir is not None else None
     vis = _visuals(model, layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
-                   top=top, actmax=actmax, progress=progress, notes=notes)
+                   top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes)
     thumbs = _Thumbs(vis, rules)
     if vis is not None:
         missing = [v.name for v in rules.variables if v.name not in thumbs.index]
@@ -446,7 +462,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     metrics_source = "the rules file (measured on the test split by cnn2logic extract)"
     cm_source = "the rules file (test split)"
     if (metrics is None or not cm) and data is not None and model is not None:
-        computed, computed_cm = _metrics_from_data(model, rules, data, layer, notes)
+        computed, computed_cm = _metrics_from_data(model, rules, data, layer, reduce, notes)
         if metrics is None and computed is not None:
             metrics = computed
             metrics_source = f"computed by the report on {data.test.name}"

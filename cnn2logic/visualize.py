@@ -94,13 +94,17 @@ class LayerUnits(nn.Module):
     """``x -> (n, kernels)``: each kernel's unit at ``layer``, differentiable in ``x``.
 
     The layer's output is reduced over positions exactly as :func:`cnn2logic.units.capture`
-    does (a 1x1 map, as the paper's ``pool``, is taken as it is).  The network is not
-    run past ``layer``.
+    does (max, mean, l1 or l2 norm; a 1x1 map, as the paper's ``pool``, is taken as it
+    is).  The network is not run past ``layer``.  A model that runs one image at a time
+    (a ``torch.export`` program exported with batch size 1, see :mod:`cnn2logic.byo`) is
+    given the images one by one.
 
     Raises
     ------
     ModelError
         ``layer`` is not a module name of ``model`` or ``reduce`` is unknown.
+    VisualizationError
+        ``reduce="position"``: one unit per position, not one per kernel.
     """
 
     def __init__(self, model: nn.Module, layer: str, reduce: str = "max") -> None:
@@ -111,12 +115,22 @@ class LayerUnits(nn.Module):
             raise ModelError(f"no layer named {layer!r}; layers: {', '.join(known)}")
         if reduce not in REDUCTIONS:
             raise ModelError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
+        if reduce == "position":
+            raise VisualizationError(
+                "reduce 'position' makes one unit per map position, but maximising images "
+                "are drawn per kernel: use " + ", ".join(r for r in REDUCTIONS if r != "position")
+            )
         self.model = model
         self.layer = layer
         self.reduce = reduce
         self._target = modules[layer]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self.model, "one_image_at_a_time", False) and len(x) > 1:
+            return torch.cat([self._units(x[i:i + 1]) for i in range(len(x))])
+        return self._units(x)
+
+    def _units(self, x: torch.Tensor) -> torch.Tensor:
         handle = self._target.register_forward_hook(_stop_hook)
         try:
             self.model(x)
@@ -127,7 +141,13 @@ class LayerUnits(nn.Module):
         finally:
             handle.remove()
         if out.ndim == 4:
-            return out.amax(dim=(2, 3)) if self.reduce == "max" else out.mean(dim=(2, 3))
+            if self.reduce == "max":
+                return out.amax(dim=(2, 3))
+            if self.reduce == "mean":
+                return out.mean(dim=(2, 3))
+            # l1 / l2 as capture; vector_norm's gradient at an all-zero map is 0, not NaN
+            return torch.linalg.vector_norm(out, ord=1 if self.reduce == "l1" else 2,
+                                            dim=(2, 3))
         if out.ndim == 2:
             return out
         raise ActivationError(
@@ -142,7 +162,10 @@ def _input_shape(model: nn.Module, images: np.ndarray | None) -> tuple[int, int,
     spec = getattr(model, "spec", None)
     if spec is not None:
         return tuple(spec.input_shape)
-    raise VisualizationError("cannot tell the input shape: pass images")
+    raise VisualizationError(
+        f"cannot tell the input shape of {type(model).__name__} (not a cnn2logic model): "
+        "pass images of the model's input shape (--data)"
+    )
 
 
 def _as_array(images: Any) -> np.ndarray | None:
@@ -623,15 +646,20 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         Passed to :func:`smoothgrad`.
     actmax : bool
         Also compute :func:`activation_maximization` images (``actmax_steps`` steps).
+    reduce : str
+        How a kernel's map becomes its unit: max, mean, l1 or l2 (as in
+        :func:`cnn2logic.units.capture`).
 
     Raises
     ------
     VisualizationError
-        Bad parameters (see :func:`smoothgrad`).
+        Bad parameters (see :func:`smoothgrad`), ``reduce="position"``, or a model
+        without a cnn2logic spec and no ``images`` (its input shape is unknown).
     ModelError
         ``layer`` does not exist.
     """
     arr = _as_array(images)
+    LayerUnits(model, layer, reduce)  # a bad layer or reduction fails before any work
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     top_index = top_values = top_images = None
@@ -649,7 +677,8 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
     seconds["smoothgrad"] = time.perf_counter() - t1
     conv = input_conv(model, layer)
     filters = corr = None
-    if conv is not None:
+    if conv is not None and conv.in_channels == maps.shape[1]:
+        # (a conv defined first but given another layer's output has other in_channels)
         filters = conv.weight.detach().cpu().numpy().astype(np.float32)
         pad = conv.padding[0] if isinstance(conv.padding, tuple) else 0
         corr, _ = filter_correlation(maps, filters, padding=int(pad))

@@ -3,8 +3,8 @@
 The model is :mod:`examples.relu_bn_cnn` (ReLU, BatchNorm, global average pooling, 48
 kernels in the last conv layer by default), a plain ``torch.nn.Module`` that cnn2logic
 only knows through ``--factory``.  Every step is a ``cnn2logic`` command (printed before it
-runs, so the script doubles as the recipe); the report is written with
-:func:`cnn2logic.report.build_report`, which takes the module itself.
+runs, so the script doubles as the recipe), each given the same ``--factory`` and
+``--factory-kwargs``.
 
 Run on the embedded MNIST subset (about 2 minutes on 2 cores)::
 
@@ -103,20 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     run(["query", str(out / "rules.lp"), "explain", "--image", "0"])
     print("[5/6] kernel-relation graph")
     run(["graph", str(ex / "rules.json"), "--out", str(out / "graph")])
-    print("[6/6] HTML report (the report takes the module itself: build_report)")
-    from cnn2logic.byo import load_model
-    from cnn2logic.data import load_data
-    from cnn2logic.report import build_report
-
-    model = load_model(ckpt, factory=FACTORY, factory_kwargs=kwargs)
-    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
-    path = build_report(model, rules, data, out / "report.html", visuals_dir=out / "visuals",
-                        layer="gap", samples=args.samples, title="Bring your own CNN",
-                        progress=False)
+    print("[6/6] HTML report: every literal with its kernel's SmoothGrad image")
+    run(["report", str(ckpt), str(ex / "rules.json"), *model_args, *sizes, "--visuals",
+         str(out / "visuals"), "--samples", str(args.samples), "--title", "Bring your own CNN",
+         "--out", str(out / "report.html"), "--no-progress"])
     m = rules.meta.get("metrics", {})
     print(f"network accuracy {m.get('network_accuracy')}, rule accuracy "
           f"{m.get('rule_accuracy')}, fidelity {m.get('fidelity')}, {m.get('terms')} terms")
-    print(f"wrote {path}")
     return 0
 
 

@@ -11,7 +11,7 @@ on a 1x1 map) or ``--layer features.relu3`` / ``features.conv3`` (pooled per ker
 ``--reduce max|mean``), binarised per kernel (``--threshold mean|minmax|eric|median``:
 ReLU/BatchNorm units are not in [0, 1]).
 
-Used by the commands in ``examples/README.md`` and by ``examples/byo_end_to_end.py``::
+Used by the README's "Bring your own CNN" commands and by ``examples/byo_end_to_end.py``::
 
     cnn2logic train --factory examples/relu_bn_cnn.py:make_net \\
         --factory-kwargs '{"kernels": 48}' --iterations 1500 --out runs/byo/model.safetensors

@@ -308,3 +308,202 @@ def test_cli_train_needs_arch_or_factory(tmp_path, capsys):
 
 def test_errors_are_cnn2logic_errors():
     assert issubclass(CheckpointError, Cnn2LogicError) and issubclass(ModelError, Cnn2LogicError)
+
+
+# -- visualize and report on the example's own CNN (examples/relu_bn_cnn.py) -------------
+
+REPO = Path(__file__).resolve().parents[1]
+RELU_BN = "examples/relu_bn_cnn.py:make_net"  # relative: the tests run it from REPO
+
+
+@pytest.fixture(scope="module")
+def byo_relu_bn(tmp_path_factory):
+    """examples/relu_bn_cnn.py with random weights (48 kernels), as a plain state dict."""
+    torch.manual_seed(0)
+    net = build_from_factory(f"{REPO}/{RELU_BN}").eval()
+    path = tmp_path_factory.mktemp("byo_relu_bn") / "model.safetensors"
+    save_weights(net, path, factory=RELU_BN)
+    return net, path
+
+
+def _png_size(path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.size
+
+
+def _grid_height(kernels: int, side: int = 28) -> int:
+    # cnn2logic.visualize.grid_png: 22 px header, a row of max(3 * side, 40) + 6 px per kernel
+    return 22 + kernels * (max(3 * side, 40) + 6) + 6
+
+
+def test_cli_visualize_own_model(byo_relu_bn, tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.chdir(REPO)
+    _, ckpt = byo_relu_bn
+    out = tmp_path / "vis"
+    rc = main(["visualize", str(ckpt), "--factory", RELU_BN, "--layer", "gap", "--samples", "2",
+               "--top", "2", "--train-size", "100", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "48 kernels of layer 'gap'" in printed
+    assert "correlation with filter" not in printed  # gap's kernels do not see the input
+    assert len(list((out / "kernels").glob("*_smoothgrad.png"))) == 48
+    assert len(list((out / "kernels").glob("*_top.png"))) == 48
+    assert not list((out / "kernels").glob("*_filter.png"))
+    assert _png_size(out / "grid.png")[1] == _grid_height(48)
+    manifest = json.loads((out / "visuals.json").read_text())
+    assert manifest["n_kernels"] == 48 and manifest["layer"] == "gap"
+    assert manifest["params"]["model"] == "ReluBnCNN" and manifest["params"]["top"] == 2
+    assert "filter_correlation" not in manifest
+
+
+def test_cli_visualize_own_model_filters_beside_images(byo_relu_bn, tmp_path, capsys,
+                                                       monkeypatch):
+    """features.relu1 sees the input through conv1: its 16 filters are drawn and compared."""
+    monkeypatch.chdir(REPO)
+    _, ckpt = byo_relu_bn
+    out = tmp_path / "vis1"
+    rc = main(["visualize", str(ckpt), "--factory", RELU_BN, "--layer", "features.relu1",
+               "--reduce", "l2", "--samples", "2", "--top", "0", "--train-size", "20", "--out",
+               str(out), "--no-progress"])
+    assert rc == 0 and "correlation with filter" in capsys.readouterr().out
+    assert len(list((out / "kernels").glob("*_filter.png"))) == 16
+    assert _png_size(out / "grid.png")[1] == _grid_height(16)
+    with np.load(out / "visuals.npz") as z:
+        assert z["filters"].shape == (16, 1, 3, 3) and z["smoothgrad"].shape == (16, 1, 28, 28)
+        assert np.isfinite(z["smoothgrad"]).all()  # the l2 norm of a dead ReLU map: no NaN
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2-batch1"])
+def test_cli_visualize_own_model_other_weight_files(fmt, tmp_path, capsys, monkeypatch):
+    """TorchScript weights (with --factory) and a batch-1 .pt2 (alone) give the same maps."""
+    monkeypatch.chdir(REPO)
+    torch.manual_seed(1)
+    kwargs = '{"kernels": 6, "width": 4}'
+    net = build_from_factory(RELU_BN, kwargs).eval()
+    ref = tmp_path / "w.safetensors"
+    save_weights(net, ref)
+    if fmt == "torchscript":
+        path = tmp_path / "w.ts"
+        with pytest.warns(FutureWarning):
+            torch.jit.script(net).save(str(path))
+        model_args = [str(path), "--factory", RELU_BN, "--factory-kwargs", kwargs]
+    else:
+        path = tmp_path / "w.pt2"
+        torch.export.save(torch.export.export(net, (torch.rand(1, 1, 28, 28),)), str(path))
+        model_args = [str(path)]
+    common = ["--layer", "features.relu3", "--reduce", "mean", "--samples", "3", "--top", "2",
+              "--train-size", "30", "--no-progress"]
+    assert main(["visualize", str(ref), "--factory", RELU_BN, "--factory-kwargs", kwargs,
+                 "--out", str(tmp_path / "ref"), *common]) == 0
+    assert main(["visualize", *model_args, "--out", str(tmp_path / "other"), *common]) == 0
+    capsys.readouterr()
+    with np.load(tmp_path / "ref" / "visuals.npz") as a, \
+            np.load(tmp_path / "other" / "visuals.npz") as b:
+        assert a["smoothgrad"].shape == (6, 1, 28, 28)
+        assert np.allclose(a["smoothgrad"], b["smoothgrad"], atol=1e-5)
+        assert np.array_equal(a["top_index"], b["top_index"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--factory", "examples/relu_bn_cnn.py:no_such_net"], "has no attribute 'no_such_net'"),
+    (["--factory", "examples/missing_net.py:make_net"], "factory file not found"),
+    (["--factory-kwargs", '{"kernels": 48'], "not valid JSON"),
+    (["--factory-kwargs", '{"kernels": 8}'], "do not fit"),
+    (["--layer", "pool"], "no layer named 'pool'"),          # the paper models' default
+    (["--reduce", "position"], "invalid choice: 'position'"),  # one image per kernel
+    (["--data", "none"], "cannot tell the input shape of ReluBnCNN"),
+])
+def test_cli_visualize_own_model_errors(byo_relu_bn, tmp_path, capsys, monkeypatch, extra,
+                                        message):
+    monkeypatch.chdir(REPO)
+    _, ckpt = byo_relu_bn
+    args = ["visualize", str(ckpt), "--factory", RELU_BN, "--layer", "gap", "--samples", "1",
+            "--top", "1", "--train-size", "10", "--out", str(tmp_path / "v"), "--no-progress"]
+    try:
+        rc = main(args + extra)  # a repeated option: the last one counts
+    except SystemExit as exc:  # argparse's own errors (also one line, exit 2)
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("cnn2logic visualize: error: ")
+    assert not (tmp_path / "v" / "visuals.json").exists()
+
+
+def _relu_bn_rules(kernels: int = 48):
+    """Hand-made rules over every kernel of ``gap``: class c reads the kernels i ≡ c mod 10."""
+    from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable
+
+    variables = tuple(Variable(f"k{i}", "gap", i - 1) for i in range(1, kernels + 1))
+    heads = tuple(Head(str(c), "class", "fc", c) for c in range(10))
+    rules = tuple(Rule(str(c), tuple(Literal(f"k{i}", i % 20 != c) for i in range(1, kernels + 1)
+                                     if i % 10 == c))
+                  for c in range(10))
+    return RuleSet(variables, heads, rules, default="1",
+                   meta={"layer": "gap", "settings": {"reduce": "mean"}})
+
+
+def test_cli_report_own_model(byo_relu_bn, tmp_path, capsys, monkeypatch):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from cnn2logic.rules import save_rules
+    from cnn2logic.visualize import load_visuals, png_bytes, to_rgb
+
+    monkeypatch.chdir(REPO)
+    _, ckpt = byo_relu_bn
+    rules = tmp_path / "rules.json"
+    save_rules(_relu_bn_rules(), rules)
+    out, vis_dir = tmp_path / "report.html", tmp_path / "visuals"
+    rc = main(["report", str(ckpt), str(rules), "--factory", RELU_BN, "--samples", "2",
+               "--top", "2", "--train-size", "100", "--test-size", "50", "--visuals",
+               str(vis_dir), "--out", str(out), "--no-progress"])
+    assert rc == 0 and f"wrote {out}" in capsys.readouterr().out
+    html = out.read_text(encoding="utf-8")
+    # every kernel's SmoothGrad image, as the report draws it beside its literal
+    vis = load_visuals(vis_dir)
+    assert vis.layer == "gap" and len(vis) == 48 and vis.params["model"] == "ReluBnCNN"
+    assert vis.params["reduce"] == "mean"  # the reduction recorded in the rules
+    for i in range(48):
+        png = png_bytes(to_rgb(vis.smoothgrad[i], "signed"), 2)
+        assert "data:image/png;base64," + base64.b64encode(png).decode() in html, f"k{i + 1}"
+    # the SmoothGrad grid (one row per kernel, no filter column) is embedded too
+    heights = []
+    for src in re.findall(r'<img\b[^>]*\bsrc="data:image/png;base64,([^"]*)"', html):
+        with Image.open(io.BytesIO(base64.b64decode(src))) as im:
+            heights.append(im.height)
+    assert _grid_height(48) in heights
+    assert 'id="metrics"' in html and "computed by the report" in html  # from model + data
+    assert 'id="confusion"' in html and "http://" not in html
+    # the same model again: the visuals are reused, the report is the same
+    rc = main(["report", str(ckpt), str(rules), "--factory", RELU_BN, "--samples", "2",
+               "--top", "2", "--train-size", "100", "--test-size", "50", "--visuals",
+               str(vis_dir), "--out", str(tmp_path / "again.html"), "--no-progress"])
+    assert rc == 0 and (tmp_path / "again.html").read_text(encoding="utf-8") == html
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--factory", "examples/relu_bn_cnn.py:no_such_net"], "has no attribute 'no_such_net'"),
+    ([], "--factory examples/relu_bn_cnn.py:make_net"),   # plain state dict: names the factory
+    (["--factory", RELU_BN, "--layer", "features.nope"], "no layer named 'features.nope'"),
+])
+def test_cli_report_own_model_errors(byo_relu_bn, tmp_path, capsys, monkeypatch, extra, message):
+    from cnn2logic.rules import save_rules
+
+    monkeypatch.chdir(REPO)
+    _, ckpt = byo_relu_bn
+    rules = tmp_path / "rules.json"
+    save_rules(_relu_bn_rules(), rules)
+    out = tmp_path / "report.html"
+    rc = main(["report", str(ckpt), str(rules), *extra, "--samples", "1", "--top", "1",
+               "--train-size", "10", "--test-size", "10", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("cnn2logic report: error: ")
+    assert not out.exists()

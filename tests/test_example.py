@@ -30,7 +30,7 @@ def test_relu_bn_example_end_to_end(tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     for step in ("cnn2logic train", "cnn2logic extract", "cnn2logic export", "cnn2logic query",
-                 "cnn2logic graph"):
+                 "cnn2logic graph", "cnn2logic report"):
         assert f"$ {step}" in printed
     # the user's model, loaded through its factory: 32 kernel units at the global pool
     rules = json.loads((out / "extract" / "rules.json").read_text())

@@ -19,10 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "images that activate it most, and optionally an activation-maximisation "
                     "image. Writes kernels/*.png, grid.png, visuals.npz and visuals.json "
                     "into --out.")
-    p.add_argument("model", help="checkpoint written by 'cnn2logic train'")
+    p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
+                                 "--factory, any state dict, TorchScript or .pt2 file)")
+    from ..byo import add_model_args
+
+    add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--layer", default="pool",
-                   help="layer whose kernels are the rule variables (default pool)")
+                   help="layer whose kernels are the rule variables (default pool; for your "
+                        "own model, a name from model.named_modules())")
     p.add_argument("--data", default="embedded",
                    help="images for the top-activating images and the 'mean'/'top' bases: "
                         "'embedded' (default), a directory of MNIST IDX files, or 'none'")
@@ -40,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--actmax", action="store_true",
                    help="also compute activation-maximisation images (gradient ascent)")
     p.add_argument("--actmax-steps", type=positive_int, default=200)
-    p.add_argument("--reduce", choices=REDUCTIONS, default="max",
-                   help="how a kernel's map becomes one unit (as in extract)")
+    p.add_argument("--reduce", choices=tuple(r for r in REDUCTIONS if r != "position"),
+                   default="max", help="how a kernel's map becomes one unit (as in extract; "
+                                       "one image per kernel, so not 'position')")
     p.add_argument("--batch-size", type=positive_int, default=1000,
                    help="noisy images per forward/backward pass (bounds memory)")
     p.add_argument("--seed", type=int, default=0)
@@ -54,16 +60,16 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..byo import model_from_args
     from ..data import load_data
     from ..errors import VisualizationError
-    from ..models import load_checkpoint
     from ..visualize import DEFAULT_BASE, visualize, write_visuals
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.top < 0:
         raise VisualizationError(f"--top must be >= 0, got {args.top}")
-    model = load_checkpoint(args.model)
+    model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     images = None
     if args.data != "none":
         images = load_data(args.data, train_size=args.train_size).train
