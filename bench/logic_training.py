@@ -35,7 +35,7 @@ PAPER_TABLE1_LITERALS = [8, 7, 7, 7, 7, 6, 8, 7, 8, 8]
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, float]]:
-    """``"ste"`` or ``"ste:warmup=5000,lr=0.003,iterations=20000"``."""
+    """``"ste"`` or ``"ste:warmup=5000,lr=0.003,iterations=20000,cosine=1"``."""
     mode, _, rest = text.partition(":")
     opts = {}
     for item in filter(None, rest.split(",")):
@@ -52,7 +52,8 @@ def run_one(arch: str, variant: str, data, iterations: int, seed: int, noise: fl
     iterations = int(opts.get("iterations", iterations))
     config = TrainConfig(iterations=iterations, seed=seed, progress=False, binary_units=mode,
                          binary_noise=noise, binary_penalty=penalty,
-                         binary_warmup=int(opts.get("warmup", 0)), lr=opts.get("lr", 1e-3))
+                         binary_warmup=int(opts.get("warmup", 0)), lr=opts.get("lr", 1e-3),
+                         lr_schedule="cosine" if opts.get("cosine") else "constant")
     t0 = time.perf_counter()
     model, tm = train(arch, data, config)
     train_s = time.perf_counter() - t0

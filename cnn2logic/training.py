@@ -26,6 +26,7 @@ from .errors import ModelError
 from .models import ModelSpec, SpecCNN, build_model, predict_logits
 
 OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class TrainConfig:
     batch_size: int = 100
     lr: float = 1e-3
     optimizer: str = "adam"
+    # "constant" or "cosine" (the learning rate decays to 0 over the run)
+    lr_schedule: str = "constant"
     seed: int = 0
     progress: bool = True
     threads: int | None = None
@@ -56,6 +59,9 @@ class TrainConfig:
             raise ModelError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
         if not self.lr > 0:
             raise ModelError(f"learning rate must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ModelError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose "
+                             f"from {LR_SCHEDULES}")
         from .logic_training import MODES as _BINARY_MODES
 
         if self.binary_units not in _BINARY_MODES:
@@ -101,6 +107,8 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         raise ModelError("training split is empty")
     opt = (torch.optim.Adam(model.parameters(), lr=config.lr) if config.optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9))
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.iterations)
+             if config.lr_schedule == "cosine" else None)
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(n, generator=gen)
@@ -128,6 +136,8 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         last_loss = float(loss.detach())
     seconds = time.perf_counter() - start
     model.eval()
@@ -148,6 +158,8 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
             metrics.pop(key, None)
     if config.filter_loss == 0:
         metrics.pop("filter_loss", None)
+    if config.lr_schedule == "constant":
+        metrics.pop("lr_schedule", None)
     return model, metrics
 
 

@@ -165,3 +165,40 @@ def test_cli_train_binary_units_then_extract(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:  # argparse refuses the choice: one line, exit 2
         main(["train", "paper1", "--binary-units", "maybe", "--out", str(ckpt)])
     assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_cosine_schedule_scales_each_step(byo_small_data):
+    # SGD: a step is lr_t x (momentum buffer), and the buffer does not depend on lr. Both
+    # runs start alike and take the same first step (lr_0 = lr), so their second steps
+    # differ by exactly lr_1 / lr = (1 + cos(pi / T)) / 2 for T iterations.
+    def run(schedule):
+        snaps = []
+
+        def record(model, _x, _logits):
+            snaps.append(torch.cat([p.detach().flatten().clone() for p in model.parameters()]))
+            return torch.zeros(())
+
+        train("paper1", byo_small_data, TrainConfig(iterations=4, lr=0.05, optimizer="sgd",
+                                                    lr_schedule=schedule, progress=False),
+              extra_loss=record)
+        return snaps
+
+    const, cos = run("constant"), run("cosine")
+    assert torch.equal(cos[1] - cos[0], const[1] - const[0])
+    d_const, d_cos = const[2] - const[1], cos[2] - cos[1]
+    assert d_const.abs().max() > 0
+    ratio = (1 + np.cos(np.pi / 4)) / 2
+    assert torch.allclose(d_cos, ratio * d_const, rtol=1e-3, atol=1e-7)
+    with pytest.raises(ModelError, match="schedule 'linear'"):
+        TrainConfig(lr_schedule="linear")
+
+
+def test_cli_lr_schedule_recorded(tmp_path):
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "paper1", "--out", str(out), "--iterations", "5", "--no-progress",
+                 "--train-size", "300", "--test-size", "100", "--lr-schedule", "cosine"]) == 0
+    metrics = json.loads(out.with_suffix(".metrics.json").read_text())
+    assert metrics["lr_schedule"] == "cosine"
+    assert main(["train", "paper1", "--out", str(out), "--iterations", "5", "--no-progress",
+                 "--train-size", "300", "--test-size", "100"]) == 0
+    assert "lr_schedule" not in json.loads(out.with_suffix(".metrics.json").read_text())

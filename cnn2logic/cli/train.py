@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=100)
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="cosine: the learning rate decays to 0 over the run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     _add_beyond_args(p)
@@ -29,20 +31,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _train_config(args: argparse.Namespace, iterations: int):
+    from ..training import TrainConfig
+
+    return TrainConfig(iterations=iterations, batch_size=args.batch_size, lr=args.lr,
+                       lr_schedule=args.lr_schedule, optimizer=args.optimizer, seed=args.seed,
+                       progress=args.progress, threads=args.threads, **_beyond_options(args))
+
+
 def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text
     from ..data import load_data
     from ..models import PAPER_ITERATIONS, save_checkpoint, spec_from_arg
-    from ..training import TrainConfig, metrics_json, train
+    from ..training import metrics_json, train
 
     if getattr(args, "factory", None) or args.arch is None:
         return _run_factory(args)
     spec = spec_from_arg(args.arch)
     data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
     iterations = args.iterations or PAPER_ITERATIONS.get(spec.name, 10_000)
-    config = TrainConfig(iterations=iterations, batch_size=args.batch_size, lr=args.lr,
-                         optimizer=args.optimizer, seed=args.seed, progress=args.progress,
-                         threads=args.threads, **_beyond_options(args))
+    config = _train_config(args, iterations)
     model, metrics = train(spec, data, config)
     out = Path(args.out)
     save_checkpoint(model, out)
@@ -90,7 +98,7 @@ def _run_factory(args: argparse.Namespace) -> int:
     from ..byo import build_from_factory, parse_factory_kwargs, save_weights
     from ..data import load_data
     from ..errors import ModelError
-    from ..training import TrainConfig, metrics_json, train
+    from ..training import metrics_json, train
 
     if not getattr(args, "factory", None):
         raise ModelError("give an architecture (paper1, paper3, a spec) or --factory "
@@ -102,9 +110,7 @@ def _run_factory(args: argparse.Namespace) -> int:
     model = build_from_factory(args.factory, kwargs)
     data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
     iterations = args.iterations or 10_000
-    config = TrainConfig(iterations=iterations, batch_size=args.batch_size, lr=args.lr,
-                         optimizer=args.optimizer, seed=args.seed, progress=args.progress,
-                         threads=args.threads, **_beyond_options(args))
+    config = _train_config(args, iterations)
     model, metrics = train(model, data, config)
     metrics["factory"] = args.factory
     metrics["factory_kwargs"] = kwargs
