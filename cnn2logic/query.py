@@ -43,7 +43,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -433,7 +433,14 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int 
 
 class _Result:
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        d = asdict(self)  # type: ignore[call-overload]
+        # Rules listed in a result carry their readable text too.
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, list) and value and all(isinstance(t, Term) for t in value):
+                for t, td in zip(value, d[f.name]):
+                    td["text"] = t.text
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, ensure_ascii=False, sort_keys=True) + "\n"
@@ -485,12 +492,6 @@ class ImpliesResult(_Result):
     sufficient: list[list[str]]
     complete: bool  # False when the enumeration of sufficient sets hit the limit or timeout
     seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for t, td in zip(self.terms, d["terms"]):
-            td["text"] = t.text
-        return d
 
     def format(self, max_rows: int | None = 20) -> str:
         out = [f"class {self.cls!r}: {len(self.terms)} term(s)", ""]
@@ -599,12 +600,6 @@ class ExplainResult(_Result):
     network: str | None
     label: str | None
     seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for t, td in zip(self.fired, d["fired"]):
-            td["text"] = t.text
-        return d
 
     def format(self, max_rows: int | None = 20) -> str:
         def show(v: str | None) -> str:

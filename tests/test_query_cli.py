@@ -41,6 +41,14 @@ def test_json_equals_the_api(lp_small_lp, capsys, args, api):
         json.loads(api(query.Program.from_file(lp_small_lp)).to_json()))
 
 
+def test_json_terms_carry_their_text(lp_small_lp, capsys):
+    _, out, _ = run(capsys, lp_small_lp, "implies", "--class", "3", "--json")
+    assert [t["text"] for t in json.loads(out)["terms"]] == ["k1 ∧ k2 ∧ ¬k3", "k4"]
+    _, out, _ = run(capsys, lp_small_lp, "explain", "--image", "B b", "--json")
+    fired = json.loads(out)["fired"]
+    assert fired and all(t["text"] for t in fired)
+
+
 def test_tables(lp_small_lp, capsys):
     code, out, _ = run(capsys, lp_small_lp, "implies", "--class", "3")
     assert code == 0
