@@ -78,23 +78,15 @@ rank(R) :- derives(R, _).
 predicts(W, C) :- fires(W, R), rule(R, C).
 fired(W) :- fires(W, _).
 % The first firing rule in rank order decides; no firing rule means the default class.
-{first_fixed}
+% Given worlds: #min, evaluated while grounding (linear in the rules that fire; a pairwise
+% "fired before" rule is quadratic, and hundreds of rules fire per image on large bases).
+first(W, R) :- fixed(W), fired(W), R = #min { R2 : fires(W, R2) }.
 clear(W, 1) :- evaluate(W), not fixed(W).
 clear(W, R + 1) :- clear(W, R), rank(R), not fires(W, R).
 first(W, R) :- clear(W, R), fires(W, R).
 prediction(W, C) :- first(W, R), rule(R, C).
 prediction(W, C) :- evaluate(W), not fired(W), default_class(C).
 """
-
-#: "First firing rule" of a world given by facts.  When ``fires/2`` is stratified (no
-#: chained kernels) the grounder evaluates ``#min`` itself, in time linear in the firing
-#: rules; the pairwise form is quadratic in them (hundreds fire per image on a 512-kernel
-#: rule base) but does not need stratification, which chained kernels break (the
-#: ``active/2`` they define depends on ``fires/2`` through negation).
-FIRST_FIXED = "first(W, R) :- fixed(W), fired(W), R = #min { R2 : fires(W, R2) }."
-FIRST_FIXED_CHAINED = ("fired_before(W, R) :- fixed(W), fires(W, R), fires(W, R2), R2 < R.\n"
-                       "first(W, R) :- fixed(W), fires(W, R), not fired_before(W, R).")
-
 
 #: Section markers: the query runner splits an exported program at these lines so that a
 #: query loads only the images it needs (see :class:`cnn2logic.query.Program`).
@@ -143,15 +135,16 @@ def render(model: ProgramModel) -> str:
         head = f"fires(I, {r.rank})" if r.kind == "class" else f"derived(I, {r.head})"
         out.append(f"{head} :- {_body(r)}.")
 
-    chained = model.chained
-    first_fixed = FIRST_FIXED_CHAINED if chained else FIRST_FIXED
-    out += ["", "% ---- semantics",
-            SEMANTICS.rstrip("\n").replace("{first_fixed}", first_fixed)]
-    if chained:
+    out += ["", "% ---- semantics", SEMANTICS.rstrip("\n")]
+    if model.chained:
+        # One bridge rule per kernel, not "active(I, K) :- derived(I, K)": the grounder
+        # tracks dependencies per atom pattern, so per-kernel bridges keep the layers
+        # stratified (a kernel's rules read only the layer below), and a stratified
+        # program is evaluated while grounding (measured: 2.3 s instead of 34 s for
+        # 2,006 chained rules on 1,000 images).
         out.append("% Chained layers: a derived kernel that other rules read is active exactly "
                    "when derived.")
-        out.append(" ".join(f"chained({k})." for k in chained))
-        out.append("active(I, K) :- derived(I, K), chained(K).")
+        out += [f"active(I, {k}) :- derived(I, {k})." for k in model.chained]
 
     if model.data is not None:
         d = model.data
