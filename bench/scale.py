@@ -177,7 +177,6 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
     from cnn2logic.extract.approximation import ApproximationExtractor
     from cnn2logic.minimize import minimize_ruleset
     from cnn2logic.pipeline import output_layer
-    from cnn2logic.query import Program
     from cnn2logic.units import codes_for
 
     row: dict = {"kernels": kernels}
@@ -269,9 +268,19 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
     lp.write_text(text)
     row["export"] = {"seconds": sec, "bytes": len(text.encode()), "images": len(test_codes)}
     cls = max(ranked.head_names, key=lambda h: sum(r.head == h for r in ranked.rules))
+    row["query_class"] = cls
+    lp.with_suffix(".class").write_text(cls)
+    row["query_seconds"] = time_queries(lp, cls, args.query_limit)
+    return row
+
+
+def time_queries(lp: Path, cls: str, limit: float) -> dict:
+    """Each query as the CLI runs it: read the file, then ask (the load is included); each
+    in a fresh process with a wall-clock limit, so that one slow query cannot stall the
+    rest."""
+    from cnn2logic.query import Program
+
     queries = {}
-    # each query as the CLI runs it: read the file, then ask (the load is included); each
-    # in a fresh process with a wall-clock limit, so that one slow query cannot stall the rest
     _, queries["read_file"] = timed(Program.from_file, lp)
     # conflicts twice: about the rules alone (--no-data), and with the contradictions on the
     # data, which evaluate every rule on every image
@@ -281,10 +290,8 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
                                   ("conflicts_no_data", "conflicts", (), {"data": False}),
                                   ("conflicts", "conflicts", (), {}),
                                   ("predictions_all_images", "predictions", (), {})):
-        queries[key] = query_in_child(lp, name, qargs, args.query_limit, qkw)
-    row["query_seconds"] = queries
-    row["query_class"] = cls
-    return row
+        queries[key] = query_in_child(lp, name, qargs, limit, qkw)
+    return queries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,8 +313,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="training codes the rules are ranked on")
     ap.add_argument("--in-memory-reference", action="store_true")
     ap.add_argument("--cache", default=None, help="directory to keep / reuse trained models")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="keep the checkpoints and exported programs here (default: a "
+                         "temporary directory)")
+    ap.add_argument("--queries-only", default=None, metavar="DIR",
+                    help="only time the queries again, on the programs a --keep run left "
+                         "in DIR")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.queries_only:
+        return queries_again(Path(args.queries_only), args)
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     source = args.data if Path(args.data).is_dir() else "embedded"
@@ -316,12 +331,33 @@ def main(argv: list[str] | None = None) -> int:
                  "test_images": len(data.test), "cores": os.cpu_count(),
                  "torch_threads": torch.get_num_threads(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.keep or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for k in args.kernels:
-            doc["runs"].append(run_kernels(k, data, source, args, Path(tmp)))
+            doc["runs"].append(run_kernels(k, data, source, args, workdir))
             print(f"# {k} kernels done", file=sys.stderr, flush=True)
             if args.out:
                 atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
+    return 0
+
+
+def queries_again(workdir: Path, args) -> int:
+    doc: dict = {"programs": str(workdir), "load_average": os.getloadavg(), "runs": []}
+    for k in args.kernels:
+        lp = workdir / f"scale{k}.lp"
+        cls_file = lp.with_suffix(".class")
+        if not lp.is_file() or not cls_file.is_file():
+            print(f"error: no {lp} (or its .class file): run with --keep {workdir} first",
+                  file=sys.stderr)
+            return 2
+        doc["runs"].append({"kernels": k, "query_class": cls_file.read_text(),
+                            "query_seconds": time_queries(lp, cls_file.read_text(),
+                                                          args.query_limit)})
+    text = json.dumps(doc, indent=1) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
     return 0
 
 
