@@ -188,8 +188,11 @@ class RuleSet:
         """Boolean matrix (samples × rules): which rule is satisfied by which row of ``X``."""
         X = _as_bits(X, len(self.variables))
         pos, neg, need = self._literal_matrices()
-        Xi = X.astype(np.int32)
-        satisfied = Xi @ pos.T + (1 - Xi) @ neg.T
+        # float32 so that the products run in BLAS (integer matmul does not: 6.6 s against
+        # 0.3-0.5 s for 1,323 rules x 10,000 codes of 512 units); the counts are small
+        # integers, exact in float32.
+        Xf = X.astype(np.float32)
+        satisfied = Xf @ pos.T.astype(np.float32) + (1 - Xf) @ neg.T.astype(np.float32)
         return satisfied >= need[None, :]
 
     def fires(self, X: np.ndarray) -> np.ndarray:
