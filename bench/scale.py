@@ -258,6 +258,8 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
                              train_codes.predictions[sample])
     row["rank_seconds"] = {"images": len(train_codes.bits[sample]), "seconds": rank_sec}
     m = evaluate_rules(ranked, test_codes.bits, test_codes.labels, test_codes.predictions)
+    # the Python evaluator on the same rules and images as the data-wide queries below
+    _, row["python_predict_seconds"] = timed(ranked.predict, test_codes.bits)
     row["minimize"] = {"mode": mode, "terms_before": len(rules.rules),
                        "terms_after": len(minimized.rules), "seconds": sec,
                        "kinds": sorted({v["kind"] for v in report.values()})}
