@@ -57,7 +57,8 @@ from torch import nn
 from ._io import atomic_path, atomic_write_text
 from .errors import ActivationError, DataError, ExtractionError, ModelError, RulesFileError
 from .rules import Head, Rule, RuleSet, Variable
-from .units import REDUCTIONS, THRESHOLDS, BinaryCodes, Thresholds, kernel_names, position_names
+from .units import (REDUCTIONS, THRESHOLDS, BinaryCodes, Thresholds, kernel_names,
+                    position_names, reduce_maps)
 
 SHARD_FORMAT = "cnn2logic-activations-shard"
 THRESHOLDS_FORMAT = "cnn2logic-thresholds"
@@ -401,16 +402,7 @@ def _layer_batches(model: nn.Module, layer: str, batches: Iterable, reduce: str,
         out = output.detach()
         if out.ndim == 4:
             shape[0] = tuple(out.shape[1:])
-            if reduce == "position":
-                out = out.flatten(1)
-            elif reduce == "max":
-                out = out.amax(dim=(2, 3))
-            elif reduce == "mean":
-                out = out.mean(dim=(2, 3))
-            elif reduce == "l1":
-                out = out.abs().sum(dim=(2, 3))
-            else:
-                out = out.pow(2).sum(dim=(2, 3)).sqrt()
+            out = reduce_maps(out, reduce)
         elif out.ndim != 2:
             raise ActivationError(f"layer {layer!r} outputs shape {tuple(output.shape)}; "
                                   "expected (n, c, h, w) or (n, c)")

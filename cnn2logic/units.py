@@ -59,6 +59,29 @@ def kernel_names(layer: str, n: int, qualified: bool = False) -> tuple[str, ...]
     return tuple(f"{prefix}k{i}" for i in range(1, n + 1))
 
 
+def reduce_maps(out: torch.Tensor, reduce: str) -> torch.Tensor:
+    """``(n, c, h, w)`` maps -> ``(n, c)`` units (``"position"``: ``(n, c*h*w)``).
+
+    The one place a kernel's map becomes its unit, for capture, streamed capture and
+    SmoothGrad (which differentiates it).
+    """
+    if reduce == "position":
+        return out.flatten(1)
+    if reduce == "max":
+        return out.amax(dim=(2, 3))
+    if reduce == "mean":
+        return out.mean(dim=(2, 3))
+    if reduce == "l1":  # ERIC's quantisation reads a norm of the whole activation map
+        return out.abs().sum(dim=(2, 3))
+    if reduce != "l2":
+        raise ModelError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
+    squares = out.pow(2).sum(dim=(2, 3))
+    nonzero = squares > 0
+    # the same values as sqrt(squares); sqrt's gradient at 0 is infinite, so an all-zero
+    # map (a dead ReLU) gets gradient 0 instead of NaN
+    return torch.where(nonzero, squares, torch.ones_like(squares)).sqrt() * nonzero
+
+
 def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
             reduce: str = "max", batch_size: int = 500, progress: bool = True,
             qualified_names: bool = False) -> KernelUnits:
@@ -98,15 +121,10 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
 
     def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
         out = output.detach()
-        if out.ndim == 4 and reduce == "position":
-            map_shape[:] = [tuple(out.shape[1:])]
-            out = out.flatten(1)
-        elif out.ndim == 4 and reduce in ("l1", "l2"):
-            # ERIC's quantisation reads a norm of the whole activation map.
-            out = (out.abs().sum(dim=(2, 3)) if reduce == "l1"
-                   else out.pow(2).sum(dim=(2, 3)).sqrt())
-        elif out.ndim == 4:
-            out = out.amax(dim=(2, 3)) if reduce == "max" else out.mean(dim=(2, 3))
+        if out.ndim == 4:
+            if reduce == "position":
+                map_shape[:] = [tuple(out.shape[1:])]
+            out = reduce_maps(out, reduce)
         elif out.ndim != 2:
             raise ActivationError(
                 f"layer {layer!r} outputs shape {tuple(output.shape)}; expected (n, c, h, w) "

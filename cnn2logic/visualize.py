@@ -59,7 +59,7 @@ from torch import nn
 from ._io import atomic_path, atomic_write_bytes, atomic_write_text
 from .errors import ActivationError, ModelError, VisualizationError
 from .names import NameTable
-from .units import REDUCTIONS, capture, kernel_names
+from .units import REDUCTIONS, capture, kernel_names, reduce_maps
 
 SMOOTHGRAD_MEAN = 0.0  # the paper's noise mean (captum's noise is always centred)
 SMOOTHGRAD_STDEV = 0.1  # the paper's noise standard deviation
@@ -141,13 +141,7 @@ class LayerUnits(nn.Module):
         finally:
             handle.remove()
         if out.ndim == 4:
-            if self.reduce == "max":
-                return out.amax(dim=(2, 3))
-            if self.reduce == "mean":
-                return out.mean(dim=(2, 3))
-            # l1 / l2 as capture; vector_norm's gradient at an all-zero map is 0, not NaN
-            return torch.linalg.vector_norm(out, ord=1 if self.reduce == "l1" else 2,
-                                            dim=(2, 3))
+            return reduce_maps(out, self.reduce)
         if out.ndim == 2:
             return out
         raise ActivationError(

@@ -14,7 +14,7 @@ Example
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -217,16 +217,18 @@ def term_cover(term: Term, X: np.ndarray) -> np.ndarray:
     return cover
 
 
-def fires_chunked(rules, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """``rules.fires(X)`` computed a slice of rows at a time.
+def check_count(name: str, value: Any, *, optional: bool = False) -> None:
+    """An extractor setting that must be an integer ≥ 1 (or None when ``optional``).
 
-    ``RuleSet.rule_matrix`` materialises (rows x rules) integer matrices; with thousands of
-    kernel rules and tens of thousands of images that would need gigabytes at once.
+    Raises
+    ------
+    ExtractionError
+        Naming the setting and the bad value.
     """
-    X = np.asarray(X, dtype=bool)
-    if len(X) <= chunk:
-        return rules.fires(X)
-    return np.concatenate([rules.fires(X[i:i + chunk]) for i in range(0, len(X), chunk)])
+    if optional and value is None:
+        return
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ExtractionError(f"{name} must be an integer ≥ 1, got {value!r}")
 
 
 def check_tree_params(max_depth: int | None, min_samples_leaf: int) -> None:
@@ -237,9 +239,12 @@ def check_tree_params(max_depth: int | None, min_samples_leaf: int) -> None:
     ExtractionError
         ``max_depth`` is not None or an integer ≥ 1, or ``min_samples_leaf`` < 1.
     """
-    if max_depth is not None and (not isinstance(max_depth, (int, np.integer))
-                                  or max_depth < 1):
-        raise ExtractionError(f"max_depth must be an integer ≥ 1, got {max_depth!r}")
-    if not isinstance(min_samples_leaf, (int, np.integer)) or min_samples_leaf < 1:
-        raise ExtractionError(f"min_samples_leaf must be an integer ≥ 1, "
-                              f"got {min_samples_leaf!r}")
+    check_count("max_depth", max_depth, optional=True)
+    check_count("min_samples_leaf", min_samples_leaf)
+
+
+def most_frequent(counts: np.ndarray, limit: int) -> np.ndarray:
+    """Bool mask of the ``limit`` largest ``counts``; ties go to the earlier entry."""
+    keep = np.zeros(len(counts), dtype=bool)
+    keep[np.argsort(-np.asarray(counts), kind="stable")[:limit]] = True
+    return keep

@@ -64,8 +64,12 @@ import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
 from ..rules import Head, Rule, RuleSet, Variable
-from ._common import (as_codes, as_target, check_tree_params, fires_chunked, names_for,
-                      term_rule, tree_leaf_terms)
+from ._common import (as_codes, as_target, check_count, check_tree_params, most_frequent,
+                      names_for, term_rule, tree_leaf_terms)
+
+#: Depth of the per-kernel CART trees unless told otherwise: one unlimited tree per kernel
+#: over tens of thousands of images has thousands of leaves, and a chain multiplies them.
+DEFAULT_MAX_DEPTH = 6
 
 LEARNERS = ("auto", "approximation", "tree")
 TOPS = ("auto", "approximation", "tree")
@@ -98,9 +102,8 @@ class ChainingExtractor:
     order : int or None
         Term order of the approximation method (None: all inputs up to 12, else 3).
     max_depth, min_samples_leaf : int
-        Tree settings for ``learner="tree"`` and ``top="tree"`` (depth 6 by default: one
-        unlimited tree per kernel over tens of thousands of images has thousands of
-        leaves, and a chain multiplies them).
+        Tree settings for ``learner="tree"`` and ``top="tree"`` (depth
+        :data:`DEFAULT_MAX_DEPTH` by default; None: unlimited).
     top : {"auto", "approximation", "tree"}
         Class rules over the top layer: approximation method on the output weights
         (``auto`` when they are given) or a tree to the targets.
@@ -140,7 +143,8 @@ class ChainingExtractor:
     """
 
     def __init__(self, learner: str = "auto", order: int | None = None,
-                 max_depth: int | None = 6, min_samples_leaf: int = 1, top: str = "auto",
+                 max_depth: int | None = DEFAULT_MAX_DEPTH, min_samples_leaf: int = 1,
+                 top: str = "auto",
                  compose: str = "auto", minimize: str = "exact", truth_table_max: int = 16,
                  timeout: float = 60.0, random_state: int = 0,
                  max_codes: int = 3000) -> None:
@@ -152,9 +156,9 @@ class ChainingExtractor:
             raise ExtractionError(f"unknown composition {compose!r}; choose from {COMPOSE}")
         if minimize not in MINIMIZE:
             raise ExtractionError(f"unknown minimisation {minimize!r}; choose from {MINIMIZE}")
-        if order is not None and (not isinstance(order, (int, np.integer)) or order < 1):
-            raise ExtractionError(f"order must be an integer ≥ 1, got {order!r}")
+        check_count("order", order, optional=True)
         check_tree_params(max_depth, min_samples_leaf)
+        check_count("max_codes", max_codes)
         if not 1 <= truth_table_max <= 20:
             raise ExtractionError(f"truth_table_max must be in 1..20, got {truth_table_max}")
         if not timeout > 0:
@@ -163,8 +167,6 @@ class ChainingExtractor:
         self.min_samples_leaf, self.top, self.compose = int(min_samples_leaf), top, compose
         self.minimize, self.truth_table_max = minimize, int(truth_table_max)
         self.timeout, self.random_state = float(timeout), int(random_state)
-        if not isinstance(max_codes, (int, np.integer)) or max_codes < 1:
-            raise ExtractionError(f"max_codes must be an integer ≥ 1, got {max_codes!r}")
         self.max_codes = int(max_codes)
 
     def get_params(self) -> dict[str, Any]:
@@ -231,7 +233,7 @@ class ChainingExtractor:
         for i in range(1, len(layers)):
             rs, how = self._layer_rules(layers[i - 1], bits[i - 1], layers[i], bits[i])
             self.layer_rules_.append(rs)
-            derived = fires_chunked(rs, bits[i - 1])
+            derived = rs.fires(bits[i - 1])
             self.unit_fidelity_.append({
                 "layer": layers[i].name, "from": layers[i - 1].name, "learner": how,
                 "bit_agreement": float(np.mean(derived == bits[i])),
@@ -337,9 +339,7 @@ class ChainingExtractor:
                                   f"{self.truth_table_max}; use compose='codes'")
         observed, counts = np.unique(X0, axis=0, return_counts=True)
         if compose == "codes" and len(observed) > self.max_codes:
-            # The most frequent codes; the stable sort breaks ties by code order.
-            keep = np.sort(np.argsort(-counts, kind="stable")[:self.max_codes])
-            observed = observed[keep]
+            observed = observed[most_frequent(counts, self.max_codes)]
         if compose == "truth-table" and self.minimize == "exact":
             points = vertices(n0)
         else:
@@ -397,7 +397,7 @@ class ChainingExtractor:
                                   f"{len(self.layers_[start][1])} units, got {X.shape[1]}")
         out = [X]
         for rs in self.layer_rules_[start:]:
-            out.append(fires_chunked(rs, out[-1]))
+            out.append(rs.fires(out[-1]))
         return out
 
     def predict_chain(self, X0: np.ndarray, start: int = 0) -> np.ndarray:

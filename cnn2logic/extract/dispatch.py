@@ -52,9 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import ExtractConfig, ExtractionResult
 
 TARGETS = ("prediction", "label")
-#: Depth of chaining's per-kernel trees when ``config.max_depth`` is None (ERIC's own tree
-#: is unlimited then); see ChainingExtractor.
-CHAIN_MAX_DEPTH = 6
 
 
 def check_settings(config: "ExtractConfig") -> None:
@@ -372,7 +369,7 @@ def _chain(model, config, layers: Sequence[str], x_tr, x_te, target_tr, heads, g
     """Capture, binarise and chain ``layers``; returns codes, meta and the extractor."""
     from ..evaluate import binarized_network_accuracy
     from ..units import fit_thresholds
-    from .chaining import ChainingExtractor, ChainLayer
+    from .chaining import DEFAULT_MAX_DEPTH, ChainingExtractor, ChainLayer
 
     chain_layers: list[ChainLayer] = []
     test_bits: list[np.ndarray] = []
@@ -406,8 +403,10 @@ def _chain(model, config, layers: Sequence[str], x_tr, x_te, target_tr, heads, g
         test_bits.append(th.apply(U_te))
         previous = (name, U_tr.shape[1], th.values)
     extractor = ChainingExtractor(learner=config.learner, order=config.order,
+                                  # None in the config: chaining's default depth (ERIC's
+                                  # own tree is unlimited then)
                                   max_depth=(config.max_depth if config.max_depth is not None
-                                             else CHAIN_MAX_DEPTH),
+                                             else DEFAULT_MAX_DEPTH),
                                   min_samples_leaf=config.min_samples_leaf,
                                   minimize="on-codes" if config.minimize == "on-codes"
                                   else "exact", timeout=config.minimize_timeout)

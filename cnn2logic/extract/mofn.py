@@ -44,7 +44,8 @@ import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
 from ..rules import Head, Literal, Rule, RuleSet, Variable
-from ._common import as_matrix, as_target, entropy, information_gain_split, names_for
+from ._common import (as_matrix, as_target, check_count, entropy, information_gain_split,
+                      names_for)
 
 #: The default beta sweep: 0, then log-spaced from 1e-4 to 1.
 DEFAULT_BETAS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -130,8 +131,7 @@ class MofNExtractor:
         betas = tuple(DEFAULT_BETAS if betas is None else betas)
         if not betas or any(not (math.isfinite(b) and b >= 0) for b in betas):
             raise ExtractionError(f"betas must be finite numbers ≥ 0, got {betas!r}")
-        if max_n is not None and (not isinstance(max_n, (int, np.integer)) or max_n < 1):
-            raise ExtractionError(f"max_n must be an integer ≥ 1, got {max_n!r}")
+        check_count("max_n", max_n, optional=True)
         self.beta = float(beta)
         self.betas = tuple(sorted(set(float(b) for b in betas) | {float(beta)}))
         self.max_n = max_n

@@ -34,7 +34,8 @@ import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
 from ..rules import Head, RuleSet, Variable
-from ._common import Term, as_codes, as_target, majority_per_code, names_for, term_rule
+from ._common import (Term, as_codes, as_target, check_count, majority_per_code,
+                      most_frequent, names_for, term_rule)
 
 
 def espresso_on_off(on: np.ndarray, off: np.ndarray, *, timeout: float = 60.0
@@ -102,14 +103,11 @@ class PedagogicalExtractor:
 
     def __init__(self, min_count: int = 1, timeout: float = 60.0,
                  max_codes: int = 3000) -> None:
-        if not isinstance(min_count, (int, np.integer)) or min_count < 1:
-            raise ExtractionError(f"min_count must be an integer ≥ 1, got {min_count!r}")
-        if not isinstance(max_codes, (int, np.integer)) or max_codes < 1:
-            raise ExtractionError(f"max_codes must be an integer ≥ 1, got {max_codes!r}")
-        self.max_codes = int(max_codes)
+        check_count("min_count", min_count)
+        check_count("max_codes", max_codes)
         if not timeout > 0:
             raise ExtractionError(f"timeout must be positive, got {timeout!r}")
-        self.min_count = int(min_count)
+        self.min_count, self.max_codes = int(min_count), int(max_codes)
         self.timeout = float(timeout)
 
     def get_params(self) -> dict[str, Any]:
@@ -145,10 +143,9 @@ class PedagogicalExtractor:
         self.table_ = (codes, counts, majority)
         used = counts >= self.min_count
         if used.sum() > self.max_codes:
-            # Keep the most frequent codes; the stable sort breaks ties by code order.
-            rank = np.argsort(-np.where(used, counts, 0), kind="stable")
-            used = np.zeros_like(used)
-            used[rank[:self.max_codes]] = True
+            # the most frequent used codes (unused ones count 0 here; more than
+            # max_codes are used, so none of them is picked)
+            used = most_frequent(np.where(used, counts, 0), self.max_codes)
         rules = []
         finished: dict[str, bool] = {}
         for c in range(n_classes):
