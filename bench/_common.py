@@ -11,10 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "runs" / "bench-cache"
 
 
-def trained_model(arch: str, seed: int, data, *, progress: bool = False):
-    """Train ``arch`` with the paper's settings once per seed; reuse the checkpoint after.
+def trained_model(arch: str, seed: int, data, *, spec=None, iterations: int | None = None,
+                  progress: bool = False):
+    """Train ``arch`` once per seed; reuse the checkpoint after.
 
-    Returns the model and its training metrics (with the seconds the training took).
+    ``arch`` names the cache entry and, without ``spec``, the architecture (trained for the
+    paper's iterations unless ``iterations`` is given).  Returns the model and its training
+    metrics (with the seconds the training took).
     """
     from cnn2logic.models import PAPER_ITERATIONS, load_checkpoint, save_checkpoint
     from cnn2logic.training import TrainConfig, metrics_json, train
@@ -23,8 +26,10 @@ def trained_model(arch: str, seed: int, data, *, progress: bool = False):
     metrics_path = CACHE / f"{arch}-seed{seed}.metrics.json"
     if ckpt.is_file() and metrics_path.is_file():
         return load_checkpoint(ckpt), json.loads(metrics_path.read_text())
-    model, metrics = train(arch, data, TrainConfig(iterations=PAPER_ITERATIONS[arch], seed=seed,
-                                                   progress=progress))
+    model, metrics = train(spec if spec is not None else arch, data,
+                           TrainConfig(iterations=iterations or PAPER_ITERATIONS[arch],
+                                       seed=seed, progress=progress))
+    CACHE.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, ckpt)
     metrics_path.write_text(metrics_json(metrics))
     return model, metrics

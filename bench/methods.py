@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, REPO, mean_std, trained_model  # noqa: E402
+from _common import REPO, mean_std, trained_model  # noqa: E402
 
 WIDE_ITERATIONS = 3000
 HIDDEN_ITERATIONS = 10_000
@@ -58,20 +58,8 @@ def model_for(arch: str, seed: int, data):
     """A trained model (cached) and its training metrics."""
     if arch in ("paper1", "paper3"):
         return trained_model(arch, seed, data)
-    from cnn2logic.models import load_checkpoint, save_checkpoint
-    from cnn2logic.training import TrainConfig, metrics_json, train
-
     spec, iterations = custom_specs()[arch]
-    ckpt = CACHE / f"{arch}-seed{seed}.safetensors"
-    metrics_path = CACHE / f"{arch}-seed{seed}.metrics.json"
-    if ckpt.is_file() and metrics_path.is_file():
-        return load_checkpoint(ckpt), json.loads(metrics_path.read_text())
-    model, metrics = train(spec, data, TrainConfig(iterations=iterations, seed=seed,
-                                                   progress=False))
-    CACHE.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, ckpt)
-    metrics_path.write_text(metrics_json(metrics))
-    return model, metrics
+    return trained_model(arch, seed, data, spec=spec, iterations=iterations)
 
 
 def method_grid(arch: str) -> dict[str, dict]:
