@@ -46,6 +46,7 @@ True
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -62,6 +63,7 @@ from torch import nn
 
 from ._io import atomic_path
 from .errors import CheckpointError, ModelError
+from .safeload import check_export_archive, check_torchscript, no_unpickling
 
 FACTORY_KEY = "cnn2logic_factory"
 FACTORY_KWARGS_KEY = "cnn2logic_factory_kwargs"
@@ -103,16 +105,19 @@ def checkpoint_kind(path: str | os.PathLike[str]) -> str:
     )
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_state_dict(path: str | os.PathLike[str], *, trust: bool = False
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors (a state dict) and string metadata from any supported weights file.
 
     ``.pt`` files are read with ``torch.load(weights_only=True)``; a dict holding a
-    ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` entry is unwrapped.
+    ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` entry is unwrapped.  Nothing in
+    the file is executed: see :mod:`cnn2logic.safeload` (``trust=True`` lifts that for a
+    TorchScript archive or a ``.pt2`` with pickled entries you made yourself).
 
     Raises
     ------
     CheckpointError
-        Unreadable file, or no tensors in it.
+        Unreadable file, no tensors in it, or a file that would run code (without ``trust``).
     """
     p = Path(path)
     kind = checkpoint_kind(p)
@@ -145,9 +150,9 @@ def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
             raise CheckpointError(f"{p}: expected a state dict, found {type(obj).__name__}")
         state = dict(obj)
     elif kind == "torchscript":
-        state = {k: v.detach() for k, v in _load_torchscript(p).state_dict().items()}
+        state = {k: v.detach() for k, v in _load_torchscript(p, trust).state_dict().items()}
     else:
-        ep = _load_export(p)
+        ep = _load_export(p, trust)
         state = {k: v.detach() for k, v in ep.state_dict.items()}
         state.update({k: v for k, v in ep.constants.items() if isinstance(v, torch.Tensor)})
     tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -324,7 +329,7 @@ def build_from_factory(factory: str, factory_kwargs: Mapping[str, Any] | str | N
 
 def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
                factory_kwargs: Mapping[str, Any] | str | None = None,
-               strict: bool = True) -> nn.Module:
+               strict: bool = True, trust: bool = False) -> nn.Module:
     """A ready-to-use model (eval mode) from a weights file; see the module docstring.
 
     Parameters
@@ -336,11 +341,15 @@ def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
     factory_kwargs : mapping, JSON text or JSON file, optional
     strict : bool
         Passed to ``load_state_dict``.
+    trust : bool
+        Allow files that run code when loaded (TorchScript; ``.pt2`` with pickled entries).
+        Off by default: see :mod:`cnn2logic.safeload`.
 
     Raises
     ------
     CheckpointError
-        Unreadable file, or weights that do not fit the factory's module.
+        Unreadable file, weights that do not fit the factory's module, or a file that
+        would run code when loaded (without ``trust``).
     ModelError
         Bad factory, a TorchScript file without a factory, or a ``.pt2`` program
         exported with a fixed batch size above 1.
@@ -349,7 +358,7 @@ def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
     kind = checkpoint_kind(p)
     if factory:
         model = build_from_factory(factory, factory_kwargs)
-        state, _ = read_state_dict(p)
+        state, _ = read_state_dict(p, trust=trust)
         try:
             result = model.load_state_dict(state, strict=strict)
         except RuntimeError as exc:
@@ -369,7 +378,7 @@ def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
             "save the model with torch.export (.pt2)"
         )
     if kind == "torch-export":
-        return load_exported(p)
+        return load_exported(p, trust=trust)
     from .models import load_checkpoint
 
     try:
@@ -396,7 +405,8 @@ def _factory_hint(p: Path) -> str:
     return ""
 
 
-def _load_torchscript(p: Path) -> torch.jit.ScriptModule:
+def _load_torchscript(p: Path, trust: bool) -> torch.jit.ScriptModule:
+    check_torchscript(p, trust)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         try:
@@ -405,9 +415,15 @@ def _load_torchscript(p: Path) -> torch.jit.ScriptModule:
             raise CheckpointError(f"{p}: unreadable TorchScript file ({exc.__class__.__name__})") from None
 
 
-def _load_export(p: Path):
+def _load_export(p: Path, trust: bool):
+    guard = contextlib.nullcontext() if trust else no_unpickling(p)
+    if not trust:
+        check_export_archive(p)
     try:
-        return torch.export.load(str(p))
+        with guard:
+            return torch.export.load(str(p))
+    except CheckpointError:
+        raise
     except Exception as exc:  # torch raises many types
         raise CheckpointError(f"{p}: unreadable torch.export file ({exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
@@ -434,17 +450,22 @@ class _OneByOne(nn.Module):
         return torch.cat([self._inner(x[i:i + 1]) for i in range(len(x))])
 
 
-def load_exported(path: str | os.PathLike[str]) -> nn.Module:
+def load_exported(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Module:
     """A ``torch.export`` program as a module with named, hookable layers.
+
+    The archive is checked before torch reads it, and read with unpickling refused
+    (:mod:`cnn2logic.safeload`); ``trust=True`` lifts both.
 
     Raises
     ------
+    CheckpointError
+        The archive holds entries that would be unpickled (without ``trust``).
     ModelError
         The program was exported with a fixed batch size other than 1, or cannot be
         unflattened.
     """
     p = Path(path)
-    ep = _load_export(p)
+    ep = _load_export(p, trust)
     user_inputs = list(ep.graph_signature.user_inputs)
     batch: Any = None
     for node in ep.graph.nodes:
@@ -516,12 +537,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                         ".pt2)")
     p.add_argument("--factory-kwargs", default=None, metavar="JSON",
                    help="keyword arguments for --factory: inline JSON object or a JSON file")
+    p.add_argument("--trust-model-file", action="store_true",
+                   help="allow a model file that runs code when loaded (a TorchScript "
+                        "archive, or a .pt2 with pickled entries); off by default, such "
+                        "files are refused. Use only for files you made yourself")
 
 
 def model_from_args(args: argparse.Namespace, attr: str = "model") -> nn.Module:
     """Load the model a subcommand was given (``args.<attr>``, ``--factory``...)."""
     return load_model(getattr(args, attr), factory=getattr(args, "factory", None),
-                      factory_kwargs=getattr(args, "factory_kwargs", None))
+                      factory_kwargs=getattr(args, "factory_kwargs", None),
+                      trust=bool(getattr(args, "trust_model_file", False)))
 
 
 def conv_layers(model: nn.Module) -> list[str]:

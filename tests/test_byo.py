@@ -138,7 +138,9 @@ def test_weights_from_every_format(fmt, byo_net, byo_factory_file, tmp_path):
     expected_kind = {"safetensors": "safetensors", "pt": "torch-save", "pt-wrapped": "torch-save",
                      "torchscript": "torchscript", "pt2": "torch-export"}[fmt]
     assert checkpoint_kind(path) == expected_kind
-    model = load_model(path, factory=factory, factory_kwargs='{"kernels": 6}')
+    # TorchScript runs code from the file on load: it needs the explicit opt-in.
+    model = load_model(path, factory=factory, factory_kwargs='{"kernels": 6}',
+                       trust=fmt == "torchscript")
     assert _same_output(model, byo_net)
     assert not model.training
 
@@ -390,7 +392,8 @@ def test_cli_visualize_own_model_other_weight_files(fmt, tmp_path, capsys, monke
         path = tmp_path / "w.ts"
         with pytest.warns(FutureWarning):
             torch.jit.script(net).save(str(path))
-        model_args = [str(path), "--factory", RELU_BN, "--factory-kwargs", kwargs]
+        model_args = [str(path), "--factory", RELU_BN, "--factory-kwargs", kwargs,
+                      "--trust-model-file"]
     else:
         path = tmp_path / "w.pt2"
         torch.export.save(torch.export.export(net, (torch.rand(1, 1, 28, 28),)), str(path))
