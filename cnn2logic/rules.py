@@ -261,40 +261,174 @@ class RuleSet:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RuleSet":
+        """A rule set from its JSON document, every field checked for type and range.
+
+        Nothing is coerced: a polarity must be a JSON boolean, ``min_true`` and indices
+        integers, names strings; sizes are bounded (:data:`MAX_ITEMS` entries per list,
+        :data:`MAX_NAME` characters per name).
+
+        Raises
+        ------
+        RulesFileError
+            The document does not follow the schema; the message names the bad field.
+        """
         if not isinstance(data, Mapping) or data.get("format") != FORMAT_NAME:
             raise RulesFileError(f"not a {FORMAT_NAME} document (missing 'format' field)")
-        if data.get("version") != FORMAT_VERSION:
-            raise RulesFileError(f"unsupported rules version {data.get('version')!r}")
-        try:
-            variables = tuple(
-                Variable(str(v["name"]), str(v.get("layer", "")), int(v.get("index", 0)))
-                for v in data["variables"]
-            )
-            heads = tuple(
-                Head(str(h["name"]), str(h.get("kind", "class")), str(h.get("layer", "")),
-                     int(h.get("index", 0)))
-                for h in data["heads"]
-            )
-            rules = tuple(
-                Rule(
-                    str(r["head"]),
-                    tuple(Literal(str(var), bool(pos)) for var, pos in r["body"]),
-                    None if r.get("min_true") is None else int(r["min_true"]),
-                    dict(r.get("stats", {})),
-                )
-                for r in data["rules"]
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RulesFileError(f"malformed rules document: {exc!r}") from None
-        return cls(variables, heads, rules, data.get("default"), dict(data.get("meta", {})))
+        version = data.get("version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise RulesFileError(f"unsupported rules version {_short(version)}")
+        variables = tuple(
+            Variable(_name(v, "name", f"variables[{i}]"), _text(v, "layer", f"variables[{i}]"),
+                     _index(v, f"variables[{i}]"))
+            for i, v in enumerate(_items(data, "variables", "document")))
+        heads = tuple(
+            Head(_name(h, "name", f"heads[{i}]"),
+                 _text(h, "kind", f"heads[{i}]", "class"), _text(h, "layer", f"heads[{i}]"),
+                 _index(h, f"heads[{i}]"))
+            for i, h in enumerate(_items(data, "heads", "document")))
+        rules = tuple(_rule_from_dict(r, f"rules[{i}]")
+                      for i, r in enumerate(_items(data, "rules", "document")))
+        default = data.get("default")
+        if default is not None and not isinstance(default, str):
+            raise RulesFileError(f"default must be a head name or null, not {_short(default)}")
+        meta = data.get("meta", {})
+        if not isinstance(meta, Mapping):
+            raise RulesFileError(f"meta must be an object, not {type(meta).__name__}")
+        _check_meta(meta)
+        return cls(variables, heads, rules, default, dict(meta))
 
     @classmethod
     def from_json(cls, text: str) -> "RuleSet":
+        """:meth:`from_dict` of a JSON text.
+
+        Raises
+        ------
+        RulesFileError
+            Not JSON (including numbers too long for Python and nesting too deep), or not
+            the schema.
+        """
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RulesFileError(f"rules file is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # 5,000-digit integers; deep nesting
+            raise RulesFileError(f"rules file is not usable JSON: {str(exc)[:120]}") from None
         return cls.from_dict(data)
+
+
+#: At most this many entries in any list of a rules document.
+MAX_ITEMS = 10_000_000
+#: At most this many characters in a variable, head or layer name.
+MAX_NAME = 10_000
+#: Variable and head indices are below this (they reach clingo, whose integers are 32-bit).
+MAX_INDEX = 2**31 - 1
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _items(obj: Any, key: str, where: str) -> list:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    if not isinstance(value, list):
+        raise RulesFileError(f"{where}: {key!r} must be a list, not {type(value).__name__}")
+    if len(value) > MAX_ITEMS:
+        raise RulesFileError(f"{where}: {key!r} has {len(value)} entries (at most {MAX_ITEMS})")
+    return value
+
+
+def _text(obj: Any, key: str, where: str, default: str = "") -> str:
+    if not isinstance(obj, Mapping):
+        raise RulesFileError(f"{where} must be an object, not {type(obj).__name__}")
+    value = obj.get(key, default)
+    if not isinstance(value, str):
+        raise RulesFileError(f"{where}.{key} must be a string, not {_short(value)}")
+    if len(value) > MAX_NAME:
+        raise RulesFileError(f"{where}.{key} is {len(value)} characters (at most {MAX_NAME})")
+    return value
+
+
+def _name(obj: Any, key: str, where: str) -> str:
+    if not isinstance(obj, Mapping):
+        raise RulesFileError(f"{where} must be an object, not {type(obj).__name__}")
+    if key not in obj:
+        raise RulesFileError(f"{where} has no {key!r}")
+    value = _text(obj, key, where)
+    if not value:
+        raise RulesFileError(f"{where}.{key} is empty")
+    return value
+
+
+def _integer(value: Any, where: str, low: int, high: int) -> int:
+    # bool is an int subclass in Python, and JSON's true must not read as 1.
+    if type(value) is not int or not low <= value <= high:
+        raise RulesFileError(f"{where} must be an integer in {low}..{high}, not {_short(value)}")
+    return value
+
+
+def _index(obj: Mapping, where: str) -> int:
+    return _integer(obj.get("index", 0), f"{where}.index", 0, MAX_INDEX)
+
+
+def _rule_from_dict(r: Any, where: str) -> Rule:
+    head = _name(r, "head", where)
+    body = []
+    for j, item in enumerate(_items(r, "body", where)):
+        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
+                or not isinstance(item[1], bool)):
+            raise RulesFileError(f"{where}.body[{j}] must be [variable name, true|false], "
+                                 f"not {_short(item)}")
+        body.append(Literal(item[0], item[1]))
+    min_true = r.get("min_true")
+    if min_true is not None:
+        min_true = _integer(min_true, f"{where}.min_true", 0, len(body))
+    stats = r.get("stats", {})
+    if not isinstance(stats, Mapping) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, (int, float, str)))
+            for k, v in stats.items()):
+        raise RulesFileError(f"{where}.stats must be an object of numbers")
+    return Rule(head, tuple(body), min_true, dict(stats))
+
+
+# Keys of ``meta`` that other parts of cnn2logic read, with the JSON type they must have.
+_META_TYPES = {"architecture": str, "data": str, "layer": str, "method": str, "model": str,
+               "output_layer": str, "codes_digest": str, "metrics": Mapping,
+               "settings": Mapping, "minimization": Mapping, "thresholds": Mapping,
+               "chaining": Mapping, "mofn": Mapping, "truncated": Mapping, "table": list,
+               "confusion": list, "unminimized_rules": list}
+
+
+def _check_meta(meta: Mapping) -> None:
+    for key, kind in _META_TYPES.items():
+        if key in meta and not isinstance(meta[key], kind):
+            raise RulesFileError(f"meta.{key} must be {'an object' if kind is Mapping else 'a ' + kind.__name__}"
+                                 f", not {type(meta[key]).__name__}")
+    metrics = meta.get("metrics", {})
+    for key, value in metrics.items():
+        if not (value is None or isinstance(value, (int, float, str, Mapping))):
+            raise RulesFileError(f"meta.metrics.{key} must be a number, not {_short(value)}")
+    thresholds = meta.get("thresholds")
+    if thresholds is not None:
+        # One layer's thresholds, or (chained extraction) one such object per layer.
+        layers = {"": thresholds} if "values" in thresholds else thresholds
+        for layer, th in layers.items():
+            _check_thresholds(th, f"meta.thresholds{'.' + layer if layer else ''}")
+    confusion = meta.get("confusion")
+    if confusion is not None and not all(
+            isinstance(row, list) and all(type(v) is int for v in row) for row in confusion):
+        raise RulesFileError("meta.confusion must be a list of lists of integers")
+    for i, rule in enumerate(meta.get("unminimized_rules") or ()):
+        _rule_from_dict(rule, f"meta.unminimized_rules[{i}]")
+
+
+def _check_thresholds(th: Any, where: str) -> None:
+    values = th.get("values") if isinstance(th, Mapping) else None
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise RulesFileError(f"{where}.values must be a list of numbers")
+    if not isinstance(th.get("method", ""), str):
+        raise RulesFileError(f"{where}.method must be a string")
 
 
 def load_rules(path: str | os.PathLike[str]) -> RuleSet:
