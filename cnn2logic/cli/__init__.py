@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -49,28 +50,101 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand; every error we expect becomes one line on stderr and exit 2.
+
+    Raises
+    ------
+    SystemExit
+        From argparse on ``--help`` or a usage error (exit 2, one line).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first.replace("-", "_") if first in COMMANDS_CLI else None)
     args = parser.parse_args(argv)
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = _NamedStdout(stdout)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        _flush_stdout()
+        return code
     except Cnn2LogicError as exc:
-        print(f"cnn2logic {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"cnn2logic {args.command}: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(exc))
     except BrokenPipeError:
         # The reader went away (``cnn2logic query ... | head``): not an error of ours.
-        # Point stdout at /dev/null so the interpreter's final flush stays quiet.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 0
+    except OSError as exc:  # a full disk, a read-only file system, a name too long ...
+        if isinstance(exc, _StdoutError):
+            _silence_stdout()  # else the interpreter's final flush fails again, loudly
+        return _fail(args.command, _os_message(exc))
     except KeyboardInterrupt:
         print(f"cnn2logic {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = stdout
+
+
+class _StdoutError(OSError):
+    """Writing to standard output failed (``> /dev/full``)."""
+
+
+class _NamedStdout:
+    """Standard output whose write errors name it (print's OSError names no file)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutError(exc.errno, exc.strerror, "standard output") from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise _StdoutError(exc.errno, exc.strerror, "standard output") from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _silence_stdout() -> None:
+    # Point stdout at /dev/null so nothing is written (or fails) at the final flush.
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _os_message(exc: OSError) -> str:
+    what = exc.strerror or exc.__class__.__name__
+    return what if exc.filename is None else f"{what}: {exc.filename}"
+
+
+def _fail(command: str, message: str) -> int:
+    # One line, whatever the names in the message hold (a class named "a\nb").
+    for char, escaped in (("\r", "\\r"), ("\n", "\\n"), ("\u2028", "\\u2028"),
+                          ("\u2029", "\\u2029"), ("\x85", "\\x85"), ("\x0b", "\\x0b"),
+                          ("\x0c", "\\x0c"), ("\x1c", "\\x1c"), ("\x1d", "\\x1d"),
+                          ("\x1e", "\\x1e")):
+        message = message.replace(char, escaped)
+    try:
+        print(f"cnn2logic {command}: error: {message}", file=sys.stderr)
+    except OSError:
+        pass
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
