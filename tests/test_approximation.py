@@ -194,3 +194,51 @@ def test_bad_fit_arguments():
         ApproximationExtractor(data_limited=True).fit(np.ones((2, 3)), np.zeros(2))
     with pytest.raises(Exception, match="not binary"):
         ApproximationExtractor().fit(np.ones((2, 3)), np.zeros(2), X=np.full((4, 3), 0.3))
+
+
+# Decimal weights (tenths) are not exact in binary floating point: sums that are exactly 0
+# come out as ±1e-17 depending on order.  The reference here is exact rational arithmetic
+# on the float64 values themselves, so it is the truth about the layer the extractor sees.
+tenths = st.integers(-9, 9).map(lambda v: v / 10)
+
+
+@st.composite
+def decimal_layers(draw, max_n=7, max_c=3):
+    n = draw(st.integers(1, max_n))
+    c = draw(st.integers(2, max_c))
+    W = np.array(draw(st.lists(tenths, min_size=c * n, max_size=c * n))).reshape(c, n)
+    b = np.array(draw(st.lists(tenths, min_size=c, max_size=c)))
+    return W, b
+
+
+def exact_table(W, b, mode):
+    from fractions import Fraction
+
+    V = vertices(W.shape[1])
+    Wf = [[Fraction(float(w)) for w in row] for row in W]
+    bf = [Fraction(float(v)) for v in b]
+    Z = [[bf[c] + sum(Wf[c][j] for j in np.flatnonzero(x)) for c in range(len(bf))] for x in V]
+    if mode == "per-logit":
+        return V, np.array([[z >= 0 for z in row] for row in Z])
+    return V, np.array([[all(row[c] > row[k] for k in range(len(row)) if k != c)
+                         for c in range(len(row))] for row in Z])
+
+
+def test_exact_tie_is_not_an_implicant():
+    """The issue's case: both logits are exactly 0 at the all-off vertex."""
+    W, b = np.array([[0, 0, 0], [0.1, 0.4, 0.2]]), np.array([0.0, 0.0])
+    for search in ("pruned", "naive", "truth-table"):
+        ext = ApproximationExtractor(order=3, search=search).fit(W, b)
+        assert ext.terms_["c0"] == [], search
+
+
+@settings(max_examples=150, deadline=None)
+@given(decimal_layers(), st.sampled_from(["argmax", "per-logit"]), st.integers(1, 4),
+       st.sampled_from(["pruned", "naive", "truth-table"]))
+def test_decimal_weights_never_give_an_unsound_term(layer, mode, order, search):
+    W, b = layer
+    V, table = exact_table(W, b, mode)
+    ext = ApproximationExtractor(order=order, mode=mode, search=search).fit(W, b)
+    for c in range(W.shape[0]):
+        for term in ext.terms_[f"c{c}"]:
+            assert table[term_mask(term, V), c].all(), f"{term} is unsound for class {c}"

@@ -49,6 +49,7 @@ Example
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import Counter
 import warnings
@@ -239,6 +240,113 @@ def _to_literals(cond: LinearConditions, term: Sequence[int]) -> Term:
     return tuple(sorted((int(cond.var[j]), bool(cond.positive[j])) for j in term))
 
 
+# -- exact checks at ties ------------------------------------------------------------
+# The searches compare float sums with 0.  Where a worst case is exactly 0 (a tie), rounding
+# can make it 8e-17 and accept an unsound term (issue: W = [[0,0,0],[0.1,0.4,0.2]]).  Every
+# value within TIE_MARGIN (relative to the weights' magnitude) of 0 is therefore decided
+# again exactly: math.fsum returns the correctly rounded sum of the float64 inputs, so its
+# sign is the sign of the exact sum.  Values farther from 0 than any rounding error can
+# reach are decided by the float comparison as before.
+TIE_MARGIN = 1e-9
+
+
+def _scale(W: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(W).sum(axis=1).max(initial=0.0) + np.abs(b).max(initial=0.0) + 1e-300)
+
+
+def _exact_sign(parts: Sequence[float]) -> int:
+    total = math.fsum(parts)
+    return (total > 0) - (total < 0)
+
+
+def _exact_difference(W: np.ndarray, b: np.ndarray, x: np.ndarray, c: int, k: int | None
+                      ) -> int:
+    """Exact sign of ``z_c(x) - z_k(x)`` (``k=None``: of ``z_c(x)``) at a vertex ``x``."""
+    on = np.flatnonzero(x)
+    parts = [float(b[c]), *map(float, W[c, on])]
+    if k is not None:
+        parts += [-float(b[k]), *(-W[k, on]).tolist()]
+    return _exact_sign(parts)
+
+
+def exactly_implies(W: np.ndarray, b: np.ndarray, c: int, mode: str, term: Term) -> bool:
+    """Whether ``term`` makes class ``c`` hold for every completion, in exact arithmetic.
+
+    ``argmax``: ``z_c > z_k`` for every other ``k``; ``per-logit``: ``z_c ≥ 0``.  The worst
+    completion sets each free variable against ``c``; which way that is is decided by an
+    exact float comparison, and the sum by :func:`math.fsum`.
+    """
+    n = W.shape[1]
+    fixed = {j: pos for j, pos in term}
+    free = np.array([j for j in range(n) if j not in fixed], dtype=int)
+    on = np.array([j for j, pos in fixed.items() if pos], dtype=int)
+    if mode == "per-logit":
+        worst = free[W[c, free] < 0]
+        parts = [float(b[c]), *W[c, on].tolist(), *W[c, worst].tolist()]
+        return _exact_sign(parts) >= 0
+    for k in range(W.shape[0]):
+        if k == c:
+            continue
+        worst = free[W[c, free] < W[k, free]]
+        cols = np.concatenate([on, worst])
+        parts = [float(b[c]), -float(b[k]), *W[c, cols].tolist(), *(-W[k, cols]).tolist()]
+        if _exact_sign(parts) <= 0:
+            return False
+    return True
+
+
+def sound_terms(W: np.ndarray, b: np.ndarray, c: int, mode: str, terms: Sequence[Term]
+                ) -> list[Term]:
+    """``terms`` without those that only hold through rounding (see :data:`TIE_MARGIN`).
+
+    A term whose float worst case clears every condition by more than the margin is kept
+    as is; the others are decided by :func:`exactly_implies`.
+    """
+    if not terms:
+        return list(terms)
+    margin = TIE_MARGIN * _scale(W, b)
+    kept = []
+    for term in terms:
+        if _worst_case_margin(W, b, c, mode, term) > margin or exactly_implies(W, b, c, mode, term):
+            kept.append(term)
+    return kept
+
+
+def _worst_case_margin(W: np.ndarray, b: np.ndarray, c: int, mode: str, term: Term) -> float:
+    x_fixed = np.zeros(W.shape[1])
+    free = np.ones(W.shape[1], bool)
+    for j, pos in term:
+        x_fixed[j] = 1.0 if pos else 0.0
+        free[j] = False
+    if mode == "per-logit":
+        D, offset = W[c:c + 1], b[c:c + 1]
+    else:
+        others = np.array([k for k in range(W.shape[0]) if k != c], dtype=int)
+        D, offset = W[c][None, :] - W[others], b[c] - b[others]
+    value = offset + D @ x_fixed + np.minimum(D[:, free], 0.0).sum(axis=1)
+    return float(value.min()) if len(value) else float("inf")
+
+
+def _exact_ties(Z: np.ndarray, X: np.ndarray, W: np.ndarray, b: np.ndarray, mode: str
+                ) -> np.ndarray:
+    """The rounded unit per row of ``X`` (``Z = X W^T + b``), ties decided exactly."""
+    margin = TIE_MARGIN * _scale(W, b)
+    if mode == "per-logit":
+        out = Z >= 0
+        for r, c in zip(*np.nonzero(np.abs(Z) <= margin)):
+            out[r, c] = _exact_difference(W, b, X[r], int(c), None) >= 0
+        return out
+    C = Z.shape[1]
+    out = np.zeros_like(Z, dtype=bool)
+    for c in range(C):
+        others = np.delete(Z, c, axis=1)
+        out[:, c] = (Z[:, [c]] > others).all(axis=1)
+        near = np.flatnonzero((np.abs(Z[:, [c]] - others) <= margin).any(axis=1))
+        for r in near:
+            out[r, c] = all(_exact_difference(W, b, X[r], c, k) > 0 for k in range(C) if k != c)
+    return out
+
+
 def vertices(n: int) -> np.ndarray:
     """All ``2^n`` points of the Boolean cube as a (2^n, n) bool matrix (x1 is the MSB)."""
     if n > TRUTH_TABLE_MAX_VARS:
@@ -254,15 +362,8 @@ def truth_table(W: np.ndarray, b: np.ndarray, mode: str = "argmax") -> np.ndarra
 
     ``per-logit``: ``z_c ≥ 0``; ``argmax``: ``z_c`` strictly larger than every other logit.
     """
-    X = vertices(W.shape[1]).astype(np.float64)
-    Z = X @ W.T + b[None, :]
-    if mode == "per-logit":
-        return Z >= 0
-    out = np.zeros_like(Z, dtype=bool)
-    for c in range(Z.shape[1]):
-        others = np.delete(Z, c, axis=1)
-        out[:, c] = (Z[:, [c]] > others).all(axis=1)
-    return out
+    V = vertices(W.shape[1])
+    return _exact_ties(V.astype(np.float64) @ W.T + b[None, :], V, W, b, mode)
 
 
 def data_limited_terms(cond_ok: np.ndarray, codes: np.ndarray, counts: np.ndarray,
@@ -440,7 +541,8 @@ class ApproximationExtractor:
             tables = truth_table(W, b, self.mode)
         if self.data_limited:
             uniq, counts = np.unique(X, axis=0, return_counts=True)
-            Z = uniq.astype(np.float64) @ W.T + b[None, :]
+            rounded = _exact_ties(uniq.astype(np.float64) @ W.T + b[None, :], uniq, W, b,
+                                  self.mode)
         # The classes whose logits are hardest to beat: the conditions most likely to
         # rule a class out, probed first.
         probe = np.argsort(-(b + np.maximum(W, 0.0).sum(axis=1)), kind="stable")[:33]
@@ -451,11 +553,10 @@ class ApproximationExtractor:
 
                 terms[name] = espresso_truth_table(tables[:, c], n)
             elif self.data_limited:
+                ok = rounded[:, c]
                 if self.mode == "per-logit":
-                    ok = Z[:, c] >= 0
                     cands = [(j, W[c, j] > 0) for j in range(n) if W[c, j] != 0]
                 else:
-                    ok = (Z[:, [c]] > np.delete(Z, c, axis=1)).all(axis=1)
                     cands = [(j, p) for j in range(n) for p in (True, False)]
                 terms[name] = data_limited_terms(ok, uniq, counts, cands, order,
                                                  self.min_support)
@@ -466,7 +567,7 @@ class ApproximationExtractor:
                     continue
                 cond = class_conditions(W, b, c, self.mode)
                 search = pruned_terms if self.search == "pruned" else naive_terms
-                terms[name] = search(cond, order)
+                terms[name] = sound_terms(W, b, c, self.mode, search(cond, order))
         seconds = time.perf_counter() - start
         self.terms_ = {k: sorted(v) for k, v in terms.items()}
         self.stats_ = {"seconds": seconds, "order": order,
