@@ -204,7 +204,8 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
         except VisualizationError as exc:
             notes.append(f"existing visuals not used ({exc}); recomputed")
         else:
-            same_model = model is None or vis.params.get("model_sha256") == model_fingerprint(model)
+            same_model = (model is None
+                          or vis.params.get("model_sha256") == model_fingerprint(model))
             same_units = vis.params.get("reduce", "max") == reduce
             if vis.layer == layer and same_model and same_units:
                 return vis

@@ -12,7 +12,8 @@ from ..data import load_data
 from ..errors import VisualizationError
 from ..units import REDUCTIONS
 from ..visual.kernels import visualize
-from ..visual.saliency import BASES, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
+from ..visual.saliency import (BASES, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_SAMPLES,
+                               SMOOTHGRAD_STDEV)
 from ..visual.visuals import write_visuals
 from ._common import add_progress_arg, positive_float, positive_int
 

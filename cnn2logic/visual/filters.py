@@ -113,6 +113,16 @@ def as_image(maps: np.ndarray) -> np.ndarray:
 
     Bright where brightening a pixel raises the unit, black elsewhere: a stroke on a
     black background, like an MNIST digit.
+
+    Parameters
+    ----------
+    maps : ndarray (n, c, h, w)
+        Signed gradient maps, such as :func:`~cnn2logic.visual.saliency.smoothgrad`'s.
+
+    Returns
+    -------
+    ndarray (n, c, h, w), float32
+        Each map's positive part divided by its maximum (all 0 where there is none).
     """
     a = np.clip(np.asarray(maps, dtype=np.float32), 0, None)
     hi = a.max(axis=(1, 2, 3), keepdims=True)

@@ -190,6 +190,15 @@ def _scalar(v: Any) -> Any:
 def graphml_text(g: nx.DiGraph) -> str:
     """GraphML of ``g`` (deterministic: same graph, same bytes).
 
+    Parameters
+    ----------
+    g : networkx.DiGraph
+        A graph of :func:`kernel_graph` (node ids must be identifiers).
+
+    Returns
+    -------
+    str
+
     Raises
     ------
     VisualizationError
@@ -219,6 +228,15 @@ def dot_text(g: nx.DiGraph) -> str:
 
     Data attributes are kept, except that ``weight`` is written as ``rule_weight``
     (Graphviz reads ``weight`` itself) and ``name`` is left to ``label``.  Deterministic.
+
+    Parameters
+    ----------
+    g : networkx.DiGraph
+        A graph of :func:`kernel_graph` (node ids must be identifiers).
+
+    Returns
+    -------
+    str
 
     Raises
     ------
@@ -268,8 +286,23 @@ def write_graph(g: nx.DiGraph, out_dir: str | os.PathLike[str], name: str = "ker
                 draw_conflicts: bool = False) -> dict[str, Path]:
     """Write ``<name>.graphml``, ``<name>.dot`` and (``png=True``) ``<name>.png``.
 
-    Each file is written atomically.  ``draw_conflicts`` is passed to :func:`graph_png`.
-    Returns the paths by format.
+    Each file is written atomically.
+
+    Parameters
+    ----------
+    g : networkx.DiGraph
+    out_dir : path
+        Created if missing.
+    name : str
+        The file name stem.
+    png, title, draw_conflicts
+        Whether to draw the PNG, its title, and ``conflicts`` of
+        :func:`cnn2logic.visual.graph_draw.graph_png`.
+
+    Returns
+    -------
+    dict
+        Format (``graphml``, ``dot``, ``png``) -> path.
 
     Raises
     ------
@@ -292,6 +325,14 @@ def write_graph(g: nx.DiGraph, out_dir: str | os.PathLike[str], name: str = "ker
 
 def read_graph(path: str | os.PathLike[str]) -> nx.DiGraph:
     """Read a GraphML file written by :func:`write_graph`.
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    networkx.DiGraph
 
     Raises
     ------

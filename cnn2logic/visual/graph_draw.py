@@ -30,6 +30,23 @@ def graph_png(g: nx.DiGraph, *, title: str | None = None, thumbnails: bool = Tru
     Kernel thumbnails come from ``pictures`` (kernel name -> (h, w, 3) uint8 array) or
     else from the node's ``image`` file.
 
+    Parameters
+    ----------
+    g : networkx.DiGraph
+        A graph of :func:`cnn2logic.visual.graph.kernel_graph`.
+    title : str, optional
+    thumbnails : bool
+        Draw kernels as their pictures (at most 40 nodes a row).
+    conflicts : bool
+        Also draw never-together conflict edges.
+    pictures : mapping, optional
+        Kernel name -> (h, w, 3) uint8 picture.
+
+    Returns
+    -------
+    bytes
+        The PNG file's content (256-colour palette).
+
     Raises
     ------
     VisualizationError

@@ -61,7 +61,20 @@ def to_rgb(array: np.ndarray, kind: str = "signed") -> np.ndarray:
 
 
 def png_bytes(rgb: np.ndarray, scale: int = 4) -> bytes:
-    """PNG of an (h, w, 3) uint8 array, enlarged ``scale`` times (nearest neighbour)."""
+    """PNG of an (h, w, 3) uint8 array, enlarged ``scale`` times (nearest neighbour).
+
+    Parameters
+    ----------
+    rgb : ndarray (h, w, 3), uint8
+        The picture, e.g. from :func:`to_rgb`.
+    scale : int
+        Enlargement factor; 1 or less keeps the size.
+
+    Returns
+    -------
+    bytes
+        The PNG file's content.
+    """
     img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
@@ -71,7 +84,26 @@ def png_bytes(rgb: np.ndarray, scale: int = 4) -> bytes:
 
 
 def strip(arrays: Sequence[np.ndarray], kind: str = "image", gap: int = 1) -> np.ndarray:
-    """Pictures side by side with a white ``gap`` (an (h, w, 3) uint8 array)."""
+    """Pictures side by side with a white ``gap`` (an (h, w, 3) uint8 array).
+
+    Parameters
+    ----------
+    arrays : sequence of ndarray
+        Arrays :func:`to_rgb` can draw, left to right; shorter ones are top-aligned.
+    kind : {"image", "signed"}
+        Passed to :func:`to_rgb`.
+    gap : int
+        White columns between two pictures.
+
+    Returns
+    -------
+    ndarray (h, w, 3), uint8
+
+    Raises
+    ------
+    VisualizationError
+        An array :func:`to_rgb` cannot draw.
+    """
     pics = [to_rgb(a, kind) for a in arrays]
     h = max(p.shape[0] for p in pics)
     out = np.full((h, sum(p.shape[1] for p in pics) + gap * (len(pics) - 1), 3), 255, np.uint8)
@@ -84,7 +116,21 @@ def strip(arrays: Sequence[np.ndarray], kind: str = "image", gap: int = 1) -> np
 
 def grid_png(vis: KernelVisuals, *, scale: int = 3, max_kernels: int = 64,
              max_top: int = 8) -> bytes:
-    """One PNG: a row per kernel with its filter, SmoothGrad, act-max and top images."""
+    """One PNG: a row per kernel with its filter, SmoothGrad, act-max and top images.
+
+    Parameters
+    ----------
+    vis : KernelVisuals
+    scale : int
+        Enlargement of every picture (nearest neighbour).
+    max_kernels, max_top : int
+        At most this many kernel rows (the rest are counted below) and top images a row.
+
+    Returns
+    -------
+    bytes
+        The PNG file's content.
+    """
     n = min(len(vis), max_kernels)
     cols: list[tuple[str, Callable[[int], np.ndarray | None], str]] = []
     if vis.filters is not None:
@@ -130,7 +176,21 @@ def grid_png(vis: KernelVisuals, *, scale: int = 3, max_kernels: int = 64,
 
 
 def kernel_pngs(vis: KernelVisuals, i: int, scale: int = 4) -> dict[str, bytes]:
-    """PNGs of kernel ``i``: ``smoothgrad``, and ``filter``/``top``/``actmax`` if present."""
+    """PNGs of kernel ``i``: ``smoothgrad``, and ``filter``/``top``/``actmax`` if present.
+
+    Parameters
+    ----------
+    vis : KernelVisuals
+    i : int
+        0-based kernel index.
+    scale : int
+        Enlargement of the single pictures (the top-image strip is enlarged twice).
+
+    Returns
+    -------
+    dict
+        Kind -> PNG bytes.
+    """
     out = {"smoothgrad": png_bytes(to_rgb(vis.smoothgrad[i], "signed"), scale)}
     if vis.filters is not None:
         out["filter"] = png_bytes(to_rgb(vis.filters[i], "signed"), scale)

@@ -103,7 +103,17 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 of the model's parameters and buffers (names, shapes and values)."""
+    """SHA-256 of the model's parameters and buffers (names, shapes and values).
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    str
+        The hex digest; equal for two models with equal state dicts.
+    """
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()

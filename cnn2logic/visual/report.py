@@ -441,13 +441,12 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
     """
     notes = list(notes)
     meta: Mapping[str, Any] = rules.meta if isinstance(rules.meta, Mapping) else {}
-    arch = architecture
     sections = _sections(rules, _Thumbs(visuals, rules), meta, metrics=metrics,
                          metrics_source=metrics_source, confusion=confusion,
-                         confusion_source=confusion_source, arch=arch, max_rules=max_rules,
+                         confusion_source=confusion_source, arch=architecture, max_rules=max_rules,
                          notes=notes)
-    heading = title or f"cnn2logic report: {arch or 'model'} rules"
-    facts = [f"architecture <b>{html.escape(arch or 'unknown')}</b>",
+    heading = title or f"cnn2logic report: {architecture or 'model'} rules"
+    facts = [f"architecture <b>{html.escape(architecture or 'unknown')}</b>",
              f"layer <code>{html.escape(layer)}</code>",
              f"{len(rules.variables)} kernels", f"{len(rules.heads)} heads",
              f"{len(rules.rules)} rules"]

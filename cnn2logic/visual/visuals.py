@@ -30,7 +30,7 @@ MANIFEST_FORMAT = "cnn2logic-visuals"
 
 @dataclass(frozen=True)
 class KernelVisuals:
-    """What :func:`visualize` computed for every kernel of one layer.
+    """What :func:`cnn2logic.visual.kernels.visualize` computed for every kernel of a layer.
 
     Arrays are indexed by kernel (0-based, ``names[i]`` is kernel ``i``); optional parts
     are None when they were not computed.
@@ -63,7 +63,15 @@ class KernelVisuals:
         return float(np.mean(own >= self.response.max(axis=1) - 1e-6))
 
     def summary(self) -> dict[str, Any]:
-        """JSON-able figures: parameters, correlations, selectivity, timings."""
+        """JSON-able figures: parameters, correlations, selectivity, timings.
+
+        Returns
+        -------
+        dict
+            ``layer``, ``n_kernels``, ``params``, ``seconds`` and, when computed,
+            ``filter_correlation``, ``mean_filter_correlation``, ``self_response`` and
+            ``selectivity`` (rounded to 4 decimals).
+        """
         out: dict[str, Any] = {
             "layer": self.layer,
             "n_kernels": len(self.names),
@@ -83,7 +91,19 @@ class KernelVisuals:
         return out
 
     def image_path(self, kernel: str, kind: str = "smoothgrad") -> Path | None:
-        """Path of a written PNG (``kind``: smoothgrad, filter, top, actmax), if any."""
+        """Path of a written PNG (``kind``: smoothgrad, filter, top, actmax), if any.
+
+        Parameters
+        ----------
+        kernel : str
+            The kernel's name (one of ``names``).
+        kind : str
+
+        Returns
+        -------
+        Path or None
+            None when the visuals were not written or have no such picture.
+        """
         rel = self.files.get(kernel, {}).get(kind)
         if rel is None or self.directory is None:
             return None
@@ -96,6 +116,17 @@ def match_kernels(variables: Sequence[Any], vis: KernelVisuals) -> dict[str, int
 
     A variable of ``vis.layer`` is matched by its ``index``; a variable without a layer by
     its name (``k3``, or the qualified ``pool.k3``).  Others are left out.
+
+    Parameters
+    ----------
+    variables : sequence of Variable
+        The rule variables (:attr:`cnn2logic.rules.RuleSet.variables`).
+    vis : KernelVisuals
+
+    Returns
+    -------
+    dict
+        Variable name -> 0-based kernel index in ``vis``.
     """
     by_name = {n: i for i, n in enumerate(vis.names)}
     by_name.update({f"{vis.layer}.{n}": i for i, n in enumerate(vis.names)})
@@ -114,7 +145,20 @@ def write_visuals(vis: KernelVisuals, out_dir: str | os.PathLike[str], *,
     """Write PNGs, ``grid.png``, the arrays (``visuals.npz``) and ``visuals.json``.
 
     Every file is written atomically; ``visuals.json`` is written last, so a directory
-    with a manifest is complete.  Returns ``vis`` with ``files`` and ``directory`` set.
+    with a manifest is complete.
+
+    Parameters
+    ----------
+    vis : KernelVisuals
+    out_dir : path
+        Created if missing.
+    progress : bool
+        A progress bar over the kernels.
+
+    Returns
+    -------
+    KernelVisuals
+        ``vis`` with ``files`` and ``directory`` set.
 
     Raises
     ------
@@ -162,6 +206,16 @@ def write_visuals(vis: KernelVisuals, out_dir: str | os.PathLike[str], *,
 
 def load_visuals(directory: str | os.PathLike[str]) -> KernelVisuals:
     """Read what :func:`write_visuals` wrote.
+
+    Parameters
+    ----------
+    directory : path
+        The directory holding ``visuals.json``.
+
+    Returns
+    -------
+    KernelVisuals
+        With ``files`` and ``directory`` set.
 
     Raises
     ------
