@@ -3,9 +3,9 @@
 Two measurements per architecture, each in a fresh process so peak memory is its own:
 
 ``call``
-    :func:`cnn2logic.visualize.visualize` (top images, SmoothGrad with the paper's
+    :func:`cnn2logic.visual.kernels.visualize` (top images, SmoothGrad with the paper's
     parameters for every kernel, filter correlation, self-response) and
-    :func:`~cnn2logic.visualize.write_visuals` (all PNGs, grid, arrays), after one warm-up
+    :func:`~cnn2logic.visual.visuals.write_visuals` (all PNGs, grid, arrays), after one warm-up
     call; median of ``--repeats`` runs; peak RSS of the process and its growth over the
     model + data already loaded.
 ``cli``
@@ -78,7 +78,7 @@ def child(arch: str, model_path: str, threads: int, repeats: int, data: str) -> 
     torch.set_flush_denormal(True)
     from cnn2logic.data import load_data
     from cnn2logic.models import load_checkpoint
-    from cnn2logic.visualize import visualize, write_visuals
+    from cnn2logic.visual import visualize, write_visuals
 
     model = load_checkpoint(model_path)
     images = load_data(data).train
@@ -128,8 +128,8 @@ def compare_bases(model_path: str, data: str) -> dict:
 
     from cnn2logic.data import load_data
     from cnn2logic.models import load_checkpoint
-    from cnn2logic.visualize import (BASES, filter_correlation, input_filters,
-                                     response_matrix, smoothgrad)
+    from cnn2logic.visual import (BASES, filter_correlation, input_filters,
+                                  response_matrix, smoothgrad)
 
     model = load_checkpoint(model_path)
     images = load_data(data).train

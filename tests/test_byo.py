@@ -337,7 +337,7 @@ def _png_size(path) -> tuple[int, int]:
 
 
 def _grid_height(kernels: int, side: int = 28) -> int:
-    # cnn2logic.visualize.grid_png: 22 px header, a row of max(3 * side, 40) + 6 px per kernel
+    # cnn2logic.visual.images.grid_png: 22 px header, a row of max(3 * side, 40) + 6 px per kernel
     return 22 + kernels * (max(3 * side, 40) + 6) + 6
 
 
@@ -457,7 +457,7 @@ def test_cli_report_own_model(byo_relu_bn, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
     from cnn2logic.rules import save_rules
-    from cnn2logic.visualize import load_visuals, png_bytes, to_rgb
+    from cnn2logic.visual import load_visuals, png_bytes, to_rgb
 
     monkeypatch.chdir(REPO)
     _, ckpt = byo_relu_bn

@@ -7,7 +7,7 @@ from itertools import combinations
 import networkx as nx
 import pytest
 
-from cnn2logic import graph as G
+from cnn2logic import visual as G
 from cnn2logic.cli import main
 from cnn2logic.errors import RulesFileError, VisualizationError
 from cnn2logic.names import is_identifier
@@ -36,7 +36,7 @@ def vis_table1():
 
 
 def _brute_force(rules: RuleSet):
-    """The relations by the definitions, written independently of cnn2logic.graph."""
+    """The relations by the definitions, written independently of cnn2logic.visual."""
     lits = {}
     for r in rules.rules:
         for lit in r.body:

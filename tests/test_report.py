@@ -12,7 +12,7 @@ import pytest
 
 from cnn2logic.cli import main
 from cnn2logic.models import save_checkpoint
-from cnn2logic.report import build_report
+from cnn2logic.cli.report import build_report
 from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable, save_rules
 
 IMG_SRC = re.compile(r'<img\b[^>]*\bsrc="([^"]*)"')

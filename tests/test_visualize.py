@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnn2logic import visualize as V
+from cnn2logic import visual as V
 from cnn2logic.cli import main
 from cnn2logic.errors import ModelError, VisualizationError
 from cnn2logic.models import build_model, save_checkpoint

@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(out / "rules.pl", prolog.to_prolog(result.rules, result.test_codes))
         written += [out / "rules.lp", out / "rules.pl"]
     print("[4/4] writing the report")
-    if importlib.util.find_spec("cnn2logic.report") is not None:
-        from ..report import build_report
+    if importlib.util.find_spec("cnn2logic.cli.report") is not None:
+        from .report import build_report
 
         report = build_report(model, result.rules, data, out / "report.html",
                               visuals_dir=out / "visuals", progress=args.progress)

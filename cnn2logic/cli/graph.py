@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..rules import load_rules
+from ..visual.graph import kernel_graph, write_graph
+from ..visual.relations import RELATIONS, table_ruleset
+from ..visual.visuals import load_visuals, match_kernels
 
-RELATIONS = ("literal", "cooccurrence", "conflict", "dependency")  # = cnn2logic.graph's
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``graph`` subcommand to ``sub``."""
     p = sub.add_parser(
         "graph", help="kernel-relation graph of the rules (GraphML, DOT, PNG)",
         description="Kernel -> class edges (sign = literal polarity, weight = share of the "
@@ -37,10 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..graph import kernel_graph, table_ruleset, write_graph
-    from ..rules import load_rules
-    from ..visualize import load_visuals, match_kernels
+    """Write the kernel-relation graph of the rules file named by ``args``.
 
+    Raises
+    ------
+    Cnn2LogicError
+        An unreadable rules or visuals file, or a bad relation name.
+    """
     rules = load_rules(args.rules)
     if args.terms == "table":
         rules = table_ruleset(rules)

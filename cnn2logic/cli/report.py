@@ -1,17 +1,37 @@
-"""``cnn2logic report``: one self-contained HTML report for a model and its rules."""
+"""``cnn2logic report``: one self-contained HTML report for a model and its rules.
+
+:func:`build_report` prepares what :func:`cnn2logic.visual.report.write_report` renders:
+it loads the rules, the model and the data when they are given as paths, computes (or
+reuses) the kernels' visuals, and measures the rules on the test split when the rules
+file lacks metrics or the confusion matrix (capture and binarise with
+:func:`cnn2logic.units.codes_for`, then :func:`cnn2logic.evaluate.evaluate_rules` and
+:func:`cnn2logic.evaluate.confusion`, as ``cnn2logic extract`` does).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+from typing import Any, Mapping
 
+import numpy as np
+
+from ..byo import add_model_args, load_model, model_from_args
+from ..data import load_data
+from ..errors import Cnn2LogicError, VisualizationError
+from ..evaluate import confusion, evaluate_rules
+from ..rules import RuleSet, load_rules
+from ..units import REDUCTIONS, Thresholds, codes_for
+from ..visual.kernels import model_fingerprint, visualize
+from ..visual.report import CONFUSION_SOURCE, METRICS_SOURCE, write_report
+from ..visual.saliency import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
+from ..visual.visuals import MANIFEST, KernelVisuals, load_visuals, match_kernels, write_visuals
 from ._common import add_progress_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..byo import add_model_args
-    from ..units import REDUCTIONS
-    from ..visualize import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES
-
+    """Add the ``report`` subcommand to ``sub``."""
     p = sub.add_parser(
         "report", help="self-contained HTML report (rules read with the kernels' images)",
         description="Metrics beside the paper's figures, each class's rule with every "
@@ -50,11 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..byo import model_from_args
-    from ..data import load_data
-    from ..report import build_report
-    from ..rules import load_rules
+    """Load the rules, the model and the data named by ``args`` and write the report.
 
+    Raises
+    ------
+    Cnn2LogicError
+        An unreadable rules file, model or data, or a bad visualisation parameter.
+    """
     rules = load_rules(args.rules)
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = None
@@ -66,3 +88,198 @@ def run(args: argparse.Namespace) -> int:
                         title=args.title, max_rules=args.max_rules, progress=args.progress)
     print(f"wrote {path}")
     return 0
+
+
+def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any = None,
+                 out_path: str | os.PathLike[str] = "report.html", *,
+                 visuals_dir: str | os.PathLike[str] | None = None,
+                 layer: str | None = None, reduce: str | None = None,
+                 base: str | None = None, samples: int = SMOOTHGRAD_SAMPLES,
+                 stdev: float = SMOOTHGRAD_STDEV,
+                 top: int = DEFAULT_TOP, actmax: bool = False, title: str | None = None,
+                 max_rules: int = 40, progress: bool = True) -> Path:
+    """Write the HTML report for ``model`` and ``rules`` to ``out_path``; return the path.
+
+    Parameters
+    ----------
+    model : nn.Module, path or None
+        The network (or its checkpoint: anything :func:`cnn2logic.byo.load_model` reads
+        without a factory; load your own model with a factory first).  None: no
+        maximising images.
+    rules : RuleSet or path
+        The rules (``meta`` from ``cnn2logic extract`` supplies metrics, the table terms
+        and the confusion matrix).
+    data : DataSplits, "embedded", a directory, or None
+        Training images give the top-activating images and the ``mean`` SmoothGrad base;
+        test images let the report compute metrics and confusion missing from ``meta``.
+    out_path : path
+        The HTML file (written atomically).
+    visuals_dir : path, optional
+        Reuse the visuals written there for this model and layer, or compute them and
+        write them there (PNGs, ``visuals.json``).  Without it visuals stay in memory.
+    layer : str, optional
+        Default: ``rules.meta["layer"]``, else ``"pool"``.
+    reduce : str, optional
+        How a kernel's map becomes one unit (:data:`cnn2logic.units.REDUCTIONS`).
+        Default: ``rules.meta["settings"]["reduce"]``, else ``"max"``.
+    base : str, optional
+        SmoothGrad base; default ``"mean"`` with data, ``"zeros"`` without.
+    samples, stdev, top, actmax
+        Passed to :func:`cnn2logic.visual.kernels.visualize`.
+    title : str, optional
+        The page heading.
+    max_rules : int
+        Rules listed per class in the full rule list (the rest are counted).
+    progress : bool
+        Show progress bars while computing visuals.
+
+    Returns
+    -------
+    Path
+        The written HTML file.
+
+    Raises
+    ------
+    RulesFileError
+        ``rules`` is a path that cannot be read.
+    CheckpointError
+        ``model`` is a path that cannot be loaded.
+    VisualizationError
+        A bad visualisation parameter or an unwritable output path.
+    """
+    if not isinstance(rules, RuleSet):
+        rules = load_rules(rules)
+    model = _load_model(model)
+    data = _load_data(data)
+    out = Path(out_path)
+    if out.is_dir():  # before any work: computing visuals can take long
+        raise VisualizationError(f"{out} is a directory; give the report's file name")
+    meta: Mapping[str, Any] = rules.meta if isinstance(rules.meta, Mapping) else {}
+    layer = layer or str(meta.get("layer") or "pool")
+    settings = meta.get("settings") if isinstance(meta.get("settings"), Mapping) else {}
+    reduce = reduce or str(settings.get("reduce") or "max")
+    arch = str(meta.get("architecture")
+               or getattr(getattr(model, "spec", None), "name", "") or "")
+    notes: list[str] = []
+    vis_dir = Path(visuals_dir) if visuals_dir is not None else None
+    vis = _visuals(model, layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
+                   top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes)
+    if vis is not None:
+        index = match_kernels(rules.variables, vis)
+        missing = [v.name for v in rules.variables if v.name not in index]
+        if missing:
+            notes.append(f"no maximising image for {len(missing)} rule variable(s) not in "
+                         f"layer {layer!r}: {', '.join(missing[:8])}"
+                         + (" …" if len(missing) > 8 else ""))
+    measured = _measurements(model, rules, data, meta, layer, reduce, notes)
+    return write_report(rules, out, visuals=vis, layer=layer, architecture=arch,
+                        title=title, max_rules=max_rules, notes=notes, **measured)
+
+
+def _load_model(model: Any) -> Any:
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model)  # a cnn2logic checkpoint or a .pt2 program
+    return model
+
+
+def _load_data(data: Any) -> Any:
+    if data is None or (isinstance(data, str) and data == "none"):
+        return None
+    if isinstance(data, (str, os.PathLike)):
+        return load_data(data)
+    return data
+
+
+def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, base: str | None,
+             samples: int, stdev: float, top: int, actmax: bool, reduce: str, progress: bool,
+             notes: list[str]) -> KernelVisuals | None:
+    """The visuals in ``visuals_dir`` when they belong to ``model``, else computed anew."""
+    if reduce == "position":  # maximising images are per kernel
+        notes.append("the rules read one unit per map position; the kernels' maximising "
+                     "images are those of their max-pooled units")
+        reduce = "max"
+    if visuals_dir is not None and (visuals_dir / MANIFEST).is_file():
+        try:
+            vis = load_visuals(visuals_dir)
+        except VisualizationError as exc:
+            notes.append(f"existing visuals not used ({exc}); recomputed")
+        else:
+            same_model = (model is None
+                          or vis.params.get("model_sha256") == model_fingerprint(model))
+            same_units = vis.params.get("reduce", "max") == reduce
+            if vis.layer == layer and same_model and same_units:
+                return vis
+            if model is None:
+                return vis
+            other = ("another model or layer" if vis.layer != layer or not same_model else
+                     f"another reduction ({vis.params.get('reduce', 'max')}, not {reduce})")
+            notes.append(f"visuals in {visuals_dir} belong to {other}; recomputed")
+    if model is None:
+        notes.append("no model given: kernels are shown by name, without maximising images")
+        return None
+    images = data.train if data is not None else None
+    chosen = base or ("mean" if images is not None else "zeros")
+    if images is None:
+        notes.append("no data given: no top-activating images, and SmoothGrad starts from "
+                     f"the {chosen!r} image instead of the mean data image")
+    vis = visualize(model, layer, images, base=chosen, samples=samples, stdev=stdev,
+                    top=top if images is not None else 0, actmax=actmax, reduce=reduce,
+                    progress=progress)
+    if visuals_dir is not None:
+        vis = write_visuals(vis, visuals_dir, progress=progress)
+    return vis
+
+
+def _measurements(model: Any, rules: RuleSet, data: Any, meta: Mapping[str, Any], layer: str,
+                  reduce: str, notes: list[str]) -> dict[str, Any]:
+    """Metrics and confusion (with their sources) from ``meta``, else measured on ``data``."""
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), Mapping) else None
+    cm = meta.get("confusion")
+    out = {"metrics": metrics, "confusion": cm, "metrics_source": METRICS_SOURCE,
+           "confusion_source": CONFUSION_SOURCE}
+    if (metrics is None or not cm) and data is not None and model is not None:
+        computed, computed_cm = _metrics_from_data(model, rules, data, layer, reduce, notes)
+        if metrics is None and computed is not None:
+            out["metrics"] = computed
+            out["metrics_source"] = f"computed by the report on {data.test.name}"
+        if not cm and computed_cm is not None:
+            out["confusion"] = computed_cm
+            out["confusion_source"] = f"computed by the report on {data.test.name}"
+    return out
+
+
+def _metrics_from_data(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str,
+                       notes: list[str]) -> tuple[dict | None, list | None]:
+    """Rule metrics and the confusion matrix measured on ``data.test``."""
+    meta_thr = rules.meta.get("thresholds") if isinstance(rules.meta, Mapping) else None
+    thresholds = None
+    if isinstance(meta_thr, Mapping) and meta_thr.get("values"):
+        thresholds = Thresholds(np.asarray(meta_thr["values"], dtype=float),
+                                str(meta_thr.get("method", "given")))
+    try:
+        train_codes, _, thr = codes_for(model, layer, data.train, thresholds,
+                                        threshold_method="half", reduce=reduce,
+                                        progress=False)
+        codes, _, _ = codes_for(model, layer, data.test, thr, reduce=reduce, progress=False)
+    except Cnn2LogicError as exc:
+        notes.append(f"metrics could not be computed from the data: {exc}")
+        return None, None
+    column = {n: i for i, n in enumerate(codes.names)}
+    cols = []
+    for v in rules.variables:
+        if v.name in column:
+            cols.append(column[v.name])
+        elif v.layer == layer and 0 <= v.index < len(codes.names):
+            cols.append(v.index)
+        else:
+            notes.append(f"rule variable {v.name!r} is not a kernel of layer {layer!r}: "
+                         "metrics not computed")
+            return None, None
+    X = codes.bits[:, cols]
+    heads = rules.head_names
+    if list(heads) != [str(c) for c in data.test.classes][: len(heads)]:
+        notes.append("rule heads are not the data's classes: metrics not computed")
+        return None, None
+    metrics = evaluate_rules(rules, X, codes.labels, codes.predictions)
+    cm = confusion(codes.predictions, rules.predict_index(X), len(heads))
+    return metrics, cm

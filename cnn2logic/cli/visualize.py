@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+import torch
+
+from ..byo import add_model_args, model_from_args
+from ..data import load_data
+from ..errors import VisualizationError
+from ..units import REDUCTIONS
+from ..visual.kernels import visualize
+from ..visual.saliency import (BASES, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_SAMPLES,
+                               SMOOTHGRAD_STDEV)
+from ..visual.visuals import write_visuals
 from ._common import add_progress_arg, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..units import REDUCTIONS
-    from ..visualize import BASES, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
-
+    """Add the ``visualize`` subcommand to ``sub``."""
     p = sub.add_parser(
         "visualize", help="SmoothGrad maximising image of every kernel unit",
         description="Per kernel of --layer: the SmoothGrad image of its pooled unit (the "
@@ -21,8 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "into --out.")
     p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
                                  "--factory, any state dict, TorchScript or .pt2 file)")
-    from ..byo import add_model_args
-
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--layer", default="pool",
@@ -57,14 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    """Compute and write the visuals of the model named by ``args``; print a summary.
 
-    from ..byo import model_from_args
-    from ..data import load_data
-    from ..errors import VisualizationError
-    from ..visualize import DEFAULT_BASE, visualize, write_visuals
-
+    Raises
+    ------
+    Cnn2LogicError
+        An unreadable model or data, or a bad visualisation parameter.
+    """
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.top < 0:

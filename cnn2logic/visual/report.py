@@ -1,4 +1,4 @@
-"""One self-contained HTML report for a model and its rules.
+"""One self-contained HTML report of a rule set: it renders what it is given, loads nothing.
 
 The report reads the rules the way the main paper does: every literal of a class's rule
 is shown with its kernel's maximising (SmoothGrad) image, so ``k6 ∧ k8 → 3`` becomes two
@@ -7,24 +7,27 @@ table beside the paper's figures (for ``paper1``/``paper3``), the kernel-relatio
 the SmoothGrad grid (filters beside their images when the kernels see the input) and a
 confusion view of rules against the network.
 
+Its inputs are objects: the :class:`~cnn2logic.rules.RuleSet`, the kernels'
+:class:`~cnn2logic.visual.visuals.KernelVisuals`, the metrics and the confusion matrix
+(as :mod:`cnn2logic.evaluate` computes them).  Loading a model and data, computing the
+visuals and measuring the rules is the caller's work (``cnn2logic report``:
+:func:`cnn2logic.cli.report.build_report`).
+
 Every image is embedded as a ``data:`` URI and there is no script, external style sheet
 or font: the file opens in a browser with no network access.  A part whose inputs are
-missing (e.g. a rules file without ``meta["confusion"]`` and no data to compute it) is
-left out and the report says so in its notes.
+missing (no metrics, no visuals, no confusion) is left out and the report says so in
+its notes.
 
 Example
 -------
 >>> import tempfile, pathlib
->>> from cnn2logic.models import build_model
 >>> from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable
->>> model = build_model("paper1", seed=0)
 >>> rs = RuleSet(tuple(Variable(f"k{i}", "pool", i - 1) for i in range(1, 11)),
 ...              tuple(Head(str(c)) for c in range(10)),
 ...              (Rule("3", (Literal("k6"), Literal("k8"), Literal("k1", False))),),
 ...              default="1")
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "report.html"
->>> path = build_report(model, rs, None, out, samples=4, progress=False)
->>> html = path.read_text(encoding="utf-8")
+>>> html = write_report(rs, out).read_text(encoding="utf-8")
 >>> "data:image/png;base64," in html and "http://" not in html
 True
 """
@@ -39,13 +42,19 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._io import atomic_write_text
-from .errors import Cnn2LogicError, VisualizationError
-from .rules import Rule, RuleSet, load_rules
-from .visualize import (DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV, KernelVisuals,
-                        match_kernels, png_bytes, to_rgb)
+from .. import __version__
+from .._io import atomic_write_text
+from ..errors import VisualizationError
+from ..export.markdown import METRIC_ROWS  # one list of rows and labels for both views
+from ..rules import Literal, Rule, RuleSet
+from .graph import kernel_graph
+from .graph_draw import graph_png
+from .images import grid_png, png_bytes, to_rgb
+from .relations import literal_uses, table_ruleset
+from .visuals import KernelVisuals, match_kernels
 
-from .export.markdown import METRIC_ROWS  # one list of rows and labels for both views
+METRICS_SOURCE = "the rules file (measured on the test split by cnn2logic extract)"
+CONFUSION_SOURCE = "the rules file (test split)"
 
 _CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#222;
@@ -101,105 +110,6 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _load_model(model: Any) -> Any:
-    if model is None:
-        return None
-    if isinstance(model, (str, os.PathLike)):
-        from .byo import load_model  # a cnn2logic checkpoint or a .pt2 program
-
-        return load_model(model)
-    return model
-
-
-def _load_data(data: Any) -> Any:
-    if data is None or (isinstance(data, str) and data == "none"):
-        return None
-    if isinstance(data, (str, os.PathLike)):
-        from .data import load_data
-
-        return load_data(data)
-    return data
-
-
-def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, base: str | None,
-             samples: int, stdev: float, top: int, actmax: bool, reduce: str, progress: bool,
-             notes: list[str]) -> KernelVisuals | None:
-    from .visualize import (load_visuals, model_fingerprint, visualize, write_visuals)
-
-    if reduce == "position":  # maximising images are per kernel
-        notes.append("the rules read one unit per map position; the kernels' maximising "
-                     "images are those of their max-pooled units")
-        reduce = "max"
-    if visuals_dir is not None and (visuals_dir / "visuals.json").is_file():
-        try:
-            vis = load_visuals(visuals_dir)
-        except VisualizationError as exc:
-            notes.append(f"existing visuals not used ({exc}); recomputed")
-        else:
-            same_model = model is None or vis.params.get("model_sha256") == model_fingerprint(model)
-            same_units = vis.params.get("reduce", "max") == reduce
-            if vis.layer == layer and same_model and same_units:
-                return vis
-            if model is None:
-                return vis
-            other = ("another model or layer" if vis.layer != layer or not same_model else
-                     f"another reduction ({vis.params.get('reduce', 'max')}, not {reduce})")
-            notes.append(f"visuals in {visuals_dir} belong to {other}; recomputed")
-    if model is None:
-        notes.append("no model given: kernels are shown by name, without maximising images")
-        return None
-    images = data.train if data is not None else None
-    chosen = base or ("mean" if images is not None else "zeros")
-    if images is None:
-        notes.append("no data given: no top-activating images, and SmoothGrad starts from "
-                     f"the {chosen!r} image instead of the mean data image")
-    vis = visualize(model, layer, images, base=chosen, samples=samples, stdev=stdev,
-                    top=top if images is not None else 0, actmax=actmax, reduce=reduce,
-                    progress=progress)
-    if visuals_dir is not None:
-        vis = write_visuals(vis, visuals_dir, progress=progress)
-    return vis
-
-
-def _metrics_from_data(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str,
-                       notes: list[str]) -> tuple[dict | None, list | None]:
-    """Rule metrics and the confusion matrix computed here, when the meta lacks them."""
-    from .evaluate import confusion, evaluate_rules
-    from .units import Thresholds, codes_for
-
-    meta_thr = rules.meta.get("thresholds") if isinstance(rules.meta, Mapping) else None
-    thresholds = None
-    if isinstance(meta_thr, Mapping) and meta_thr.get("values"):
-        thresholds = Thresholds(np.asarray(meta_thr["values"], dtype=float),
-                                str(meta_thr.get("method", "given")))
-    try:
-        train_codes, _, thr = codes_for(model, layer, data.train, thresholds,
-                                        threshold_method="half", reduce=reduce,
-                                        progress=False)
-        codes, _, _ = codes_for(model, layer, data.test, thr, reduce=reduce, progress=False)
-    except Cnn2LogicError as exc:
-        notes.append(f"metrics could not be computed from the data: {exc}")
-        return None, None
-    column = {n: i for i, n in enumerate(codes.names)}
-    cols = []
-    for v in rules.variables:
-        if v.name in column:
-            cols.append(column[v.name])
-        elif v.layer == layer and 0 <= v.index < len(codes.names):
-            cols.append(v.index)
-        else:
-            notes.append(f"rule variable {v.name!r} is not a kernel of layer {layer!r}: "
-                         "metrics not computed")
-            return None, None
-    X = codes.bits[:, cols]
-    heads = rules.head_names
-    if list(heads) != [str(c) for c in data.test.classes][: len(heads)]:
-        notes.append("rule heads are not the data's classes: metrics not computed")
-        return None, None
-    metrics = evaluate_rules(rules, X, codes.labels, codes.predictions)
-    cm = confusion(codes.predictions, rules.predict_index(X), len(heads))
-    return metrics, cm
-
 
 def _class_terms(rules: RuleSet, meta_table: Any) -> list[dict[str, Any]]:
     """One row per class: the table term from ``meta['table']`` or the first rule."""
@@ -214,8 +124,6 @@ def _class_terms(rules: RuleSet, meta_table: Any) -> list[dict[str, Any]]:
             continue
         entry = by_class.get(head.name)
         if entry is not None and entry.get("body"):
-            from .rules import Literal
-
             rule = Rule(head.name, tuple(Literal(str(v), bool(p)) for v, p in entry["body"]))
             stats = {
                 "precision": _first(entry, "test_precision", "precision", "train_precision"),
@@ -287,7 +195,8 @@ def _rule_chips(rule: Rule) -> str:
 
 
 def _metrics_section(metrics: Mapping[str, Any] | None, arch: str, source: str) -> str:
-    from .models import PAPER_FIGURES
+    # cnn2logic.models imports torch; the report needs it only for the paper's figures.
+    from ..models import PAPER_FIGURES
 
     paper = PAPER_FIGURES.get(arch)
     head = "<tr><th>measure</th><th>this model</th>"
@@ -337,9 +246,6 @@ def _confusion_section(cm: Sequence[Sequence[int]], heads: Sequence[str], source
 
 
 def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
-    from .graph import literal_uses
-    from .visualize import grid_png
-
     uses: dict[str, list[str]] = {}
     for (var, head), d in literal_uses(rules).items():
         mark = {1: "", -1: "¬", 0: "±"}[d["sign"]]
@@ -384,100 +290,8 @@ def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
     return "".join(parts)
 
 
-def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any = None,
-                 out_path: str | os.PathLike[str] = "report.html", *,
-                 visuals_dir: str | os.PathLike[str] | None = None,
-                 layer: str | None = None, reduce: str | None = None,
-                 base: str | None = None, samples: int = SMOOTHGRAD_SAMPLES,
-                 stdev: float = SMOOTHGRAD_STDEV,
-                 top: int = DEFAULT_TOP, actmax: bool = False, title: str | None = None,
-                 max_rules: int = 40, progress: bool = True) -> Path:
-    """Write the HTML report for ``model`` and ``rules`` to ``out_path``; return the path.
 
-    Parameters
-    ----------
-    model : nn.Module, path or None
-        The network (or its checkpoint: anything :func:`cnn2logic.byo.load_model` reads
-        without a factory; load your own model with a factory first).  None: no
-        maximising images.
-    rules : RuleSet or path
-        The rules (``meta`` from ``cnn2logic extract`` supplies metrics, the table terms
-        and the confusion matrix).
-    data : DataSplits, "embedded", a directory, or None
-        Training images give the top-activating images and the ``mean`` SmoothGrad base;
-        test images let the report compute metrics and confusion missing from ``meta``.
-    out_path : path
-        The HTML file (written atomically).
-    visuals_dir : path, optional
-        Reuse the visuals written there for this model and layer, or compute them and
-        write them there (PNGs, ``visuals.json``).  Without it visuals stay in memory.
-    layer : str, optional
-        Default: ``rules.meta["layer"]``, else ``"pool"``.
-    reduce : str, optional
-        How a kernel's map becomes one unit (:data:`cnn2logic.units.REDUCTIONS`).
-        Default: ``rules.meta["settings"]["reduce"]``, else ``"max"``.
-    base : str, optional
-        SmoothGrad base; default ``"mean"`` with data, ``"zeros"`` without.
-    samples, stdev, top, actmax
-        Passed to :func:`cnn2logic.visualize.visualize`.
-    max_rules : int
-        Rules listed per class in the full rule list (the rest are counted).
-
-    Raises
-    ------
-    RulesFileError
-        ``rules`` is a path that cannot be read.
-    CheckpointError
-        ``model`` is a path that cannot be loaded.
-    VisualizationError
-        A bad visualisation parameter or an unwritable output path.
-    """
-    if not isinstance(rules, RuleSet):
-        rules = load_rules(rules)
-    model = _load_model(model)
-    data = _load_data(data)
-    out = Path(out_path)
-    if out.is_dir():
-        raise VisualizationError(f"{out} is a directory; give the report's file name")
-    meta: Mapping[str, Any] = rules.meta if isinstance(rules.meta, Mapping) else {}
-    layer = layer or str(meta.get("layer") or "pool")
-    settings = meta.get("settings") if isinstance(meta.get("settings"), Mapping) else {}
-    reduce = reduce or str(settings.get("reduce") or "max")
-    arch = str(meta.get("architecture")
-               or getattr(getattr(model, "spec", None), "name", "") or "")
-    notes: list[str] = []
-    vis_dir = Path(visuals_dir) if visuals_dir is not None else None
-    vis = _visuals(model, layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
-                   top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes)
-    thumbs = _Thumbs(vis, rules)
-    if vis is not None:
-        missing = [v.name for v in rules.variables if v.name not in thumbs.index]
-        if missing:
-            notes.append(f"no maximising image for {len(missing)} rule variable(s) not in "
-                         f"layer {layer!r}: {', '.join(missing[:8])}"
-                         + (" …" if len(missing) > 8 else ""))
-
-    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), Mapping) else None
-    cm = meta.get("confusion")
-    metrics_source = "the rules file (measured on the test split by cnn2logic extract)"
-    cm_source = "the rules file (test split)"
-    if (metrics is None or not cm) and data is not None and model is not None:
-        computed, computed_cm = _metrics_from_data(model, rules, data, layer, reduce, notes)
-        if metrics is None and computed is not None:
-            metrics = computed
-            metrics_source = f"computed by the report on {data.test.name}"
-        if not cm and computed_cm is not None:
-            cm = computed_cm
-            cm_source = f"computed by the report on {data.test.name}"
-
-    sections: list[tuple[str, str, str]] = []  # (id, title, html)
-    if metrics:
-        sections.append(("metrics", "Accuracy, fidelity, coverage",
-                         _metrics_section(metrics, arch, metrics_source)))
-    else:
-        notes.append("metrics table omitted: the rules file has no meta['metrics'] and no "
-                     "model + data were given to compute them")
-
+def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> str:
     class_rows = _class_terms(rules, meta.get("table"))
     source = ("the per-class table terms chosen by the extractor (short, accurate terms, "
               "as in the paper's Table 1)" if any(r["source"] == "table" for r in class_rows)
@@ -493,13 +307,14 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
                     f"<td>{_rule_pictures(r['rule'], thumbs)}</td>"
                     f"<td class=num>{len(r['rule'].body)}</td><td class=num>{_fmt(prec)}</td>"
                     f"<td class=num>{_fmt(sup)}</td></tr>")
-    sections.append(("rules", "Rules per class, read with the kernels' images",
-                     f"<p>Source: {html.escape(source)}. Green frame: the kernel must fire "
-                     "(its pooled unit ≥ threshold); red dashed, faded: it must not. "
-                     "Precision and support: on the test split when the extractor measured "
-                     f"them there, else on the training split.</p><table>{''.join(rows)}"
-                     "</table>"))
+    return (f"<p>Source: {html.escape(source)}. Green frame: the kernel must fire "
+            "(its pooled unit ≥ threshold); red dashed, faded: it must not. "
+            "Precision and support: on the test split when the extractor measured "
+            f"them there, else on the training split.</p><table>{''.join(rows)}"
+            "</table>")
 
+
+def _all_rules_section(rules: RuleSet, max_rules: int) -> str:
     all_rules = []
     for head in rules.heads:
         own = rules.rules_for(head.name)
@@ -516,53 +331,122 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
                          f"{len(own)} rule(s)</summary><ol>{items}</ol>{more}</details>")
     default = (f"default class <b>{html.escape(rules.default)}</b> when no rule fires"
                if rules.default is not None else "no default class")
-    sections.append(("all-rules", "All rules",
-                     f"<p>{len(rules.rules)} rules in rank order (the first satisfied rule "
-                     f"decides); {default}.</p>{''.join(all_rules)}"))
+    return (f"<p>{len(rules.rules)} rules in rank order (the first satisfied rule "
+            f"decides); {default}.</p>{''.join(all_rules)}")
 
-    if vis is not None:
-        sections.append(("kernels", "Kernels: maximising images", _kernel_section(vis, rules)))
+
+def _graph_section(rules: RuleSet, thumbs: _Thumbs) -> str:
+    """The kernel graph of the table terms (else of all rules); VisualizationError if none."""
+    try:
+        graph_rules, which = table_ruleset(rules), (
+            "the per-class table terms above (one term per class; <code>cnn2logic graph "
+            "RULES --terms all</code> draws every rule)")
+    except VisualizationError:
+        graph_rules, which = rules, f"all {len(rules.rules)} rules"
+    g = kernel_graph(graph_rules)
+    pictures = {v.name: pic for v in rules.variables
+                if (pic := thumbs.picture(v.name)) is not None}
+    gpng = graph_png(g, pictures=pictures)
+    return (
+        f"<p>Drawn from {which}. Kernels (top) and classes (bottom): green arrows are "
+        "positive literals, red dashed arrows negated ones, purple both (positive in some "
+        "rules of the class, negated in others: a polarity conflict); thicker arrows are "
+        "used by more of the class's rules. Blue arcs join kernels that occur positively "
+        f"in the same rule. {g.number_of_nodes()} nodes, {g.number_of_edges()} edges; "
+        "the never-together conflict edges are not drawn (they are in the GraphML/DOT "
+        "files of <code>cnn2logic graph</code>).</p>"
+        + _img(gpng, "kernel graph", "pic"))
+
+
+def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
+              metrics: Mapping[str, Any] | None, metrics_source: str,
+              confusion: Sequence[Sequence[int]] | None, confusion_source: str,
+              arch: str, max_rules: int, notes: list[str]) -> list[tuple[str, str, str]]:
+    """``(id, title, html)`` of every part the inputs allow; what is left out goes to notes."""
+    sections: list[tuple[str, str, str]] = []
+    if metrics:
+        sections.append(("metrics", "Accuracy, fidelity, coverage",
+                         _metrics_section(metrics, arch, metrics_source)))
+    else:
+        notes.append("metrics table omitted: the rules file has no meta['metrics'] and no "
+                     "model + data were given to compute them")
+    sections.append(("rules", "Rules per class, read with the kernels' images",
+                     _rules_section(rules, thumbs, meta)))
+    sections.append(("all-rules", "All rules", _all_rules_section(rules, max_rules)))
+    if thumbs.vis is not None:
+        sections.append(("kernels", "Kernels: maximising images",
+                         _kernel_section(thumbs.vis, rules)))
     else:
         notes.append("SmoothGrad grid omitted: no model")
-
-    from .graph import graph_png, kernel_graph, table_ruleset
-
     try:
-        try:
-            graph_rules, which = table_ruleset(rules), (
-                "the per-class table terms above (one term per class; <code>cnn2logic graph "
-                "RULES --terms all</code> draws every rule)")
-        except VisualizationError:
-            graph_rules, which = rules, f"all {len(rules.rules)} rules"
-        g = kernel_graph(graph_rules)
-        pictures = {v.name: pic for v in rules.variables
-                    if (pic := thumbs.picture(v.name)) is not None}
-        gpng = graph_png(g, pictures=pictures)
-        sections.append(("graph", "Kernel-relation graph", (
-            f"<p>Drawn from {which}. Kernels (top) and classes (bottom): green arrows are "
-            "positive literals, red dashed arrows negated ones, purple both (positive in some "
-            "rules of the class, negated in others: a polarity conflict); thicker arrows are "
-            "used by more of the class's rules. Blue arcs join kernels that occur positively "
-            f"in the same rule. {g.number_of_nodes()} nodes, {g.number_of_edges()} edges; "
-            "the never-together conflict edges are not drawn (they are in the GraphML/DOT "
-            "files of <code>cnn2logic graph</code>).</p>"
-            + _img(gpng, "kernel graph", "pic"))))
+        sections.append(("graph", "Kernel-relation graph", _graph_section(rules, thumbs)))
     except VisualizationError as exc:
         notes.append(f"graph omitted: {exc}")
-
-    if cm:
+    if confusion:
         heads = [h.name for h in rules.heads if h.kind == "class"]
         try:
             sections.append(("confusion", "Rules against the network",
-                             _confusion_section(cm, heads, cm_source)))
+                             _confusion_section(confusion, heads, confusion_source)))
         except (ValueError, TypeError, IndexError) as exc:
             notes.append(f"confusion view omitted: meta['confusion'] is malformed ({exc})")
     else:
         notes.append("confusion view omitted: the rules file has no meta['confusion'] and no "
                      "model + data were given to compute it")
+    return sections
 
-    heading = title or f"cnn2logic report: {arch or 'model'} rules"
-    facts = [f"architecture <b>{html.escape(arch or 'unknown')}</b>",
+
+def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
+                  metrics: Mapping[str, Any] | None = None,
+                  confusion: Sequence[Sequence[int]] | None = None,
+                  metrics_source: str = METRICS_SOURCE,
+                  confusion_source: str = CONFUSION_SOURCE, layer: str = "pool",
+                  architecture: str = "", title: str | None = None, max_rules: int = 40,
+                  notes: Sequence[str] = ()) -> str:
+    """The report's HTML page for ``rules`` and what was measured about them.
+
+    Parameters
+    ----------
+    rules : RuleSet
+        The rules; ``meta["table"]`` supplies the per-class table terms and
+        ``meta`` the model, method and data facts of the heading.
+    visuals : KernelVisuals, optional
+        The maximising images of the rule variables' kernels.  None: kernels are shown
+        by name only and the SmoothGrad grid is left out.
+    metrics : mapping, optional
+        Rule metrics (:func:`cnn2logic.evaluate.evaluate_rules`); None: no metrics table.
+    confusion : sequence of sequences of int, optional
+        Network x rules confusion matrix (:func:`cnn2logic.evaluate.confusion`).
+    metrics_source, confusion_source : str
+        Where the figures come from, as the report states it.
+    layer, architecture : str
+        The layer of the rule variables and the model's architecture (for the heading
+        and the paper's figures).
+    title : str, optional
+        The page heading; default ``"cnn2logic report: <architecture> rules"``.
+    max_rules : int
+        Rules listed per class in the full rule list (the rest are counted).
+    notes : sequence of str
+        Notes from preparing the inputs; the report adds its own about omitted parts.
+
+    Returns
+    -------
+    str
+        The HTML page.
+
+    Raises
+    ------
+    VisualizationError
+        The graph or a picture cannot be drawn (other than an empty graph, which is
+        noted).
+    """
+    notes = list(notes)
+    meta: Mapping[str, Any] = rules.meta if isinstance(rules.meta, Mapping) else {}
+    sections = _sections(rules, _Thumbs(visuals, rules), meta, metrics=metrics,
+                         metrics_source=metrics_source, confusion=confusion,
+                         confusion_source=confusion_source, arch=architecture, max_rules=max_rules,
+                         notes=notes)
+    heading = title or f"cnn2logic report: {architecture or 'model'} rules"
+    facts = [f"architecture <b>{html.escape(architecture or 'unknown')}</b>",
              f"layer <code>{html.escape(layer)}</code>",
              f"{len(rules.variables)} kernels", f"{len(rules.heads)} heads",
              f"{len(rules.rules)} rules"]
@@ -575,9 +459,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     note_html = ("<section id=notes><h2>Notes</h2>"
                  + "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
                  + "</section>") if notes else ""
-    from . import __version__
-
-    page = (
+    return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{html.escape(heading)}</title><style>{_CSS}</style></head><body><main>"
@@ -586,5 +468,27 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         f"<p class=small>Written by cnn2logic {__version__}; self-contained (no network "
         f"access needed).</p></main></body></html>\n"
     )
-    atomic_write_text(out, page)
+
+
+def write_report(rules: RuleSet, out_path: str | os.PathLike[str] = "report.html",
+                 **parts: Any) -> Path:
+    """Write :func:`render_report` of ``rules`` to ``out_path`` (atomically); return the path.
+
+    Parameters
+    ----------
+    rules : RuleSet
+    out_path : path
+        The HTML file.
+    **parts
+        The keyword arguments of :func:`render_report` (visuals, metrics, confusion...).
+
+    Raises
+    ------
+    VisualizationError
+        ``out_path`` is a directory, or :func:`render_report` fails.
+    """
+    out = Path(out_path)
+    if out.is_dir():
+        raise VisualizationError(f"{out} is a directory; give the report's file name")
+    atomic_write_text(out, render_report(rules, **parts))
     return out

@@ -1,0 +1,122 @@
+"""Every kernel's pictures and checks at once: :func:`visualize` -> :class:`KernelVisuals`.
+
+Per kernel of a layer: its SmoothGrad image (:mod:`~cnn2logic.visual.saliency`), its
+filter and their correlation when the kernel sees the input
+(:mod:`~cnn2logic.visual.filters`), the data images that activate it most, optionally an
+activation-maximisation image, and the response matrix.  :func:`model_fingerprint`
+identifies the model the visuals belong to (recorded in their parameters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import VisualizationError
+from ..units import kernel_names
+from .filters import filter_correlation, input_conv, response_matrix
+from .saliency import (DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN, SMOOTHGRAD_SAMPLES,
+                       SMOOTHGRAD_STDEV, LayerUnits, _as_array, activation_maximization,
+                       smoothgrad, top_activating)
+from .visuals import KernelVisuals
+
+
+def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
+              base: str = DEFAULT_BASE, samples: int = SMOOTHGRAD_SAMPLES,
+              stdev: float = SMOOTHGRAD_STDEV, top: int = DEFAULT_TOP,
+              actmax: bool = False, actmax_steps: int = 200, reduce: str = "max",
+              batch_size: int = 1000, seed: int = 0, progress: bool = True) -> KernelVisuals:
+    """SmoothGrad image, filter (when it sees the input), top images and checks per kernel.
+
+    Parameters
+    ----------
+    model : nn.Module
+    layer : str
+        The layer whose kernels are the rule variables.
+    images : ImageSet or array, optional
+        Data images for the top-activating images (``top`` per kernel) and for the
+        ``mean``/``top`` bases.  Without them no top images are shown.
+    base, samples, stdev, batch_size, seed
+        Passed to :func:`smoothgrad`.
+    actmax : bool
+        Also compute :func:`activation_maximization` images (``actmax_steps`` steps).
+    reduce : str
+        How a kernel's map becomes its unit: max, mean, l1 or l2 (as in
+        :func:`cnn2logic.units.capture`).
+
+    Raises
+    ------
+    VisualizationError
+        Bad parameters (see :func:`smoothgrad`), ``reduce="position"``, or a model
+        without a cnn2logic spec and no ``images`` (its input shape is unknown).
+    ModelError
+        ``layer`` does not exist.
+    """
+    arr = _as_array(images)
+    LayerUnits(model, layer, reduce)  # a bad layer or reduction fails before any work
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    top_index = top_values = top_images = None
+    if arr is not None and len(arr) and top > 0:
+        top_index, top_values = top_activating(model, layer, arr, top, reduce=reduce,
+                                               progress=progress)
+        top_images = arr[top_index]
+        seconds["top_images"] = time.perf_counter() - t0
+    elif base == "top":
+        raise VisualizationError("base 'top' needs data images and top >= 1")
+    t1 = time.perf_counter()
+    maps = smoothgrad(model, layer, base=base, images=arr, samples=samples, stdev=stdev,
+                      top=top, top_index=top_index, reduce=reduce, batch_size=batch_size,
+                      seed=seed, progress=progress)
+    seconds["smoothgrad"] = time.perf_counter() - t1
+    conv = input_conv(model, layer)
+    filters = corr = None
+    if conv is not None and conv.in_channels == maps.shape[1]:
+        # (a conv defined first but given another layer's output has other in_channels)
+        filters = conv.weight.detach().cpu().numpy().astype(np.float32)
+        pad = conv.padding[0] if isinstance(conv.padding, tuple) else 0
+        corr, _ = filter_correlation(maps, filters, padding=int(pad))
+    response = response_matrix(model, layer, maps, reduce=reduce)
+    am = None
+    if actmax:
+        t2 = time.perf_counter()
+        am = activation_maximization(model, layer, steps=actmax_steps, images=arr,
+                                     reduce=reduce, seed=seed, progress=progress)
+        seconds["actmax"] = time.perf_counter() - t2
+    seconds["total"] = time.perf_counter() - t0
+    params = {
+        "method": "smoothgrad (captum NoiseTunnel around Saliency, signed gradients)",
+        "base": base if isinstance(base, str) else "custom",
+        "noise_mean": SMOOTHGRAD_MEAN, "noise_stdev": float(stdev), "samples": int(samples),
+        "top": int(top) if top_index is not None else 0, "reduce": reduce, "seed": int(seed),
+        "batch_size": int(batch_size), "actmax_steps": int(actmax_steps) if actmax else 0,
+        "model": getattr(getattr(model, "spec", None), "name", type(model).__name__),
+        "model_sha256": model_fingerprint(model),
+    }
+    return KernelVisuals(layer, kernel_names(layer, len(maps)), maps, params, filters, corr,
+                         response, top_index, top_values, top_images, am, seconds)
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model's parameters and buffers (names, shapes and values).
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    str
+        The hex digest; equal for two models with equal state dicts.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,256 @@
+"""The visuals of one layer's kernels (:class:`KernelVisuals`) and their files.
+
+:func:`write_visuals` writes a directory: one PNG per kernel and kind under ``kernels/``,
+``grid.png``, the arrays (``visuals.npz``) and, last, the manifest ``visuals.json``;
+:func:`load_visuals` reads it back.  :func:`match_kernels` pairs rule variables with the
+kernels of a :class:`KernelVisuals`.  Computing them is
+:func:`cnn2logic.visual.kernels.visualize`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from .._io import atomic_path, atomic_write_bytes, atomic_write_text
+from ..errors import VisualizationError
+from ..names import NameTable
+from .images import grid_png, kernel_pngs
+
+MANIFEST = "visuals.json"
+ARRAYS = "visuals.npz"
+MANIFEST_FORMAT = "cnn2logic-visuals"
+
+
+@dataclass(frozen=True)
+class KernelVisuals:
+    """What :func:`cnn2logic.visual.kernels.visualize` computed for every kernel of a layer.
+
+    Arrays are indexed by kernel (0-based, ``names[i]`` is kernel ``i``); optional parts
+    are None when they were not computed.
+    """
+
+    layer: str
+    names: tuple[str, ...]
+    smoothgrad: np.ndarray
+    params: Mapping[str, Any]
+    filters: np.ndarray | None = None
+    correlation: np.ndarray | None = None
+    response: np.ndarray | None = None
+    top_index: np.ndarray | None = None
+    top_values: np.ndarray | None = None
+    top_images: np.ndarray | None = None
+    actmax: np.ndarray | None = None
+    seconds: Mapping[str, float] = field(default_factory=dict)
+    files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    directory: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def selectivity(self) -> float:
+        """Fraction of kernels that no other kernel's map activates more than their own."""
+        if self.response is None:
+            return float("nan")
+        own = np.diag(self.response)
+        return float(np.mean(own >= self.response.max(axis=1) - 1e-6))
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able figures: parameters, correlations, selectivity, timings.
+
+        Returns
+        -------
+        dict
+            ``layer``, ``n_kernels``, ``params``, ``seconds`` and, when computed,
+            ``filter_correlation``, ``mean_filter_correlation``, ``self_response`` and
+            ``selectivity`` (rounded to 4 decimals).
+        """
+        out: dict[str, Any] = {
+            "layer": self.layer,
+            "n_kernels": len(self.names),
+            "params": dict(self.params),
+            "seconds": {k: round(float(v), 4) for k, v in self.seconds.items()},
+        }
+        if self.correlation is not None:
+            out["filter_correlation"] = {
+                n: round(float(c), 4) for n, c in zip(self.names, self.correlation)
+            }
+            out["mean_filter_correlation"] = round(float(np.mean(self.correlation)), 4)
+        if self.response is not None:
+            out["self_response"] = {
+                n: round(float(self.response[i, i]), 4) for i, n in enumerate(self.names)
+            }
+            out["selectivity"] = round(self.selectivity, 4)
+        return out
+
+    def image_path(self, kernel: str, kind: str = "smoothgrad") -> Path | None:
+        """Path of a written PNG (``kind``: smoothgrad, filter, top, actmax), if any.
+
+        Parameters
+        ----------
+        kernel : str
+            The kernel's name (one of ``names``).
+        kind : str
+
+        Returns
+        -------
+        Path or None
+            None when the visuals were not written or have no such picture.
+        """
+        rel = self.files.get(kernel, {}).get(kind)
+        if rel is None or self.directory is None:
+            return None
+        return Path(self.directory) / rel
+
+
+
+def match_kernels(variables: Sequence[Any], vis: KernelVisuals) -> dict[str, int]:
+    """Rule variable name -> kernel index in ``vis``, for the variables that are its kernels.
+
+    A variable of ``vis.layer`` is matched by its ``index``; a variable without a layer by
+    its name (``k3``, or the qualified ``pool.k3``).  Others are left out.
+
+    Parameters
+    ----------
+    variables : sequence of Variable
+        The rule variables (:attr:`cnn2logic.rules.RuleSet.variables`).
+    vis : KernelVisuals
+
+    Returns
+    -------
+    dict
+        Variable name -> 0-based kernel index in ``vis``.
+    """
+    by_name = {n: i for i, n in enumerate(vis.names)}
+    by_name.update({f"{vis.layer}.{n}": i for i, n in enumerate(vis.names)})
+    out: dict[str, int] = {}
+    for v in variables:
+        if v.layer == vis.layer and 0 <= v.index < len(vis):
+            out[v.name] = int(v.index)
+        elif not v.layer and v.name in by_name:
+            out[v.name] = by_name[v.name]
+    return out
+
+
+
+def write_visuals(vis: KernelVisuals, out_dir: str | os.PathLike[str], *,
+                  progress: bool = True) -> KernelVisuals:
+    """Write PNGs, ``grid.png``, the arrays (``visuals.npz``) and ``visuals.json``.
+
+    Every file is written atomically; ``visuals.json`` is written last, so a directory
+    with a manifest is complete.
+
+    Parameters
+    ----------
+    vis : KernelVisuals
+    out_dir : path
+        Created if missing.
+    progress : bool
+        A progress bar over the kernels.
+
+    Returns
+    -------
+    KernelVisuals
+        ``vis`` with ``files`` and ``directory`` set.
+
+    Raises
+    ------
+    VisualizationError
+        ``out_dir`` exists and is not a directory.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise VisualizationError(f"{out} exists and is not a directory")
+    (out / "kernels").mkdir(parents=True, exist_ok=True)
+    files: dict[str, dict[str, str]] = {}
+    stems = NameTable("k", vis.names)
+    items = range(len(vis))
+    if progress:
+        items = tqdm(items, desc="write PNGs", unit="kernel", leave=False)
+    for i in items:
+        name = vis.names[i]
+        files[name] = {}
+        for kind, data in kernel_pngs(vis, i).items():
+            rel = f"kernels/{stems[name]}_{kind}.png"
+            atomic_write_bytes(out / rel, data)
+            files[name][kind] = rel
+    atomic_write_bytes(out / "grid.png", grid_png(vis))
+    arrays = {"smoothgrad": vis.smoothgrad}
+    for key in ("filters", "correlation", "response", "top_index", "top_values",
+                "top_images", "actmax"):
+        val = getattr(vis, key)
+        if val is not None:
+            arrays[key] = np.asarray(val)
+    with atomic_path(out / ARRAYS, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "kernels": [{"name": n, "layer": vis.layer, "index": i, "files": files[n]}
+                    for i, n in enumerate(vis.names)],
+        "grid": "grid.png",
+        "arrays": ARRAYS,
+        **vis.summary(),
+    }
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return _replace(vis, files=files, directory=str(out))
+
+
+def load_visuals(directory: str | os.PathLike[str]) -> KernelVisuals:
+    """Read what :func:`write_visuals` wrote.
+
+    Parameters
+    ----------
+    directory : path
+        The directory holding ``visuals.json``.
+
+    Returns
+    -------
+    KernelVisuals
+        With ``files`` and ``directory`` set.
+
+    Raises
+    ------
+    VisualizationError
+        No manifest, a manifest of another format, or missing arrays.
+    """
+    d = Path(directory)
+    mpath = d / MANIFEST
+    if not mpath.is_file():
+        raise VisualizationError(f"{d}: no {MANIFEST} (run `cnn2logic visualize` first)")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise VisualizationError(f"{mpath}: unreadable manifest: {exc}") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise VisualizationError(f"{mpath}: not a cnn2logic visuals manifest")
+    try:
+        with np.load(d / manifest.get("arrays", ARRAYS), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        kernels = manifest["kernels"]
+        names = tuple(str(k["name"]) for k in kernels)
+        files = {str(k["name"]): dict(k.get("files", {})) for k in kernels}
+        layer = str(manifest["layer"])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise VisualizationError(f"{d}: incomplete visuals ({exc!r})") from None
+    if "smoothgrad" not in arrays or len(arrays["smoothgrad"]) != len(names):
+        raise VisualizationError(f"{d}: {ARRAYS} does not match {MANIFEST}")
+    return KernelVisuals(
+        layer, names, arrays["smoothgrad"], dict(manifest.get("params", {})),
+        arrays.get("filters"), arrays.get("correlation"), arrays.get("response"),
+        arrays.get("top_index"), arrays.get("top_values"), arrays.get("top_images"),
+        arrays.get("actmax"),
+        dict(manifest.get("seconds", {})), files, str(d),
+    )
+
+
+def _replace(vis: KernelVisuals, **changes: Any) -> KernelVisuals:
+    return replace(vis, **changes)
