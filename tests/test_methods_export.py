@@ -15,6 +15,7 @@ import pytest
 
 from cnn2logic.export.asp import to_asp
 from cnn2logic.export.prolog import to_prolog
+from cnn2logic.extract import REGISTRY
 from cnn2logic.extract.approximation import vertices
 from cnn2logic.extract.chaining import ChainingExtractor, ChainLayer
 from cnn2logic.extract.chaining import program_ruleset
@@ -22,7 +23,7 @@ from cnn2logic.extract.mofn import MofNExtractor
 from cnn2logic.rules import RuleSet, Variable
 from cnn2logic.units import BinaryCodes
 
-METHODS = ("approximation", "mofn", "eric", "pedagogical", "chaining")
+METHODS = tuple(REGISTRY)  # every registered method
 SWIPL = shutil.which("swipl")
 needs_swipl = pytest.mark.skipif(SWIPL is None, reason="SWI-Prolog (swipl) is not installed; "
                                  "the Prolog cross-check needs the real binary")
