@@ -34,6 +34,10 @@ contains another kept term):
     The exact exponential method: round every vertex of the cube, then minimise the truth
     table with espresso.  Feasible up to about 20 variables; the reference.
 
+This module also holds the method's side of the extraction driver (:func:`prepare`), so
+it runs a little past the usual ~500 lines: the searches and their extractor stay
+together.
+
 ``data_limited=True`` is the variant that takes the worst case over the training codes a
 term covers instead of the whole cube (a term must cover at least ``min_support`` codes).
 
