@@ -58,7 +58,7 @@ def main() -> None:
                 for mode in ("argmax", "per-logit"):
                     for k in ks:
                         row = {"family": family, "n": n, "classes": classes, "mode": mode, "k": k}
-                        ext, secs = timed(lambda: ApproximationExtractor(order=k, mode=mode).fit(W, b),
+                        ext, secs = timed(lambda: ApproximationExtractor(order=k, mode=mode).fit(output=(W, b)),
                                           3 if n <= 128 else 1)
                         row["pruned_seconds"] = secs
                         row["pruned_terms"] = sum(len(t) for t in ext.terms_.values())
@@ -69,7 +69,7 @@ def main() -> None:
                         combos = sum(math.comb(L, s) for L in sizes for s in range(1, k + 1))
                         if combos <= NAIVE_BUDGET:
                             nv, secs = timed(lambda: ApproximationExtractor(
-                                order=k, mode=mode, search="naive").fit(W, b), 1)
+                                order=k, mode=mode, search="naive").fit(output=(W, b)), 1)
                             row["naive_seconds"] = secs
                             row["naive_terms"] = sum(len(t) for t in nv.terms_.values())
                             row["naive_equals_pruned"] = nv.terms_ == ext.terms_
@@ -78,7 +78,7 @@ def main() -> None:
                             row["naive_skipped"] = f"{combos:.2g} combinations × classes"
                         if n <= 20 and k == ks[-1]:
                             tt, secs = timed(lambda: ApproximationExtractor(
-                                mode=mode, search="truth-table").fit(W, b), 1)
+                                mode=mode, search="truth-table").fit(output=(W, b)), 1)
                             row["truth_table_seconds"] = secs
                             row["truth_table_terms"] = sum(len(t) for t in tt.terms_.values())
                         rows.append(row)

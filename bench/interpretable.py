@@ -35,7 +35,7 @@ import torch
 from cnn2logic._io import atomic_write_text
 from cnn2logic.data import DataSplits, load_data
 from cnn2logic.interpretable import capture_maps, map_statistics
-from cnn2logic.pipeline import ExtractConfig, extract_model
+from cnn2logic.extract import ExtractConfig, extract_model
 from cnn2logic.training import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent

@@ -3,7 +3,7 @@
 For each architecture (paper1, paper3) and each training mode (ordinary training, and the
 binary-unit modes of :mod:`cnn2logic.logic_training`) this trains on the first 50,000
 MNIST training images for the paper's iteration count, extracts rules with
-:func:`cnn2logic.pipeline.extract_model` (approximation method, argmax-sound, full order,
+:func:`cnn2logic.extract.run.extract_model` (approximation method, argmax-sound, full order,
 exact espresso minimisation; and a second reading minimised on the observed codes) and
 prints one JSON document.
 
@@ -27,7 +27,7 @@ import torch
 from cnn2logic._io import atomic_write_text
 from cnn2logic.data import load_data
 from cnn2logic.models import PAPER_FIGURES, PAPER_ITERATIONS
-from cnn2logic.pipeline import ExtractConfig, extract_model
+from cnn2logic.extract import ExtractConfig, extract_model
 from cnn2logic.training import TrainConfig, train
 
 # The paper's Table 1 (configuration 1): literals of the one term per digit 0..9.

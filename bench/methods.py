@@ -127,7 +127,7 @@ def odense(model, data, layer: str, output: str, max_units: int = 3) -> dict:
     """Per output unit, the best M-of-N rule over <= max_units inputs; test accuracy."""
     from cnn2logic.extract.mofn import MofNExtractor
     from cnn2logic.models import predict_logits
-    from cnn2logic.pipeline import output_layer
+    from cnn2logic.extract.layers import output_layer
     from cnn2logic.units import capture
 
     x_tr, _ = data.train.tensors()
@@ -137,7 +137,7 @@ def odense(model, data, layer: str, output: str, max_units: int = 3) -> dict:
     p_tr = predict_logits(model, x_tr).argmax(1).numpy()
     p_te = predict_logits(model, x_te).argmax(1).numpy()
     W, _ = output_layer(model, output, U_tr.shape[1])
-    ext = MofNExtractor(beta=0.0).fit(U_tr, W, p_tr)  # every N, for the units needed
+    ext = MofNExtractor(beta=0.0).fit(U_tr, p_tr, output=(W, None))  # every N, for the units needed
     X_te = ext.transform(U_te)
 
     def test_accuracy(c: int, N: int, M: int) -> tuple[float, float]:
@@ -185,7 +185,7 @@ def odense_internal(model, data, max_units: int = 3) -> dict:
     H_tr = capture(model, "hidden_act1", x_tr, progress=False).values >= 0.5
     H_te = capture(model, "hidden_act1", x_te, progress=False).values >= 0.5
     W = dict(model.named_modules())["hidden1"].weight.detach().double().numpy()
-    ext = MofNExtractor(beta=0.0, max_n=max_units).fit(P_tr, W, H_tr)
+    ext = MofNExtractor(beta=0.0, max_n=max_units).fit(P_tr, H_tr, output=(W, None))
     X_te = ext.transform(P_te)
     acc = []
     for u in range(W.shape[0]):
@@ -200,7 +200,7 @@ def odense_internal(model, data, max_units: int = 3) -> dict:
 
 def run_arch(arch: str, seeds, data, train_data, log, labels=None,
              with_odense: bool = True) -> dict:
-    from cnn2logic.pipeline import ExtractConfig, extract_model
+    from cnn2logic.extract import ExtractConfig, extract_model
 
     grid = {k: v for k, v in method_grid(arch).items() if labels is None or k in labels}
     out: dict = {"seeds": list(seeds), "methods": {}, "train": []}

@@ -6,7 +6,7 @@ Two rule bases:
 
 ``paper1``
     The paper's configuration 1 trained with its settings (10,000 iterations, cached in
-    runs/bench-cache), rules extracted by ``cnn2logic.pipeline`` (minimised), exported with
+    runs/bench-cache), rules extracted by ``cnn2logic.extract.run`` (minimised), exported with
     the binarised activations of the 10,000 MNIST test images (the embedded 1,000 test
     images when full MNIST is absent; the JSON says which).
 ``synthetic``
@@ -79,7 +79,7 @@ def paper1(data_dir: Path | None, quick: bool):
 
     from _common import trained_model
     from cnn2logic.data import load_data
-    from cnn2logic.pipeline import ExtractConfig, extract_model
+    from cnn2logic.extract import ExtractConfig, extract_model
     from cnn2logic.training import TrainConfig, train
 
     torch.set_num_threads(1)

@@ -176,7 +176,7 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
     from cnn2logic.export.asp import to_asp
     from cnn2logic.extract.approximation import ApproximationExtractor
     from cnn2logic.minimize import minimize_ruleset
-    from cnn2logic.pipeline import output_layer
+    from cnn2logic.extract.layers import output_layer
     from cnn2logic.units import codes_for
 
     row: dict = {"kernels": kernels}

@@ -30,7 +30,7 @@ _LAZY = {
     "load_data": "data", "build_model": "models", "load_checkpoint": "models",
     "save_checkpoint": "models", "train": "training", "TrainConfig": "training",
     "capture": "units", "fit_thresholds": "units", "BinaryCodes": "units",
-    "extract_model": "pipeline", "ExtractConfig": "pipeline",
+    "extract_model": "extract.run", "ExtractConfig": "extract.config",
     "ApproximationExtractor": "extract.approximation",
 }
 

@@ -35,6 +35,8 @@ import numpy as np
 from .errors import ExtractionError
 from .rules import Literal, Rule, RuleSet
 
+#: A conjunction as ``((variable index, polarity), ...)``: how terms travel between the
+#: extractors and espresso (the one definition; cnn2logic.extract uses this one).
 Term = tuple[tuple[int, bool], ...]
 
 _PC_ZERO, _PC_ONE, _PC_DC = 1, 2, 3
@@ -119,6 +121,41 @@ def _run_batch(jobs: list[tuple[int, set, int]], timeout: float) -> list[list[Te
 
 def _run(n: int, cover: set, intype: int, timeout: float) -> list[Term] | None:
     return _run_batch([(n, cover, intype)], timeout)[0]
+
+
+def espresso_cover(on: np.ndarray, off: np.ndarray, n_vars: int, *,
+                   timeout: float = DEFAULT_TIMEOUT) -> list[Term] | None:
+    """espresso with the rows of ``on`` as ON-set and of ``off`` as OFF-set.
+
+    Every other point of the cube is a don't-care.  Runs in a forked process with a
+    time cap (see :func:`_run_batch` for why).
+
+    Parameters
+    ----------
+    on, off : (rows, n_vars) bool arrays
+        Disjoint sets of codes.
+    n_vars : int
+        Number of variables.
+    timeout : float
+        Seconds before giving up.
+
+    Returns
+    -------
+    list of Term or None
+        The minimised DNF, or None when espresso took longer than ``timeout``.
+
+    Raises
+    ------
+    ExtractionError
+        espresso failed or its process died.
+    """
+    from pyeda.boolalg.espresso import FTYPE, RTYPE
+
+    cover = set()
+    for rows, val in ((on, (1,)), (off, (0,))):
+        for row in rows:
+            cover.add((tuple(_PC_ONE if x else _PC_ZERO for x in row), val))
+    return _run(n_vars, cover, FTYPE | RTYPE, timeout)
 
 
 def _terms_job(terms: Sequence[Term], n_vars: int, max_cubes: int):

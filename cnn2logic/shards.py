@@ -793,7 +793,7 @@ def extract_part(weight: np.ndarray, bias: np.ndarray, codes: BinaryCodes,
                  minimize_timeout: float = 60.0, max_terms: int | None = None,
                  layer_names: tuple[str, str] = ("", "out")) -> RuleSet:
     """The rules of the selected classes only, ranked on ``codes`` (the training codes;
-    by precision against the network's predictions, as :func:`~cnn2logic.pipeline.extract_model`
+    by precision against the network's predictions, as :func:`~cnn2logic.extract.run.extract_model`
     ranks).
 
     Every class's terms depend only on ``weight`` and ``bias`` (the whole output layer, as

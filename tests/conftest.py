@@ -42,7 +42,7 @@ def core_paper1(core_embedded):
 
 @pytest.fixture(scope="session")
 def core_paper1_extraction(core_paper1, core_embedded):
-    from cnn2logic.pipeline import ExtractConfig, extract_model
+    from cnn2logic.extract import ExtractConfig, extract_model
 
     model, _ = core_paper1
     return extract_model(model, core_embedded, ExtractConfig(), progress=False,
@@ -136,11 +136,11 @@ def meth_hidden_model(core_embedded):
 @pytest.fixture(scope="session")
 def meth_extractions(core_paper1, core_embedded, meth_hidden_model):
     """One pipeline extraction per method on the embedded data (shared by several tests)."""
-    from cnn2logic.pipeline import ExtractConfig, extract_model
+    from cnn2logic.extract import REGISTRY, ExtractConfig, extract_model
 
     model, _ = core_paper1
     out = {}
-    for method in ("approximation", "mofn", "eric", "pedagogical"):
+    for method in (m for m in REGISTRY if m != "chaining"):  # chaining: below
         out[method] = extract_model(model, core_embedded, ExtractConfig(method=method),
                                     progress=False, model_name="core_paper1")
     out["chaining"] = extract_model(meth_hidden_model, core_embedded,

@@ -40,7 +40,7 @@ def test_every_term_is_a_true_prime_implicant(layer, mode, order):
     n = W.shape[1]
     V = vertices(n)
     table = truth_table(W, b, mode)
-    ext = ApproximationExtractor(order=order, mode=mode).fit(W, b)
+    ext = ApproximationExtractor(order=order, mode=mode).fit(output=(W, b))
     for c in range(W.shape[0]):
         for term in ext.terms_[f"c{c}"]:
             assert len(term) <= order
@@ -58,7 +58,7 @@ def test_full_order_dnf_equals_truth_table(layer, mode):
     n = W.shape[1]
     V = vertices(n)
     table = truth_table(W, b, mode)
-    ext = ApproximationExtractor(order=n, mode=mode).fit(W, b)
+    ext = ApproximationExtractor(order=n, mode=mode).fit(output=(W, b))
     for c in range(W.shape[0]):
         assert (dnf_value(ext.terms_[f"c{c}"], V) == table[:, c]).all()
 
@@ -67,8 +67,8 @@ def test_full_order_dnf_equals_truth_table(layer, mode):
 @given(layers(max_n=9), st.sampled_from(["argmax", "per-logit"]), st.integers(1, 3))
 def test_pruned_and_naive_return_the_same_terms(layer, mode, order):
     W, b = layer
-    pruned = ApproximationExtractor(order=order, mode=mode, search="pruned").fit(W, b)
-    naive = ApproximationExtractor(order=order, mode=mode, search="naive").fit(W, b)
+    pruned = ApproximationExtractor(order=order, mode=mode, search="pruned").fit(output=(W, b))
+    naive = ApproximationExtractor(order=order, mode=mode, search="naive").fit(output=(W, b))
     assert pruned.terms_ == naive.terms_
 
 
@@ -79,7 +79,7 @@ def test_random_real_weights_n12(seed):
     V = vertices(12)
     for mode in ("argmax", "per-logit"):
         table = truth_table(W, b, mode)
-        ext = ApproximationExtractor(order=12, mode=mode).fit(W, b)
+        ext = ApproximationExtractor(order=12, mode=mode).fit(output=(W, b))
         fires = ext.rules_.fires(V)
         assert (fires == table).all()
         if mode == "argmax":  # argmax-sound terms of two classes never fire together
@@ -91,14 +91,14 @@ def test_truth_table_search_is_exact():
     W, b = rng.normal(size=(4, 8)), rng.normal(size=4)
     V = vertices(8)
     for mode in ("argmax", "per-logit"):
-        ext = ApproximationExtractor(mode=mode, search="truth-table").fit(W, b)
+        ext = ApproximationExtractor(mode=mode, search="truth-table").fit(output=(W, b))
         assert (ext.rules_.fires(V) == truth_table(W, b, mode)).all()
 
 
 def test_per_logit_uses_only_the_weight_polarity():
     rng = np.random.default_rng(3)
     W, b = rng.normal(size=(5, 10)), rng.normal(size=5) + 2
-    ext = ApproximationExtractor(order=4, mode="per-logit").fit(W, b)
+    ext = ApproximationExtractor(order=4, mode="per-logit").fit(output=(W, b))
     for c in range(5):
         for term in ext.terms_[f"c{c}"]:
             for v, positive in term:
@@ -108,7 +108,7 @@ def test_per_logit_uses_only_the_weight_polarity():
 def test_constant_true_and_false_units():
     W = np.array([[1.0, 1.0], [-1.0, -1.0]])
     b = np.array([5.0, -5.0])
-    ext = ApproximationExtractor(order=2, mode="per-logit").fit(W, b)
+    ext = ApproximationExtractor(order=2, mode="per-logit").fit(output=(W, b))
     assert ext.terms_ == {"c0": [()], "c1": []}
     rules = ext.rules_
     assert [r.format() for r in rules.rules_for("c0")] == ["⊤"]
@@ -136,7 +136,7 @@ def test_data_limited_terms_hold_on_every_covered_code():
     y = Z.argmax(1)
     for mode in ("argmax", "per-logit"):
         ext = ApproximationExtractor(order=3, mode=mode, data_limited=True, min_support=2)
-        ext.fit(W, b, X, y)
+        ext.fit(X, y, output=(W, b))
         for c in range(3):
             ok = Z[:, c] >= 0 if mode == "per-logit" else y == c
             for term in ext.terms_[f"c{c}"]:
@@ -144,7 +144,7 @@ def test_data_limited_terms_hold_on_every_covered_code():
                 assert cover.sum() >= 2
                 assert ok[cover].all()
         # the data-limited variant is weaker than the cube: cube terms are kept or shortened
-        cube = ApproximationExtractor(order=3, mode=mode).fit(W, b)
+        cube = ApproximationExtractor(order=3, mode=mode).fit(output=(W, b))
         for c in range(3):
             for term in cube.terms_[f"c{c}"]:
                 cover = term_mask(term, X)
@@ -157,7 +157,7 @@ def test_rules_are_ranked_by_precision_then_support():
     W, b = rng.normal(size=(4, 8)), rng.normal(size=4)
     X = rng.random((500, 8)) < 0.5
     y = (X @ W.T + b).argmax(1)
-    rules = ApproximationExtractor(order=8).fit(W, b, X, y).rules_
+    rules = ApproximationExtractor(order=8).fit(X, y, output=(W, b)).rules_
     keys = [(-r.stats["precision"], -r.stats["support"]) for r in rules.rules]
     assert keys == sorted(keys)
 
@@ -167,8 +167,8 @@ def test_max_terms_keeps_the_best_ranked():
     W, b = rng.normal(size=(3, 10)), rng.normal(size=3)
     X = rng.random((300, 10)) < 0.5
     y = (X @ W.T + b).argmax(1)
-    full = ApproximationExtractor(order=10).fit(W, b, X, y)
-    capped = ApproximationExtractor(order=10, max_terms=2).fit(W, b, X, y)
+    full = ApproximationExtractor(order=10).fit(X, y, output=(W, b))
+    capped = ApproximationExtractor(order=10, max_terms=2).fit(X, y, output=(W, b))
     for head in full.rules_.head_names:
         assert capped.rules_.rules_for(head) == full.rules_.rules_for(head)[:2]
     assert sum(capped.stats_["truncated"].values()) == len(full.rules_.rules) - len(
@@ -187,13 +187,13 @@ def test_bad_settings(kwargs, match):
 
 def test_bad_fit_arguments():
     with pytest.raises(ExtractionError, match="bias"):
-        ApproximationExtractor().fit(np.zeros((2, 3)), np.zeros(3))
+        ApproximationExtractor().fit(output=(np.zeros((2, 3)), np.zeros(3)))
     with pytest.raises(ExtractionError, match="NaN"):
-        ApproximationExtractor().fit(np.full((2, 3), np.nan), np.zeros(2))
+        ApproximationExtractor().fit(output=(np.full((2, 3), np.nan), np.zeros(2)))
     with pytest.raises(ExtractionError, match="needs the training codes"):
-        ApproximationExtractor(data_limited=True).fit(np.ones((2, 3)), np.zeros(2))
+        ApproximationExtractor(data_limited=True).fit(output=(np.ones((2, 3)), np.zeros(2)))
     with pytest.raises(Exception, match="not binary"):
-        ApproximationExtractor().fit(np.ones((2, 3)), np.zeros(2), X=np.full((4, 3), 0.3))
+        ApproximationExtractor().fit(np.full((4, 3), 0.3), output=(np.ones((2, 3)), np.zeros(2)))
 
 
 # Decimal weights (tenths) are not exact in binary floating point: sums that are exactly 0
@@ -228,7 +228,7 @@ def test_exact_tie_is_not_an_implicant():
     """The issue's case: both logits are exactly 0 at the all-off vertex."""
     W, b = np.array([[0, 0, 0], [0.1, 0.4, 0.2]]), np.array([0.0, 0.0])
     for search in ("pruned", "naive", "truth-table"):
-        ext = ApproximationExtractor(order=3, search=search).fit(W, b)
+        ext = ApproximationExtractor(order=3, search=search).fit(output=(W, b))
         assert ext.terms_["c0"] == [], search
 
 
@@ -238,7 +238,7 @@ def test_exact_tie_is_not_an_implicant():
 def test_decimal_weights_never_give_an_unsound_term(layer, mode, order, search):
     W, b = layer
     V, table = exact_table(W, b, mode)
-    ext = ApproximationExtractor(order=order, mode=mode, search=search).fit(W, b)
+    ext = ApproximationExtractor(order=order, mode=mode, search=search).fit(output=(W, b))
     for c in range(W.shape[0]):
         for term in ext.terms_[f"c{c}"]:
             assert table[term_mask(term, V), c].all(), f"{term} is unsound for class {c}"

@@ -15,7 +15,8 @@ from cnn2logic.byo import (build_from_factory, checkpoint_kind, conv_layers, imp
                            load_model, parse_factory_kwargs, read_state_dict, save_weights)
 from cnn2logic.cli import main
 from cnn2logic.errors import CheckpointError, Cnn2LogicError, ModelError
-from cnn2logic.pipeline import ExtractConfig, extract_model, output_layer
+from cnn2logic.extract import ExtractConfig, extract_model
+from cnn2logic.extract.layers import output_layer
 from cnn2logic.units import capture
 
 FACTORY_SOURCE = '''

@@ -8,7 +8,8 @@ import pytest
 from cnn2logic.errors import ExtractionError, NotFittedError
 from cnn2logic.extract.approximation import vertices
 from cnn2logic.extract.chaining import ChainingExtractor, ChainLayer
-from cnn2logic.extract.dispatch import default_chain, program_ruleset
+from cnn2logic.extract.chaining import program_ruleset
+from cnn2logic.extract.layers import default_chain
 from cnn2logic.rules import Variable
 
 

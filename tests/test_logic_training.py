@@ -15,7 +15,7 @@ from cnn2logic.errors import ModelError
 from cnn2logic.logic_training import (BinaryUnits, binary_penalty_loss, configure,
                                       warmup_schedule)
 from cnn2logic.models import ModelSpec, build_model, load_checkpoint, named_spec, save_checkpoint
-from cnn2logic.pipeline import ExtractConfig, extract_model
+from cnn2logic.extract import ExtractConfig, extract_model
 from cnn2logic.training import TrainConfig, train
 
 

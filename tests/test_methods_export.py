@@ -15,14 +15,15 @@ import pytest
 
 from cnn2logic.export.asp import to_asp
 from cnn2logic.export.prolog import to_prolog
+from cnn2logic.extract import REGISTRY
 from cnn2logic.extract.approximation import vertices
 from cnn2logic.extract.chaining import ChainingExtractor, ChainLayer
-from cnn2logic.extract.dispatch import program_ruleset
+from cnn2logic.extract.chaining import program_ruleset
 from cnn2logic.extract.mofn import MofNExtractor
 from cnn2logic.rules import RuleSet, Variable
 from cnn2logic.units import BinaryCodes
 
-METHODS = ("approximation", "mofn", "eric", "pedagogical", "chaining")
+METHODS = tuple(REGISTRY)  # every registered method
 SWIPL = shutil.which("swipl")
 needs_swipl = pytest.mark.skipif(SWIPL is None, reason="SWI-Prolog (swipl) is not installed; "
                                  "the Prolog cross-check needs the real binary")
@@ -110,7 +111,7 @@ def planted_mofn_codes():
     W = np.array([[-1, -1, -1, -1, -1, 1, -1, 0.1],
                   [-1, -1, -1, -1, -1, -2, 2, 0.1],
                   [2, 2, 2, 2, 2, 0.1, 0.1, 0.1]], dtype=float)
-    ext = MofNExtractor(beta=0.001).fit(U, W, y)
+    ext = MofNExtractor(beta=0.001).fit(U, y, output=(W, None))
     V = vertices(8)
     codes = BinaryCodes(V, ext.rules_.variables, ("c0", "c1", "c2"),
                         labels=None, predictions=None,

@@ -70,7 +70,7 @@ def planted(rng, n_samples=3000, n=8, noise=0.15):
 def test_planted_mofn_rule_is_recovered_with_info_gain_splits():
     rng = np.random.default_rng(5)
     U, W, y = planted(rng)
-    ext = MofNExtractor(beta=0.0).fit(U, W, y)
+    ext = MofNExtractor(beta=0.0).fit(U, y, output=(W, None))
     # the information-gain split finds the planted threshold of each planted input
     assert ext.splits_[:3] == pytest.approx([0.6, 0.6, 0.6], abs=0.01)
     c1 = ext.rules_.rules_for("c1")[0]
@@ -87,7 +87,7 @@ def test_planted_mofn_rule_is_recovered_with_info_gain_splits():
 def test_errors_table_matches_brute_force():
     rng = np.random.default_rng(1)
     U, W, y = planted(rng, n_samples=500, n=6, noise=1.0)
-    ext = MofNExtractor(beta=0.0).fit(U, W, y)
+    ext = MofNExtractor(beta=0.0).fit(U, y, output=(W, None))
     X = ext.transform(U)
     for c in range(2):
         order = ext.order_[c]
@@ -104,7 +104,7 @@ def test_beta_sweep_traces_a_monotone_complexity_error_curve():
     rng = np.random.default_rng(2)
     U, W, y = planted(rng, n_samples=800, n=10, noise=1.0)
     y = np.where(rng.random(len(y)) < 0.1, 1 - y, y)  # label noise: no rule is perfect
-    ext = MofNExtractor(beta=0.01).fit(U, W, y)
+    ext = MofNExtractor(beta=0.01).fit(U, y, output=(W, None))
     betas = [p["beta"] for p in ext.curve_]
     assert betas == sorted(betas) and 0.01 in betas
     errs = [p["mean_error"] for p in ext.curve_]
@@ -120,7 +120,7 @@ def test_beta_sweep_traces_a_monotone_complexity_error_curve():
 def test_best_rule_with_few_inputs():
     rng = np.random.default_rng(3)
     U, W, y = planted(rng, n_samples=600)
-    ext = MofNExtractor().fit(U, W, y)
+    ext = MofNExtractor().fit(U, y, output=(W, None))
     N, M, err = ext.best_rule("c1", 3)
     assert (N, M, err) == (3, 2, 0.0)
     N1, M1, err1 = ext.best_rule(1, 1)
@@ -133,7 +133,7 @@ def test_internal_layer_targets_and_kernel_heads():
     T = np.stack([X[:, 0] & X[:, 1], X[:, 2] | X[:, 3]], axis=1)  # 2-of-2 and 1-of-2
     W = np.array([[2.0, 2.0, 0.1, 0.1, 0.0], [0.1, 0.0, 2.0, 2.0, 0.1]])
     heads = (Head("h1", "kernel", "hidden", 0), Head("h2", "kernel", "hidden", 1))
-    ext = MofNExtractor(beta=0.0).fit(X, W, T, heads=heads)
+    ext = MofNExtractor(beta=0.0).fit(X, T, output=(W, None), heads=heads)
     assert str(ext.rules_.rules_for("h1")[0]) == "h1 ← k1 ∧ k2"
     assert str(ext.rules_.rules_for("h2")[0]) == "h2 ← 1-of(k3, k4)"
     assert (ext.rules_.fires(X) == T).all()
@@ -152,9 +152,9 @@ def test_bad_settings_and_inputs():
     with pytest.raises(NotFittedError):
         ext.transform(np.zeros((2, 2)))
     with pytest.raises(ExtractionError, match="weight"):
-        ext.fit(np.zeros((4, 3)), np.zeros((2, 2)), np.array([0, 1, 0, 1]))
+        ext.fit(np.zeros((4, 3)), np.array([0, 1, 0, 1]), output=(np.zeros((2, 2)), None))
     with pytest.raises(ExtractionError, match="class"):
-        ext.fit(np.zeros((4, 2)), np.zeros((2, 2)), np.array([0, 1, 2, 1]))
+        ext.fit(np.zeros((4, 2)), np.array([0, 1, 2, 1]), output=(np.zeros((2, 2)), None))
 
 
 def test_pipeline_mofn_reports_the_common_metrics(meth_extractions):

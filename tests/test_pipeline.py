@@ -11,7 +11,7 @@ from torch import nn
 
 from cnn2logic.data import DataSplits, ImageSet
 from cnn2logic.errors import ModelError
-from cnn2logic.pipeline import ExtractConfig, extract_model
+from cnn2logic.extract import ExtractConfig, extract_model
 
 from .conftest import full_mnist_or_skip
 

@@ -60,7 +60,7 @@ def test_embedded_paper1_unminimized_three_way(core_paper1_extraction, tmp_path)
 def lp_full_paper1():
     """paper1 trained briefly on full MNIST; rules extracted; the 10,000 test images."""
     from cnn2logic.data import load_data
-    from cnn2logic.pipeline import ExtractConfig, extract_model
+    from cnn2logic.extract import ExtractConfig, extract_model
     from cnn2logic.training import TrainConfig, train
 
     data = load_data(full_mnist_or_skip(), train_size=10_000)

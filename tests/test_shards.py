@@ -18,7 +18,8 @@ from cnn2logic.cli import main
 from cnn2logic.data import DataSplits, load_data
 from cnn2logic.errors import ActivationError, DataError, ExtractionError, RulesFileError
 from cnn2logic.models import save_checkpoint
-from cnn2logic.pipeline import ExtractConfig, extract_model, output_layer
+from cnn2logic.extract import ExtractConfig, extract_model
+from cnn2logic.extract.layers import output_layer
 from cnn2logic.rules import load_rules
 from cnn2logic.shards import (ActivationShard, capture_shard, capture_stream, extract_part,
                               fit_stream_thresholds, iter_batches, load_thresholds, merge_rule_parts,

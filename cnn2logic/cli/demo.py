@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_data
     from ..export.markdown import metrics_table, table1, to_markdown
     from ..models import PAPER_FIGURES, PAPER_ITERATIONS, save_checkpoint, spec_from_arg
-    from ..pipeline import ExtractConfig, extract_model
+    from ..extract import ExtractConfig, extract_model
     from ..training import TrainConfig, metrics_json, train
 
     out = Path(args.out)

@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dataclasses import fields
+
+from .._io import atomic_write_text
+from ..byo import add_model_args, model_from_args
+from ..data import load_data
+from ..errors import ExtractionError
+from ..export.markdown import metrics_table, table1, to_markdown
+from ..extract import REGISTRY
+from ..extract.config import SECTIONS, ExtractConfig
+from ..extract.run import extract_model
+from ..models import PAPER_FIGURES
 from ._common import add_data_args, add_progress_arg, positive_float, positive_int
+
+# How a settings field's ``parse`` (cnn2logic.extract.config.setting) reads its option.
+_PARSERS = {"str": str, "int": int, "float": float, "positive_int": positive_int,
+            "positive_float": positive_float}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..extract.approximation import MODES, SEARCHES
-    from ..pipeline import MINIMIZE
-    from ..units import REDUCTIONS, THRESHOLDS
-
+    """Add ``cnn2logic extract``; its extraction options come from the settings sections."""
     p = sub.add_parser("extract", help="extract Boolean rules from a trained model",
                        description="Capture and binarise kernel units, extract rules for the "
                                    "output layer, minimise and evaluate them. Writes "
@@ -20,53 +32,69 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "into --out.")
     p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
                                  "--factory, any state dict, TorchScript or .pt2 file)")
-    from ..byo import add_model_args
-
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
     add_data_args(p)
-    p.add_argument("--layer", default="pool", help="layer whose kernels are the rule variables")
-    p.add_argument("--output", default="out", help="linear layer the rules replace")
-    p.add_argument("--threshold", choices=THRESHOLDS, default="half",
-                   help="binarisation: 'half' (0.5, sigmoid units, the paper) or per-kernel")
-    p.add_argument("--reduce", choices=REDUCTIONS, default="max",
-                   help="how a kernel's map becomes one unit")
-    p.add_argument("--order", "-k", type=int, default=None,
-                   help="largest term order k (default: all units when ≤ 12, else 3)")
-    p.add_argument("--mode", choices=MODES, default="argmax",
-                   help="softmax treatment: argmax-sound or per-logit sigmoid")
-    p.add_argument("--search", choices=SEARCHES, default="pruned")
-    p.add_argument("--data-limited", action="store_true",
-                   help="worst case over covered training codes instead of the whole cube")
-    p.add_argument("--min-support", type=positive_int, default=1)
-    p.add_argument("--max-terms", type=positive_int, default=None,
-                   help="keep at most N terms per class (best ranked)")
-    p.add_argument("--minimize", choices=("exact", "on-codes", "none"), default="exact",
-                   help="espresso: exact equivalence, or don't-cares off the observed codes")
-    p.add_argument("--minimize-timeout", type=positive_float, default=60.0)
-    _add_method_args(p)
+    method_group = p.add_argument_group("method",
+                                        "which extractor, and the settings of the others")
+    for section in SECTIONS:
+        group = p if section.GROUP == "main" else method_group
+        for f in fields(section):
+            _add_setting(group, f)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from .._io import atomic_write_text
-    from ..data import load_data
-    from ..errors import ExtractionError
-    from ..export.markdown import metrics_table, table1, to_markdown
-    from ..models import PAPER_FIGURES
-    from ..pipeline import ExtractConfig, extract_model
+def _add_setting(group, f) -> None:
+    """One ``--option`` for the settings field ``f`` (its declaration in config.py)."""
+    meta = f.metadata
+    flags = ("--" + f.name.replace("_", "-"),) + tuple(meta["flags"])
+    kwargs: dict = {"default": f.default}
+    if meta["help"] is not None:
+        kwargs["help"] = meta["help"]
+    if f.name == "method":
+        kwargs["choices"] = tuple(REGISTRY)
+        kwargs["help"] = ", ".join(f"{m.name} ({m.summary})" for m in REGISTRY.values())
+    elif meta["parse"] == "flag":
+        kwargs = {"action": "store_true", "help": meta["help"]}
+    elif meta["parse"] != "names":
+        kwargs["type"] = _PARSERS[meta["parse"]]
+        if meta["choices"] is not None:
+            kwargs["choices"] = tuple(meta["choices"])
+    group.add_argument(*flags, **kwargs)
 
+
+def _settings_from(args: argparse.Namespace) -> ExtractConfig:
+    """The :class:`ExtractConfig` of the parsed options (validated on construction)."""
+    values = {}
+    for section in SECTIONS:
+        for f in fields(section):
+            value = getattr(args, f.name)
+            if f.metadata["parse"] == "names" and value:
+                # a comma-separated list of names; empty entries are dropped
+                value = tuple(name.strip() for name in value.split(",") if name.strip())
+            elif f.metadata["parse"] == "names":
+                value = None
+            values[f.name] = value
+    return ExtractConfig(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``cnn2logic extract``: extract, write the four files, print the tables.
+
+    Returns
+    -------
+    int
+        0.
+
+    Raises
+    ------
+    ExtractionError
+        Bad settings, a method that cannot apply, or ``--out`` is a file.
+    """
     if args.order is not None and args.order < 1:
         raise ExtractionError(f"order k must be ≥ 1, got {args.order}")
-    config = ExtractConfig(layer=args.layer, output=args.output, threshold=args.threshold,
-                           reduce=args.reduce, order=args.order, mode=args.mode,
-                           search=args.search, data_limited=args.data_limited,
-                           min_support=args.min_support, max_terms=args.max_terms,
-                           minimize=args.minimize, minimize_timeout=args.minimize_timeout)
-    config = _with_method_args(config, args)
-    from ..byo import model_from_args
-
+    config = _settings_from(args)
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
     result = extract_model(model, data, config, progress=args.progress,
@@ -86,60 +114,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nwrote {out}/rules.json, rules.md, codes-train.npz, codes-test.npz "
           f"({len(result.rules.rules)} rules, {result.seconds['total']:.1f} s)")
     return 0
-
-
-def _add_method_args(p: argparse.ArgumentParser) -> None:
-    """``--method`` and the other methods' options (cnn2logic.extract.dispatch)."""
-    from ..extract import METHODS
-    from ..extract.chaining import LEARNERS
-    from ..extract.dispatch import TARGETS
-    from ..units import REDUCTIONS, THRESHOLDS
-
-    g = p.add_argument_group("method", "which extractor, and the settings of the others")
-    g.add_argument("--method", choices=tuple(METHODS), default="approximation",
-                   help="approximation (the paper's), mofn (M-of-N, Odense), eric (CART "
-                        "tree over quantised kernels), chaining (layer by layer, composed), "
-                        "pedagogical (observed codes minimised)")
-    g.add_argument("--beta", type=float, default=0.01,
-                   help="mofn: loss = error + BETA * complexity")
-    g.add_argument("--max-n", type=positive_int, default=None,
-                   help="mofn: largest N of an M-of-N rule (default: all inputs)")
-    g.add_argument("--alpha", type=float, default=0.6,
-                   help="eric: threshold ALPHA * mean + GAMMA * std of each kernel's norm")
-    g.add_argument("--gamma", type=float, default=0.7)
-    g.add_argument("--norm", choices=REDUCTIONS, default="l2",
-                   help="eric / chaining: norm of a kernel's activation map")
-    g.add_argument("--max-depth", type=positive_int, default=None,
-                   help="eric / chaining: depth limit of the CART trees (default: "
-                        "unlimited for eric, 6 for chaining)")
-    g.add_argument("--min-samples-leaf", type=positive_int, default=1,
-                   help="eric / chaining: fewest training images per leaf")
-    g.add_argument("--chain-layers", default=None,
-                   help="chaining: comma-separated layers, lowest first (default: "
-                        "act1,...,pool for conv stacks, pool,hidden_act1,... with hidden "
-                        "FC layers)")
-    g.add_argument("--chain-threshold", default="median",
-                   choices=tuple(t for t in THRESHOLDS if t != "half"),
-                   help="chaining: binarisation of intermediate conv maps")
-    g.add_argument("--learner", choices=LEARNERS, default="auto",
-                   help="chaining: approximation method (linear layers) or CART trees")
-    g.add_argument("--target", choices=TARGETS, default="prediction",
-                   help="learned methods fit the network's prediction (fidelity) or the "
-                        "true label")
-
-
-def _with_method_args(config, args: argparse.Namespace):
-    """``config`` with the method options of ``args`` (validated by ExtractConfig)."""
-    from dataclasses import replace
-
-    chain = None
-    if args.chain_layers:
-        chain = tuple(name.strip() for name in args.chain_layers.split(",") if name.strip())
-    return replace(config, method=args.method, beta=args.beta, max_n=args.max_n,
-                   alpha=args.alpha, gamma=args.gamma, norm=args.norm,
-                   max_depth=args.max_depth, min_samples_leaf=args.min_samples_leaf,
-                   chain_layers=chain, chain_threshold=args.chain_threshold,
-                   learner=args.learner, target=args.target)
 
 
 def _print_method_summary(meta) -> None:

@@ -17,22 +17,27 @@
     The baseline: the lookup table of observed codes, minimised with espresso (unseen
     codes are don't-cares).
 
+Layout: :mod:`~cnn2logic.extract.base` (the :class:`Extractor` base class and the
+:data:`REGISTRY` of methods), :mod:`~cnn2logic.extract.config` (the settings:
+:class:`ExtractConfig`), :mod:`~cnn2logic.extract.run` (the one driver:
+:func:`extract_model`), :mod:`~cnn2logic.extract.layers` (what is read from the model)
+and one module per method, which registers itself when imported here.
+
 :data:`METHODS` maps each name (``cnn2logic extract --method NAME``) to its class.
 """
 
+# The order of these imports is the order of REGISTRY (and of the --method choices).
 from .approximation import ApproximationExtractor
-from .chaining import ChainingExtractor
-from .eric import EricExtractor
 from .mofn import MofNExtractor
+from .eric import EricExtractor
+from .chaining import ChainingExtractor
 from .pedagogical import PedagogicalExtractor
+from .base import REGISTRY, Extractor
+from .config import ExtractConfig
+from .run import ExtractionResult, extract_model
 
-METHODS = {
-    "approximation": ApproximationExtractor,
-    "mofn": MofNExtractor,
-    "eric": EricExtractor,
-    "chaining": ChainingExtractor,
-    "pedagogical": PedagogicalExtractor,
-}
+METHODS = {name: method.extractor for name, method in REGISTRY.items()}
 
 __all__ = ["ApproximationExtractor", "ChainingExtractor", "EricExtractor", "MofNExtractor",
-           "PedagogicalExtractor", "METHODS"]
+           "PedagogicalExtractor", "METHODS", "REGISTRY", "Extractor", "ExtractConfig",
+           "ExtractionResult", "extract_model"]

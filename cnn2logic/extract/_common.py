@@ -19,10 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExtractionError
+from ..minimize import Term, espresso_cover
 from ..rules import Head, Literal, Rule, Variable
-
-# A term as the approximation method writes it: ((variable index, polarity), ...).
-Term = tuple[tuple[int, bool], ...]
 
 
 def as_matrix(X: np.ndarray, what: str) -> np.ndarray:
@@ -248,3 +246,28 @@ def most_frequent(counts: np.ndarray, limit: int) -> np.ndarray:
     keep = np.zeros(len(counts), dtype=bool)
     keep[np.argsort(-np.asarray(counts), kind="stable")[:limit]] = True
     return keep
+
+
+def espresso_on_off(on: np.ndarray, off: np.ndarray, *, timeout: float = 60.0
+                    ) -> list[Term] | None:
+    """A small DNF true on every row of ``on``, false on every row of ``off``.
+
+    Rows absent from both are don't-cares.  Returns None when espresso exceeds
+    ``timeout`` seconds (it runs in a forked process for large inputs).
+
+    Raises
+    ------
+    ExtractionError
+        ``on`` and ``off`` share a row, or espresso itself fails.
+    """
+    on = np.asarray(on, dtype=bool)
+    off = np.asarray(off, dtype=bool)
+    n = on.shape[1] if on.ndim == 2 else off.shape[1]
+    if len(on) == 0:
+        return []
+    if len(off) == 0:
+        return [()]
+    if len({r.tobytes() for r in np.packbits(on, axis=1)}
+           & {r.tobytes() for r in np.packbits(off, axis=1)}):
+        raise ExtractionError("a code is in both the ON- and the OFF-set")
+    return espresso_cover(on, off, n, timeout=timeout)

@@ -34,6 +34,10 @@ contains another kept term):
     The exact exponential method: round every vertex of the cube, then minimise the truth
     table with espresso.  Feasible up to about 20 variables; the reference.
 
+This module also holds the method's side of the extraction driver (:func:`prepare`), so
+it runs a little past the usual ~500 lines: the searches and their extractor stay
+together.
+
 ``data_limited=True`` is the variant that takes the worst case over the training codes a
 term covers instead of the whole cube (a term must cover at least ``min_support`` codes).
 
@@ -41,7 +45,7 @@ Example
 -------
 >>> import numpy as np
 >>> W = np.array([[2.0, -2.0], [-2.0, 2.0]]); b = np.array([0.0, 0.0])
->>> ext = ApproximationExtractor(order=2).fit(W, b)
+>>> ext = ApproximationExtractor(order=2).fit(output=(W, b))
 >>> [str(r) for r in ext.rules_.rules]
 ['c0 ← k1 ∧ ¬k2', 'c1 ← k2 ∧ ¬k1']
 """
@@ -58,15 +62,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ExtractionError, NotFittedError
+from ..errors import ExtractionError
+from ..evaluate import binarized_network_accuracy, rank_rules
+from ..minimize import Term, espresso_truth_table
 from ..rules import Head, Literal, Rule, RuleSet, Variable
+from ..units import check_binary, codes_for
+from .base import Extractor, Method, Outcome, Prepared, register
+from .config import MODES, SEARCHES, ApproximationSettings
+from .layers import ModelInputs, output_layer, thresholds_meta
 
-MODES = ("argmax", "per-logit")
-SEARCHES = ("pruned", "naive", "truth-table")
 TRUTH_TABLE_MAX_VARS = 20
-
-# A candidate literal: (variable index, polarity).
-Term = tuple[tuple[int, bool], ...]
 
 
 @dataclass(frozen=True)
@@ -415,7 +420,7 @@ def _cover_of(lit_cover: np.ndarray, term: Sequence[int], n: int) -> np.ndarray:
     return cover
 
 
-class ApproximationExtractor:
+class ApproximationExtractor(Extractor):
     """Rules for each output class of a linear layer over binary kernel units.
 
     Parameters
@@ -434,6 +439,8 @@ class ApproximationExtractor:
     max_terms : int or None
         Keep at most this many terms per class, best ranked first (ranking below); the
         number dropped is recorded in ``stats_``.
+    progress : bool
+        A progress bar over the classes during :meth:`fit`.
 
     Attributes
     ----------
@@ -453,7 +460,7 @@ class ApproximationExtractor:
 
     def __init__(self, order: int | None = None, mode: str = "argmax", search: str = "pruned",
                  data_limited: bool = False, min_support: int = 1,
-                 max_terms: int | None = None) -> None:
+                 max_terms: int | None = None, progress: bool = False) -> None:
         if order is not None and (not isinstance(order, (int, np.integer)) or order < 1):
             raise ExtractionError(f"order k must be an integer ≥ 1, got {order!r}")
         if mode not in MODES:
@@ -472,32 +479,46 @@ class ApproximationExtractor:
         self.data_limited = data_limited
         self.min_support = min_support
         self.max_terms = max_terms
+        self.progress = progress
 
     def get_params(self) -> dict:
+        """The extraction settings (not ``progress``), as stored in the rules' meta."""
         return {"order": self.order, "mode": self.mode, "search": self.search,
                 "data_limited": self.data_limited, "min_support": self.min_support,
                 "max_terms": self.max_terms}
 
-    def fit(self, weight: np.ndarray, bias: np.ndarray, X: np.ndarray | None = None,
-            y: np.ndarray | None = None, *, variables: Sequence[Variable] | None = None,
-            heads: Sequence[Head] | None = None, progress: bool = False
-            ) -> "ApproximationExtractor":
+    def fit(self, X: np.ndarray | None = None, y: np.ndarray | None = None, *,
+            output: tuple[np.ndarray, np.ndarray] | None = None,
+            variables: Sequence[Variable] | None = None,
+            heads: Sequence[Head] | None = None) -> "ApproximationExtractor":
         """Extract the terms of every class.
 
         Parameters
         ----------
-        weight : (classes, n) array
-        bias : (classes,) array
         X : (samples, n) bool array, optional
             Binarised training codes: ranking, and required with ``data_limited``.
         y : (samples,) int array, optional
             Class index per row of ``X`` to rank terms by precision (normally the
             network's own predictions, so ranking follows fidelity).
+        output : (weight, bias)
+            The linear layer: ``(classes, n)`` weights and ``(classes,)`` bias (required).
         variables, heads : optional
             Names for the inputs and classes (default ``k1..kn`` and ``c0..``).
+
+        Returns
+        -------
+        ApproximationExtractor
+            ``self``.
+
+        Raises
+        ------
+        ExtractionError
+            No ``output``, or weights, bias and codes of inconsistent shapes.
         """
-        W = np.asarray(weight, dtype=np.float64)
-        b = np.asarray(bias, dtype=np.float64)
+        if output is None:
+            raise ExtractionError("the approximation method needs output=(weight, bias)")
+        W = np.asarray(output[0], dtype=np.float64)
+        b = np.asarray(output[1], dtype=np.float64)
         if W.ndim != 2 or b.shape != (W.shape[0],):
             raise ExtractionError(
                 f"weight must be (classes, inputs) and bias (classes,); got {W.shape}, {b.shape}"
@@ -516,8 +537,6 @@ class ApproximationExtractor:
                 f"{len(variables)} variable names for {n} inputs, {len(heads)} heads for {C} classes"
             )
         if X is not None:
-            from ..units import check_binary
-
             X = check_binary(X, "training codes")
             if X.shape[1] != n:
                 raise ExtractionError(f"codes have {X.shape[1]} columns, the layer {n} inputs")
@@ -530,8 +549,8 @@ class ApproximationExtractor:
         start = time.perf_counter()
         terms: dict[str, list[Term]] = {}
         classes = range(C)
-        if progress:
-            from tqdm import tqdm
+        if self.progress:
+            from tqdm import tqdm  # only for the progress bar
 
             classes = tqdm(classes, desc="extract", unit="class", leave=False)
         if self.search == "truth-table":
@@ -549,8 +568,6 @@ class ApproximationExtractor:
         for c in classes:
             name = heads[c].name
             if self.search == "truth-table":
-                from ..minimize import espresso_truth_table
-
                 terms[name] = espresso_truth_table(tables[:, c], n)
             elif self.data_limited:
                 ok = rounded[:, c]
@@ -577,8 +594,6 @@ class ApproximationExtractor:
         return self
 
     def _ranked_rules(self, variables, heads, X, y) -> RuleSet:
-        from ..evaluate import rank_rules
-
         names = [v.name for v in variables]
         raw = RuleSet(tuple(variables), tuple(heads), tuple(
             Rule(head, tuple(Literal(names[v], p) for v, p in t))
@@ -598,8 +613,45 @@ class ApproximationExtractor:
         self.stats_["truncated"] = dropped
         return ranked
 
-    @property
-    def rules(self) -> RuleSet:
-        if not hasattr(self, "rules_"):
-            raise NotFittedError("call fit() before reading the rules")
-        return self.rules_
+
+def prepare(inputs: ModelInputs) -> Prepared:
+    """The driver's capture step: the pipeline's thresholds on ``config.layer``.
+
+    Raises
+    ------
+    ModelError
+        The output layer does not read the captured units.
+    """
+    config, model = inputs.config, inputs.model
+    classes = inputs.class_names or inputs.data.train.classes
+    train_codes, _, thresholds = codes_for(
+        model, config.layer, inputs.data.train, threshold_method=config.threshold,
+        reduce=config.reduce, progress=inputs.progress, class_names=classes, id_prefix="train")
+    test_codes, _, _ = codes_for(model, config.layer, inputs.data.test, thresholds,
+                                 reduce=config.reduce, progress=inputs.progress,
+                                 class_names=classes)
+    W, b = output_layer(model, config.output, len(train_codes.variables))
+    if W.shape[0] != len(classes):
+        classes = tuple(str(c) for c in range(W.shape[0]))
+    heads = tuple(Head(name, "class", config.output, i) for i, name in enumerate(classes))
+    extractor = ApproximationExtractor(order=config.order, mode=config.mode,
+                                       search=config.search, data_limited=config.data_limited,
+                                       min_support=config.min_support,
+                                       max_terms=config.max_terms, progress=inputs.progress)
+
+    def finish(ext: ApproximationExtractor) -> Outcome:
+        # Ranked against the network's predictions, so ranking follows fidelity.
+        unminimized = rank_rules(ext.rules_, train_codes.bits, train_codes.predictions)
+        return Outcome(
+            unminimized, train_codes, test_codes, train_codes.predictions, "auto",
+            binarized_network_accuracy(W, b, test_codes.bits, test_codes.labels)[0],
+            thresholds_meta(thresholds), settings={"order_used": ext.stats_["order"]},
+            meta={"truncated": ext.stats_["truncated"]})
+
+    return Prepared(extractor, {"X": train_codes.bits, "y": train_codes.predictions,
+                                "output": (W, b), "variables": train_codes.variables,
+                                "heads": heads}, finish)
+
+
+register(Method("approximation", ApproximationExtractor, ApproximationSettings, prepare,
+                "the paper's"))

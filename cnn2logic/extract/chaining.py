@@ -31,6 +31,10 @@ should get:
    keeps no rules.  The result, ``rules_``, is an ordinary :class:`RuleSet` over the
    lowest layer's kernels, so it evaluates, ranks and exports like any other.
 
+This module also holds chaining's side of the extraction driver (:func:`prepare`: capture
+and binarise every layer of the chain) and :func:`program_ruleset`, so it runs past the
+usual ~500 lines: the extractor and what feeds it stay together.
+
 ``program_`` keeps the chain itself for export: the top's class rules first, then every
 kernel rule; ASP and Prolog derive the intermediate kernels (``derived/2``) and read them
 back.  :meth:`predict_chain` evaluates that program in Python, and :meth:`depth_report`
@@ -63,15 +67,21 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
+from ..evaluate import binarized_network_accuracy, rank_rules
 from ..rules import Head, Rule, RuleSet, Variable
-from ._common import (as_codes, as_target, check_count, check_tree_params, most_frequent,
-                      names_for, term_rule, tree_leaf_terms)
+from ..units import fit_thresholds
+from ._common import (as_codes, as_target, check_count, check_tree_params, espresso_on_off,
+                      most_frequent, names_for, term_rule, tree_leaf_terms)
+from .approximation import ApproximationExtractor, vertices
+from .base import Extractor, Method, Outcome, Prepared, register
+from .config import LEARNERS, ChainingSettings
+from .eric import EricExtractor
+from .layers import ModelInputs, default_chain, linear_into, spatial_size
 
 #: Depth of the per-kernel CART trees unless told otherwise: one unlimited tree per kernel
 #: over tens of thousands of images has thousands of leaves, and a chain multiplies them.
 DEFAULT_MAX_DEPTH = 6
 
-LEARNERS = ("auto", "approximation", "tree")
 TOPS = ("auto", "approximation", "tree")
 COMPOSE = ("auto", "truth-table", "codes")
 MINIMIZE = ("exact", "on-codes")
@@ -92,7 +102,7 @@ class ChainLayer:
     linear: tuple[np.ndarray, np.ndarray] | None = field(default=None, compare=False)
 
 
-class ChainingExtractor:
+class ChainingExtractor(Extractor):
     """Rules layer by layer, composed into class rules over the lowest layer.
 
     Parameters
@@ -170,6 +180,7 @@ class ChainingExtractor:
         self.max_codes = int(max_codes)
 
     def get_params(self) -> dict[str, Any]:
+        """The settings, as stored in the rules' meta."""
         return {"learner": self.learner, "order": self.order, "max_depth": self.max_depth,
                 "min_samples_leaf": self.min_samples_leaf, "top": self.top,
                 "compose": self.compose, "minimize": self.minimize,
@@ -177,23 +188,31 @@ class ChainingExtractor:
                 "random_state": self.random_state, "max_codes": self.max_codes}
 
     # -- learning ----------------------------------------------------------------------
-    def fit(self, layers: Sequence[ChainLayer], y: np.ndarray, *,
+    def fit(self, X: Sequence[ChainLayer], y: np.ndarray | None = None, *,
             output: tuple[np.ndarray, np.ndarray] | None = None,
+            variables: Sequence[Variable] | None = None,
             heads: Sequence[Head] | None = None, n_classes: int | None = None
             ) -> "ChainingExtractor":
         """Learn every layer's kernel rules and the class rules, then compose.
 
         Parameters
         ----------
-        layers : sequence of ChainLayer
-            Lowest first; all with the same training samples.
+        X : sequence of ChainLayer
+            The layers, lowest first; all with the same training samples.
         y : (samples,) int array
             Target class per sample (normally the network's prediction).
         output : (W, b), optional
             The linear output layer over the top layer's units.
+        variables : ignored
+            (Each layer names its own units.)
         heads : sequence of Head, optional
             The classes (default ``c0..``).
         n_classes : int, optional
+
+        Returns
+        -------
+        ChainingExtractor
+            ``self``.
 
         Raises
         ------
@@ -201,7 +220,7 @@ class ChainingExtractor:
             Inconsistent layers, names or targets, or a setting that cannot apply.
         """
         start = time.perf_counter()
-        layers = list(layers)
+        layers = list(X)
         if not layers:
             raise ExtractionError("chaining needs at least one layer")
         bits = [as_codes(L.bits, f"bits of layer {L.name!r}") for L in layers]
@@ -260,8 +279,6 @@ class ChainingExtractor:
                 raise ExtractionError(
                     f"layer {layer.name!r} is not a linear map of {below.name!r}: the "
                     "approximation method needs its weights; use learner='tree'")
-            from .approximation import ApproximationExtractor
-
             W, b = (np.asarray(a, dtype=np.float64) for a in layer.linear)
             if W.shape != (X.shape[1], Xb.shape[1]) or b.shape != (X.shape[1],):
                 raise ExtractionError(f"layer {layer.name!r}: weights {W.shape} do not map "
@@ -269,9 +286,10 @@ class ChainingExtractor:
             n = Xb.shape[1]
             order = self.order if self.order is not None else (n if n <= 12 else 3)
             ext = ApproximationExtractor(order=order, mode="per-logit")
-            ext.fit(W, b, variables=below.variables, heads=heads)
+            ext.fit(output=(W, b), variables=below.variables, heads=heads)
             rules = ext.rules_.rules
         else:
+            # scikit-learn loads on first use: importing the extract package stays light.
             from sklearn.tree import DecisionTreeClassifier
 
             rules = []
@@ -296,16 +314,12 @@ class ChainingExtractor:
 
     def _top_rules(self, layer: ChainLayer, X: np.ndarray, y: np.ndarray,
                    heads: tuple[Head, ...], output) -> tuple[RuleSet, str]:
-        from ..evaluate import rank_rules
-
         top = self.top
         if top == "auto":
             top = "approximation" if output is not None and X.shape[1] <= 32 else "tree"
         if top == "approximation":
             if output is None:
                 raise ExtractionError("top='approximation' needs the output layer's weights")
-            from .approximation import ApproximationExtractor
-
             n = X.shape[1]
             if n <= min(self.truth_table_max, 14):
                 ext = ApproximationExtractor(mode="argmax", search="truth-table")
@@ -315,10 +329,8 @@ class ChainingExtractor:
                 # covers) finds short terms that are exact on the training data.
                 ext = ApproximationExtractor(order=self.order or 4, mode="argmax",
                                              data_limited=True)
-            ext.fit(output[0], output[1], X, y, variables=layer.variables, heads=heads)
+            ext.fit(X, y, output=output, variables=layer.variables, heads=heads)
             return rank_rules(ext.rules_, X, y), top
-        from .eric import EricExtractor
-
         ext = EricExtractor(max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
                             random_state=self.random_state)
         ext.fit(X, y, variables=layer.variables, heads=heads)
@@ -326,10 +338,6 @@ class ChainingExtractor:
 
     def _compose(self, X0: np.ndarray, y: np.ndarray, heads: tuple[Head, ...],
                  lowest: ChainLayer) -> tuple[RuleSet, str, dict]:
-        from ..evaluate import rank_rules
-        from .approximation import vertices
-        from .pedagogical import espresso_on_off
-
         n0 = X0.shape[1]
         compose = self.compose
         if compose == "auto":
@@ -404,6 +412,11 @@ class ChainingExtractor:
         """Class index per row, evaluating the chain from layer ``start`` upwards.
 
         This is how ``program_`` evaluates (and what its ASP / Prolog export computes).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
         """
         top_bits = self.propagate(X0, start)[-1]
         return self.top_rules_.predict_index(top_bits)
@@ -454,8 +467,110 @@ class ChainingExtractor:
             out.append(entry)
         return out
 
-    @property
-    def rules(self) -> RuleSet:
-        if not hasattr(self, "rules_"):
-            raise NotFittedError("call fit() before reading the rules")
-        return self.rules_
+
+def prepare(inputs: ModelInputs) -> Prepared:
+    """The driver's capture step: every layer of the chain, binarised (module docstring
+    of :mod:`cnn2logic.extract.run`; the top layer like the approximation method).
+
+    Raises
+    ------
+    ExtractionError
+        The layers to chain cannot be guessed, or nothing to chain.
+    ModelError
+        A layer does not exist.
+    """
+    config = inputs.config
+    layers = tuple(config.chain_layers) if config.chain_layers else default_chain(inputs.model)
+    top = inputs.grab(layers[-1], config.reduce)
+    W, b = inputs.output_or_none(top[0].shape[1], required=False)
+    heads = inputs.heads(W)
+    chain_layers, test_bits, thresholds = _chain_layers(inputs, layers, top)
+    extractor = ChainingExtractor(learner=config.learner, order=config.order,
+                                  # None in the config: chaining's default depth (ERIC's
+                                  # own tree is unlimited then)
+                                  max_depth=(config.max_depth if config.max_depth is not None
+                                             else DEFAULT_MAX_DEPTH),
+                                  min_samples_leaf=config.min_samples_leaf,
+                                  minimize="on-codes" if config.minimize == "on-codes"
+                                  else "exact", timeout=config.minimize_timeout)
+
+    def finish(ext: ChainingExtractor) -> Outcome:
+        top_accuracy = (binarized_network_accuracy(W, b, test_bits[-1], inputs.labels_te)[0]
+                        if W is not None else None)
+        meta = {"layers": list(layers), "unit_fidelity": ext.unit_fidelity_,
+                "depth_test": ext.depth_report(test_bits, inputs.pred_te, inputs.labels_te),
+                "compose": ext.stats_["compose"], "top": ext.stats_["top"],
+                "program": {key: ext.program_.to_dict()[key]
+                            for key in ("variables", "heads", "rules", "default")},
+                "binarized_top_accuracy": top_accuracy}
+        ext.test_bits_ = test_bits
+        train, test = inputs.codes(chain_layers[0].bits, test_bits[0], ext.rules_.variables,
+                                   heads)
+        return Outcome(ext.rules_, train, test, inputs.target_tr, ext.rules_.default,
+                       top_accuracy, thresholds,
+                       settings={"chain_layers_used": list(layers)},
+                       meta={"layer": layers[0], "chaining": meta})
+
+    return Prepared(extractor, {"X": chain_layers, "y": inputs.target_tr,
+                                "output": (W, b) if W is not None else None,
+                                "heads": heads}, finish)
+
+
+def _chain_layers(inputs: ModelInputs, layers: Sequence[str], top_units
+                  ) -> tuple[list[ChainLayer], list[np.ndarray], dict[str, Any]]:
+    """Capture and binarise ``layers``: the chain's layers, test bits and thresholds."""
+    config = inputs.config
+    chain: list[ChainLayer] = []
+    test_bits: list[np.ndarray] = []
+    thresholds: dict[str, Any] = {}
+    previous: tuple[str, int, np.ndarray] | None = None
+    for k, name in enumerate(layers):
+        if k == len(layers) - 1:
+            U_tr, U_te, units = top_units
+            spatial = 1
+        else:
+            spatial = spatial_size(inputs.model, name, inputs.x_tr[:1])
+            U_tr, U_te, units = inputs.grab(name, config.reduce if spatial == 1
+                                            else config.norm)
+        if spatial == 1:
+            th = fit_thresholds(U_tr, config.threshold, alpha=config.alpha, gamma=config.gamma)
+            how = {"method": th.method, "params": th.params, "reduce": config.reduce}
+        else:
+            # Large conv maps: a max of sigmoids saturates near 1 for every image, so
+            # they are quantised by a norm of the whole map (ERIC); the per-kernel
+            # median keeps each bit informative, ERIC's own alpha*mean + gamma*std is
+            # chain_threshold="eric".
+            th = fit_thresholds(U_tr, config.chain_threshold, alpha=config.alpha,
+                                gamma=config.gamma)
+            how = {"method": th.method, "params": th.params, "reduce": config.norm}
+        how["values"] = [round(float(v), 8) for v in th.values]
+        thresholds[name] = how
+        linear = None
+        if previous is not None and spatial == 1:
+            linear = linear_into(inputs.model, previous[0], name, previous[1], th.values)
+        chain.append(ChainLayer(name, th.apply(U_tr), units.variables, linear))
+        test_bits.append(th.apply(U_te))
+        previous = (name, U_tr.shape[1], th.values)
+    return chain, test_bits, thresholds
+
+
+def program_ruleset(rules: RuleSet) -> RuleSet:
+    """The layered chain program stored in a chaining rules file's ``meta``.
+
+    Raises
+    ------
+    ExtractionError
+        ``rules`` was not made by the chaining method.
+    """
+    chain = rules.meta.get("chaining")
+    if not isinstance(chain, dict) or "program" not in chain:
+        raise ExtractionError("these rules carry no chain program (not made by --method "
+                              "chaining)")
+    doc = rules.to_dict()
+    doc.update(chain["program"])
+    doc["meta"] = {"method": "chaining-program", "layers": chain.get("layers", [])}
+    return RuleSet.from_dict(doc)
+
+
+register(Method("chaining", ChainingExtractor, ChainingSettings, prepare,
+                "layer by layer, composed"))

@@ -35,14 +35,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
+from ..evaluate import rank_rules
 from ..rules import Head, RuleSet, Variable
+from ..units import Thresholds, fit_thresholds
+from .base import Extractor, Method, Outcome, Prepared, register
+from .config import EricSettings
+from .layers import ModelInputs, thresholds_meta
 from ._common import (as_matrix, as_target, check_tree_params, names_for, term_rule,
                       tree_leaf_terms)
 
 CRITERIA = ("gini", "entropy", "log_loss")
 
 
-class EricExtractor:
+class EricExtractor(Extractor):
     """Quantise kernels ERIC's way and learn class rules with a CART decision tree.
 
     Parameters
@@ -93,14 +98,24 @@ class EricExtractor:
         self.random_state = int(random_state)
 
     def get_params(self) -> dict[str, Any]:
+        """The settings, as stored in the rules' meta."""
         return {"alpha": self.alpha, "gamma": self.gamma, "max_depth": self.max_depth,
                 "min_samples_leaf": self.min_samples_leaf, "criterion": self.criterion,
                 "drop_default": self.drop_default, "random_state": self.random_state}
 
     def fit_thresholds(self, units: np.ndarray) -> "EricExtractor":
-        """Fit ``alpha * mean + gamma * std`` per kernel (0.5 for bool inputs)."""
-        from ..units import Thresholds, fit_thresholds
+        """Fit ``alpha * mean + gamma * std`` per kernel (0.5 for bool inputs).
 
+        Returns
+        -------
+        EricExtractor
+            ``self``, with ``thresholds_`` set.
+
+        Raises
+        ------
+        ExtractionError
+            ``units`` is not a finite (samples, kernels) matrix.
+        """
         U = as_matrix(units, "kernel norms")
         if U.dtype == bool:
             self.thresholds_ = Thresholds(np.full(U.shape[1], 0.5), "given-bits", {})
@@ -126,31 +141,40 @@ class EricExtractor:
                                   "fitted")
         return U if U.dtype == bool else self.thresholds_.apply(U)
 
-    def fit(self, units: np.ndarray, y: np.ndarray, *,
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, *,
+            output: tuple[np.ndarray, np.ndarray | None] | None = None,
             variables: Sequence[Variable] | None = None, heads: Sequence[Head] | None = None,
             n_classes: int | None = None) -> "EricExtractor":
         """Quantise, grow the tree, and turn its leaves into rules.
 
         Parameters
         ----------
-        units : (samples, kernels) float or bool array
+        X : (samples, kernels) float or bool array
             Kernel norms of the training images (or already binary codes).
         y : (samples,) int array
             Target class per sample (normally the network's prediction).
         variables, heads : optional
             Names of the kernels and classes (default ``k1..``, ``c0..``).
+        output : ignored
+            (The tree does not read the output layer; accepted for the common signature.)
         n_classes : int, optional
             Number of classes (default: ``len(heads)``, else ``max(y) + 1``).
+
+        Returns
+        -------
+        EricExtractor
+            ``self``.
 
         Raises
         ------
         ExtractionError
             Shapes disagree or ``y`` is invalid.
         """
+        # scikit-learn loads on first fit: importing the extract package stays light.
         from sklearn.tree import DecisionTreeClassifier
 
         start = time.perf_counter()
-        U = as_matrix(units, "kernel norms")
+        U = as_matrix(X, "kernel norms")
         if n_classes is None:
             n_classes = len(heads) if heads is not None else int(np.max(y)) + 1
         y = as_target(y, len(U), n_classes)
@@ -179,8 +203,6 @@ class EricExtractor:
                  if not (drop and cls == default)]
         raw = RuleSet(variables, heads, tuple(rules), heads[default].name,
                       {"method": "eric", "settings": self.get_params()})
-        from ..evaluate import rank_rules
-
         self.rules_ = rank_rules(raw, X, y, default=heads[default].name)
         pred = tree.predict(X.astype(np.uint8))
         self.stats_ = {"seconds": time.perf_counter() - start, "leaves": len(leaves),
@@ -189,14 +211,47 @@ class EricExtractor:
         return self
 
     def predict_tree(self, X: np.ndarray) -> np.ndarray:
-        """The tree's own class predictions on binary codes (the rules predict the same)."""
+        """The tree's own class predictions on binary codes (the rules predict the same).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
         if not hasattr(self, "tree_"):
             raise NotFittedError("call fit() before predict_tree()")
         return self.tree_.predict(np.asarray(X).astype(np.uint8))
 
-    @property
-    def rules(self) -> RuleSet:
-        if not hasattr(self, "rules_"):
-            raise NotFittedError("call fit() before reading the rules")
-        return self.rules_
 
+def prepare(inputs: ModelInputs) -> Prepared:
+    """The driver's capture step: ``config.norm`` of each kernel's map on ``config.layer``;
+    the extractor's ``alpha * mean + gamma * std`` thresholds binarise it.
+
+    Raises
+    ------
+    ModelError
+        ``config.layer`` does not exist.
+    """
+    config = inputs.config
+    U_tr, U_te, units = inputs.grab(config.layer, config.norm)
+    W, b = inputs.output_or_none(U_tr.shape[1], required=False)
+    heads = inputs.heads(W)
+    extractor = EricExtractor(alpha=config.alpha, gamma=config.gamma,
+                              max_depth=config.max_depth,
+                              min_samples_leaf=config.min_samples_leaf)
+
+    def finish(ext: EricExtractor) -> Outcome:
+        bits_tr, bits_te = ext.transform(U_tr), ext.transform(U_te)
+        train, test = inputs.codes(bits_tr, bits_te, units.variables, heads)
+        tree = {k: v for k, v in ext.stats_.items() if k != "seconds"}
+        return Outcome(ext.rules_, train, test, inputs.target_tr, ext.rules_.default,
+                       inputs.binarized_accuracy(W, b, bits_te),
+                       thresholds_meta(ext.thresholds_, norm=config.norm),
+                       meta={"eric": {"tree": tree}})
+
+    return Prepared(extractor, {"X": U_tr, "y": inputs.target_tr, "output": None,
+                                "variables": units.variables, "heads": heads}, finish)
+
+
+register(Method("eric", EricExtractor, EricSettings, prepare,
+                "CART tree over quantised kernels"))

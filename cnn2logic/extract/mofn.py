@@ -29,7 +29,7 @@ Example
 >>> X = rng.random((400, 4)) < 0.5
 >>> y = (X[:, :3].sum(axis=1) >= 2).astype(int)          # planted: 2-of-(k1, k2, k3)
 >>> W = np.array([[-1.0, -1.0, -1.0, -0.1], [1.0, 1.0, 1.0, 0.1]])
->>> ext = MofNExtractor(beta=0.0).fit(X, W, y)
+>>> ext = MofNExtractor(beta=0.0).fit(X, y, output=(W, None))
 >>> [r.format() for r in ext.rules_.rules if r.head == "c1"]
 ['2-of(k1, k2, k3)']
 """
@@ -43,7 +43,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
+from ..evaluate import rank_rules
 from ..rules import Head, Literal, Rule, RuleSet, Variable
+from .base import Extractor, Method, Outcome, Prepared, register
+from .config import MofNSettings
+from .layers import ModelInputs
 from ._common import (as_matrix, as_target, check_count, entropy, information_gain_split,
                       names_for)
 
@@ -83,7 +87,7 @@ def mofn_value(X: np.ndarray, literals: Sequence[tuple[int, bool]], m: int) -> n
     return count >= m
 
 
-class MofNExtractor:
+class MofNExtractor(Extractor):
     """M-of-N rules for each output unit of a linear layer (module docstring).
 
     Parameters
@@ -137,6 +141,7 @@ class MofNExtractor:
         self.max_n = max_n
 
     def get_params(self) -> dict[str, Any]:
+        """The settings, as stored in the rules' meta (``betas`` as a list)."""
         return {"beta": self.beta, "betas": list(self.betas), "max_n": self.max_n}
 
     # -- binarisation ------------------------------------------------------------------
@@ -183,32 +188,41 @@ class MofNExtractor:
         return U >= self.splits_[None, :]
 
     # -- learning ----------------------------------------------------------------------
-    def fit(self, units: np.ndarray, weight: np.ndarray, y: np.ndarray, *,
-            variables: Sequence[Variable] | None = None, heads: Sequence[Head] | None = None
-            ) -> "MofNExtractor":
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, *,
+            output: tuple[np.ndarray, np.ndarray | None] | None = None,
+            variables: Sequence[Variable] | None = None,
+            heads: Sequence[Head] | None = None) -> "MofNExtractor":
         """Binarise the inputs and find every unit's M-of-N rule.
 
         Parameters
         ----------
-        units : (samples, n) float or bool array
+        X : (samples, n) float or bool array
             The layer's inputs (real-valued: split by information gain; bool: kept).
-        weight : (units, n) array
-            The layer's weights (only their signs and magnitudes order the literals).
         y : (samples,) int array or (samples, units) bool array
             The layer's binarised output: class per sample for a softmax layer (normally
             the network's prediction), or each output unit's bit for an internal layer.
+        output : (weight, bias)
+            The layer: its ``(units, n)`` weights (only their signs and magnitudes order
+            the literals; the bias is not used).  Required.
         variables, heads : optional
             Names of the inputs and output units (default ``k1..``, ``c0..``; heads of
             an internal layer should be of kind ``"kernel"``).
 
+        Returns
+        -------
+        MofNExtractor
+            ``self``.
+
         Raises
         ------
         ExtractionError
-            Shapes disagree, or ``y`` is not a valid target.
+            No ``output``, shapes disagree, or ``y`` is not a valid target.
         """
         start = time.perf_counter()
-        U = as_matrix(units, "units")
-        W = np.asarray(weight, dtype=np.float64)
+        if output is None:
+            raise ExtractionError("M-of-N needs output=(weight, bias) of the layer")
+        U = as_matrix(X, "units")
+        W = np.asarray(output[0], dtype=np.float64)
         if W.ndim != 2 or W.shape[1] != U.shape[1]:
             raise ExtractionError(f"weight must be (units, {U.shape[1]}), got {W.shape}")
         if not np.isfinite(W).all():
@@ -273,8 +287,6 @@ class MofNExtractor:
         self.chosen_ = chosen
         raw = RuleSet(variables, heads, tuple(rules), None,
                       {"method": "mofn", "settings": self.get_params()})
-        from ..evaluate import rank_rules
-
         if np.ndim(y) == 1:
             self.rules_ = rank_rules(raw, X, y)
         else:
@@ -336,12 +348,6 @@ class MofNExtractor:
             raise ExtractionError(f"head index {head} out of range 0..{len(names) - 1}")
         return int(head)
 
-    @property
-    def rules(self) -> RuleSet:
-        if not hasattr(self, "rules_"):
-            raise NotFittedError("call fit() before reading the rules")
-        return self.rules_
-
 
 def _argmin_rule(loss: np.ndarray, cx: np.ndarray) -> tuple[int, int]:
     """``(N, M)`` of least ``loss``; ties: lower complexity, fewer inputs, smaller M."""
@@ -390,3 +396,35 @@ def _multi_target_split(values: np.ndarray, targets: np.ndarray) -> tuple[float,
     best = int(np.argmax(np.round(gain, 12)))
     i = cut[best]
     return float((v[i] + v[i + 1]) / 2.0), float(gain[best])
+
+
+def prepare(inputs: ModelInputs) -> Prepared:
+    """The driver's capture step: ``config.layer`` reduced with ``config.reduce``; the
+    extractor's own information-gain splits binarise it.
+
+    Raises
+    ------
+    ModelError
+        The output layer does not read the captured units (M-of-N needs its weights).
+    """
+    config = inputs.config
+    U_tr, U_te, units = inputs.grab(config.layer, config.reduce)
+    W, b = inputs.output_or_none(U_tr.shape[1], required=True)
+    heads = inputs.heads(W)
+    extractor = MofNExtractor(beta=config.beta, max_n=config.max_n)
+
+    def finish(ext: MofNExtractor) -> Outcome:
+        bits_tr, bits_te = ext.transform(U_tr), ext.transform(U_te)
+        train, test = inputs.codes(bits_tr, bits_te, units.variables, heads)
+        return Outcome(
+            ext.rules_, train, test, inputs.target_tr, ext.rules_.default,
+            inputs.binarized_accuracy(W, b, bits_te),
+            {"method": "info-gain", "params": {"target": config.target},
+             "values": [round(float(v), 8) for v in ext.splits_]},
+            meta={"mofn": {"curve": ext.curve_, "chosen": ext.chosen_}})
+
+    return Prepared(extractor, {"X": U_tr, "y": inputs.target_tr, "output": (W, b),
+                                "variables": units.variables, "heads": heads}, finish)
+
+
+register(Method("mofn", MofNExtractor, MofNSettings, prepare, "M-of-N, Odense"))

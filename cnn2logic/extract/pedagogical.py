@@ -33,45 +33,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
+from ..evaluate import rank_rules
 from ..rules import Head, RuleSet, Variable
-from ._common import (Term, as_codes, as_target, check_count, majority_per_code,
+from ..units import fit_thresholds
+from ._common import (as_codes, as_target, check_count, espresso_on_off, majority_per_code,
                       most_frequent, names_for, term_rule)
+from .base import Extractor, Method, Outcome, Prepared, register
+from .config import PedagogicalSettings
+from .layers import ModelInputs, thresholds_meta
 
 
-def espresso_on_off(on: np.ndarray, off: np.ndarray, *, timeout: float = 60.0
-                    ) -> list[Term] | None:
-    """A small DNF true on every row of ``on``, false on every row of ``off``.
-
-    Rows absent from both are don't-cares.  Returns None when espresso exceeds
-    ``timeout`` seconds (it runs in a forked process for large inputs).
-
-    Raises
-    ------
-    ExtractionError
-        ``on`` and ``off`` share a row, or espresso itself fails.
-    """
-    from pyeda.boolalg.espresso import FTYPE, RTYPE
-
-    from ..minimize import _PC_ONE, _PC_ZERO, _run
-
-    on = np.asarray(on, dtype=bool)
-    off = np.asarray(off, dtype=bool)
-    n = on.shape[1] if on.ndim == 2 else off.shape[1]
-    if len(on) == 0:
-        return []
-    if len(off) == 0:
-        return [()]
-    if len({r.tobytes() for r in np.packbits(on, axis=1)}
-           & {r.tobytes() for r in np.packbits(off, axis=1)}):
-        raise ExtractionError("a code is in both the ON- and the OFF-set")
-    cover = set()
-    for rows, val in ((on, (1,)), (off, (0,))):
-        for row in rows:
-            cover.add((tuple(_PC_ONE if x else _PC_ZERO for x in row), val))
-    return _run(n, cover, FTYPE | RTYPE, timeout)
-
-
-class PedagogicalExtractor:
+class PedagogicalExtractor(Extractor):
     """Rules per class from the observed codes, minimised with unseen codes as don't-cares.
 
     Parameters
@@ -111,10 +83,13 @@ class PedagogicalExtractor:
         self.timeout = float(timeout)
 
     def get_params(self) -> dict[str, Any]:
+        """The settings, as stored in the rules' meta."""
         return {"min_count": self.min_count, "timeout": self.timeout,
                 "max_codes": self.max_codes}
 
-    def fit(self, X: np.ndarray, y: np.ndarray, *, variables: Sequence[Variable] | None = None,
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, *,
+            output: tuple[np.ndarray, np.ndarray | None] | None = None,
+            variables: Sequence[Variable] | None = None,
             heads: Sequence[Head] | None = None, n_classes: int | None = None
             ) -> "PedagogicalExtractor":
         """Read the lookup table off ``(X, y)`` and minimise each class.
@@ -125,8 +100,15 @@ class PedagogicalExtractor:
             Binary codes of the training images.
         y : (samples,) int array
             Target per sample (normally the network's prediction).
+        output : ignored
+            (The lookup table does not read the output layer.)
         variables, heads, n_classes : optional
             Names and the number of classes (as in the other extractors).
+
+        Returns
+        -------
+        PedagogicalExtractor
+            ``self``.
 
         Raises
         ------
@@ -159,15 +141,39 @@ class PedagogicalExtractor:
             rules += [term_rule(heads[c].name, t, variables) for t in terms]
         raw = RuleSet(variables, heads, tuple(rules), None,
                       {"method": "pedagogical", "settings": self.get_params()})
-        from ..evaluate import rank_rules
-
         self.rules_ = rank_rules(raw, X, y)
         self.stats_ = {"seconds": time.perf_counter() - start, "distinct_codes": len(codes),
                        "codes_used": int(used.sum()), "espresso_finished": finished}
         return self
 
-    @property
-    def rules(self) -> RuleSet:
-        if not hasattr(self, "rules_"):
-            raise NotFittedError("call fit() before reading the rules")
-        return self.rules_
+
+def prepare(inputs: ModelInputs) -> Prepared:
+    """The driver's capture step: ``config.threshold`` / ``config.reduce`` on
+    ``config.layer``, like the approximation method.
+
+    Raises
+    ------
+    ModelError
+        ``config.layer`` does not exist.
+    """
+    config = inputs.config
+    U_tr, U_te, units = inputs.grab(config.layer, config.reduce)
+    W, b = inputs.output_or_none(U_tr.shape[1], required=False)
+    heads = inputs.heads(W)
+    th = fit_thresholds(U_tr, config.threshold, alpha=config.alpha, gamma=config.gamma)
+    bits_tr, bits_te = th.apply(U_tr), th.apply(U_te)
+    extractor = PedagogicalExtractor(timeout=config.minimize_timeout)
+
+    def finish(ext: PedagogicalExtractor) -> Outcome:
+        train, test = inputs.codes(bits_tr, bits_te, units.variables, heads)
+        lookup = {k: v for k, v in ext.stats_.items() if k != "seconds"}
+        return Outcome(ext.rules_, train, test, inputs.target_tr, ext.rules_.default,
+                       inputs.binarized_accuracy(W, b, bits_te), thresholds_meta(th),
+                       meta={"pedagogical": {"lookup": lookup}})
+
+    return Prepared(extractor, {"X": bits_tr, "y": inputs.target_tr, "output": None,
+                                "variables": units.variables, "heads": heads}, finish)
+
+
+register(Method("pedagogical", PedagogicalExtractor, PedagogicalSettings, prepare,
+                "observed codes minimised"))

@@ -1,0 +1,326 @@
+"""The settings of an extraction: common sections and one dataclass per method.
+
+Every setting is declared once, as a field made with :func:`setting`: its default, its
+``cnn2logic extract`` option (flags, parser, choices, help text) and its check.  From these
+declarations come
+
+* :class:`ExtractConfig`, the flat settings object every caller uses (all fields of
+  :data:`SECTIONS`, in order, so ``ExtractConfig(order=3, method="mofn")`` keeps working
+  and ``dataclasses.asdict`` gives the ``settings`` stored in a rules file);
+* the settings check (:meth:`Settings.check`), run when a config is made;
+* the CLI options (:func:`cnn2logic.cli.extract.register` reads :data:`SECTIONS`).
+
+A method reads the settings of other sections too where it shares them (chaining uses
+ERIC's ``alpha``/``gamma``/``norm`` and the tree settings, and the approximation
+method's ``order``); each is still declared in one place.
+
+Example
+-------
+>>> c = ExtractConfig(method="mofn", beta=0.1)
+>>> c.section(MofNSettings)
+MofNSettings(beta=0.1, max_n=None)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
+from typing import Any, Callable, Sequence
+
+from ..errors import ExtractionError
+from ..units import REDUCTIONS, THRESHOLDS
+from .base import REGISTRY
+
+# Choices of the approximation and chaining settings (re-exported by those modules).
+MODES = ("argmax", "per-logit")
+SEARCHES = ("pruned", "naive", "truth-table")
+LEARNERS = ("auto", "approximation", "tree")
+MINIMIZE = ("exact", "on-codes", "none")
+TARGETS = ("prediction", "label")
+CHAIN_THRESHOLDS = tuple(t for t in THRESHOLDS if t != "half")
+
+Check = Callable[[Any], None]
+
+
+def setting(default: Any, *, help: str | None = None, flags: Sequence[str] = (),
+            parse: str = "str", choices: Sequence[str] | None = None,
+            check: Check | None = None) -> Any:
+    """A settings field: its default, its CLI option and its check.
+
+    Parameters
+    ----------
+    default : object
+        The default value (also the CLI default).
+    help : str, optional
+        The option's help text.
+    flags : sequence of str
+        Extra option strings (``--name`` from the field name always comes first).
+    parse : {"str", "int", "float", "positive_int", "positive_float", "flag", "names"}
+        How the CLI parses the option (``names``: a comma-separated list).
+    choices : sequence of str, optional
+        The CLI choices.
+    check : callable, optional
+        Raises :class:`~cnn2logic.errors.ExtractionError` for a bad value.
+
+    Returns
+    -------
+    dataclasses.Field
+    """
+    return field(default=default, metadata={"help": help, "flags": tuple(flags),
+                                            "parse": parse, "choices": choices,
+                                            "check": check})
+
+
+def one_of(label: str, choices: Callable[[], Sequence[str]] | Sequence[str]) -> Check:
+    """A check: the value is one of ``choices`` (a callable is read when checking).
+
+    Returns
+    -------
+    callable
+        Raising ``ExtractionError("unknown LABEL 'x'; choose from ...")``.
+    """
+    def check(value: Any) -> None:
+        allowed = choices() if callable(choices) else choices
+        if value not in allowed:
+            raise ExtractionError(f"unknown {label} {value!r}; choose from {allowed}")
+    return check
+
+
+def at_least_one(label: str) -> Check:
+    """A check: None or a number ≥ 1.
+
+    Returns
+    -------
+    callable
+        Raising ``ExtractionError("LABEL must be ≥ 1, got x")``.
+    """
+    def check(value: Any) -> None:
+        if value is not None and value < 1:
+            raise ExtractionError(f"{label} must be ≥ 1, got {value}")
+    return check
+
+
+def finite(label: str, minimum: float | None = None) -> Check:
+    """A check: a finite number (and ≥ ``minimum`` when given).
+
+    Returns
+    -------
+    callable
+        Raising ``ExtractionError`` naming ``label``.
+    """
+    def check(value: Any) -> None:
+        if minimum is None:
+            if not math.isfinite(value):
+                raise ExtractionError(f"{label} must be a finite number")
+        elif not (math.isfinite(value) and value >= minimum):
+            raise ExtractionError(f"{label} must be a finite number ≥ {minimum:g}, "
+                                  f"got {value}")
+    return check
+
+
+def _check_chain_layers(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str) or len(value) < 2:
+        raise ExtractionError("chain_layers needs at least two layer names, lowest first")
+    if len(set(value)) != len(value):
+        raise ExtractionError(f"chain_layers repeats a layer: {list(value)}")
+
+
+class Settings:
+    """Base of the settings dataclasses: checks every field on construction.
+
+    ``GROUP`` is the CLI argument group of the section's options (``"main"``: the
+    command's own options; ``"method"``: the "method" group).
+    """
+
+    GROUP = "method"
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Run every field's check.
+
+        Raises
+        ------
+        ExtractionError
+            The first bad value.
+        """
+        check_fields(self, fields(self))
+
+
+def check_fields(obj: Any, which: Sequence[Any]) -> None:
+    """Run the checks of the fields ``which`` on ``obj``'s values.
+
+    Raises
+    ------
+    ExtractionError
+        The first bad value.
+    """
+    for f in which:
+        check = f.metadata.get("check")
+        if check is not None:
+            check(getattr(obj, f.name))
+
+
+@dataclass(frozen=True)
+class CaptureSettings(Settings):
+    """Common: which layers, and how kernel units are binarised."""
+
+    GROUP = "main"
+    layer: str = setting("pool", help="layer whose kernels are the rule variables")
+    output: str = setting("out", help="linear layer the rules replace")
+    threshold: str = setting(
+        "half", choices=THRESHOLDS, check=one_of("threshold", THRESHOLDS),
+        help="binarisation: 'half' (0.5, sigmoid units, the paper) or per-kernel")
+    reduce: str = setting("max", choices=REDUCTIONS, check=one_of("reduction", REDUCTIONS),
+                          help="how a kernel's map becomes one unit")
+
+
+@dataclass(frozen=True)
+class ApproximationSettings(Settings):
+    """The approximation method's settings (``order`` is also chaining's)."""
+
+    GROUP = "main"
+    order: int | None = setting(None, flags=("-k",), parse="int",
+                                check=at_least_one("order k"),
+                                help="largest term order k (default: all units when ≤ 12, "
+                                     "else 3)")
+    mode: str = setting("argmax", choices=MODES, check=one_of("mode", MODES),
+                        help="softmax treatment: argmax-sound or per-logit sigmoid")
+    search: str = setting("pruned", choices=SEARCHES, check=one_of("search", SEARCHES))
+    data_limited: bool = setting(False, parse="flag",
+                                 help="worst case over covered training codes instead of "
+                                      "the whole cube")
+    min_support: int = setting(1, parse="positive_int")
+    max_terms: int | None = setting(None, parse="positive_int",
+                                    help="keep at most N terms per class (best ranked)")
+
+
+@dataclass(frozen=True)
+class MinimizeSettings(Settings):
+    """Common: the driver's espresso step (its timeout also caps pedagogical/chaining)."""
+
+    GROUP = "main"
+    minimize: str = setting("exact", choices=MINIMIZE, check=one_of("minimisation", MINIMIZE),
+                            help="espresso: exact equivalence, or don't-cares off the "
+                                 "observed codes")
+    minimize_timeout: float = setting(60.0, parse="positive_float")
+
+
+@dataclass(frozen=True)
+class MethodChoice(Settings):
+    """Common: which registered method runs."""
+
+    method: str = setting("approximation", check=one_of("method", lambda: list(REGISTRY)))
+
+
+@dataclass(frozen=True)
+class MofNSettings(Settings):
+    """M-of-N's settings."""
+
+    beta: float = setting(0.01, parse="float", check=finite("beta", 0),
+                          help="mofn: loss = error + BETA * complexity")
+    max_n: int | None = setting(None, parse="positive_int", check=at_least_one("max_n"),
+                                help="mofn: largest N of an M-of-N rule (default: all "
+                                     "inputs)")
+
+
+@dataclass(frozen=True)
+class EricSettings(Settings):
+    """ERIC's settings (chaining's lower layers and pedagogical share some)."""
+
+    alpha: float = setting(0.6, parse="float", check=finite("alpha"),
+                           help="eric: threshold ALPHA * mean + GAMMA * std of each "
+                                "kernel's norm")
+    gamma: float = setting(0.7, parse="float", check=finite("gamma"))
+    norm: str = setting("l2", choices=REDUCTIONS, check=one_of("norm", REDUCTIONS),
+                        help="eric / chaining: norm of a kernel's activation map")
+    max_depth: int | None = setting(None, parse="positive_int", check=at_least_one("max_depth"),
+                                    help="eric / chaining: depth limit of the CART trees "
+                                         "(default: unlimited for eric, 6 for chaining)")
+    min_samples_leaf: int = setting(1, parse="positive_int",
+                                    check=at_least_one("min_samples_leaf"),
+                                    help="eric / chaining: fewest training images per leaf")
+
+
+@dataclass(frozen=True)
+class ChainingSettings(Settings):
+    """Chaining's settings."""
+
+    chain_layers: tuple[str, ...] | None = setting(
+        None, parse="names", check=_check_chain_layers,
+        help="chaining: comma-separated layers, lowest first (default: act1,...,pool for "
+             "conv stacks, pool,hidden_act1,... with hidden FC layers)")
+    chain_threshold: str = setting("median", choices=CHAIN_THRESHOLDS,
+                                   check=one_of("chain threshold", list(CHAIN_THRESHOLDS)),
+                                   help="chaining: binarisation of intermediate conv maps")
+    learner: str = setting("auto", choices=LEARNERS, check=one_of("learner", LEARNERS),
+                           help="chaining: approximation method (linear layers) or CART "
+                                "trees")
+
+
+@dataclass(frozen=True)
+class PedagogicalSettings(Settings):
+    """Pedagogical has no settings of its own (it uses threshold, alpha, gamma, timeout)."""
+
+
+@dataclass(frozen=True)
+class LearnedSettings(Settings):
+    """Common to the learned methods (all but approximation)."""
+
+    target: str = setting("prediction", choices=TARGETS, check=one_of("target", TARGETS),
+                          help="learned methods fit the network's prediction (fidelity) or "
+                               "the true label")
+
+
+# ExtractConfig's fields, in this order (also the order of the CLI options).
+SECTIONS: tuple[type[Settings], ...] = (
+    CaptureSettings, ApproximationSettings, MinimizeSettings, MethodChoice, MofNSettings,
+    EricSettings, ChainingSettings, PedagogicalSettings, LearnedSettings)
+# Checked for every config; the others only when another method is chosen or
+# chain_layers is given (as before the split: an approximation run ignores them).
+ALWAYS_CHECKED = (CaptureSettings, ApproximationSettings, MinimizeSettings)
+
+
+def _post_init(self: Any) -> None:
+    if self.chain_layers is not None:
+        object.__setattr__(self, "chain_layers", tuple(self.chain_layers))
+    if self.method != "approximation" or self.chain_layers is not None:
+        for section in SECTIONS:
+            if section not in ALWAYS_CHECKED:
+                check_fields(self, fields(section))
+    for section in ALWAYS_CHECKED:
+        check_fields(self, fields(section))
+
+
+def _section(self: Any, cls: type) -> Any:
+    """This config's values of the section ``cls`` as a ``cls`` instance.
+
+    Raises
+    ------
+    ExtractionError
+        A value of the section fails its check.
+    """
+    return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
+
+def _config_fields() -> list[tuple[str, Any, Any]]:
+    out = []
+    for section in SECTIONS:
+        for f in fields(section):
+            default = f.default if f.default is not MISSING else None
+            out.append((f.name, f.type, field(default=default, metadata=f.metadata)))
+    return out
+
+
+ExtractConfig = make_dataclass(
+    "ExtractConfig", _config_fields(), frozen=True,
+    namespace={"__post_init__": _post_init, "section": _section,
+               "__module__": __name__,
+               "__doc__": "Settings of one extraction: the fields of every section of "
+                          ":data:`SECTIONS` (all of them end up in the rules file's "
+                          "``meta``).\n\n    ``section(cls)`` returns one section's "
+                          "values.\n\n    Raises\n    ------\n    ExtractionError\n"
+                          "        A setting fails its check.\n"})

@@ -1,0 +1,215 @@
+"""The one extraction driver: a trained model and data in, ranked + minimised rules out.
+
+This is what ``cnn2logic extract`` runs, for every registered method
+(:data:`cnn2logic.extract.base.REGISTRY`):
+
+1. **capture**: the method's ``prepare`` step captures the kernel units of the training
+   and test images and binarises them its own way (thresholds fitted on the training
+   images), and sets up its extractor;
+2. **fit** the extractor (one signature for all methods);
+3. **minimise** every class's DNF with espresso as ``config.minimize`` says (M-of-N
+   rules are left as they are);
+4. **rank** the rules on the training codes;
+5. **evaluate** them on the test codes (accuracy, fidelity, ceilings, the paper's
+   per-class table terms);
+6. **meta**: the settings, binarisation and metrics go into the rules file's ``meta``.
+
+Example
+-------
+>>> from cnn2logic.data import load_data
+>>> from cnn2logic.training import TrainConfig, train
+>>> d = load_data("embedded", train_size=300, test_size=100)
+>>> model, _ = train("paper1", d, TrainConfig(iterations=20, progress=False))
+>>> result = extract_model(model, d, ExtractConfig(order=3), progress=False)
+>>> sorted(result.metrics)[:2]
+['binarized_network_accuracy', 'ceiling_lookup']
+>>> extract_model(model, d, ExtractConfig(method="mofn"), progress=False).rules.meta["method"]
+'mofn'
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..data import DataSplits
+from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_table_terms,
+                        term_counts)
+from ..minimize import minimize_ruleset
+from ..rules import Literal, Rule, RuleSet
+from ..units import BinaryCodes
+from .base import REGISTRY, Extractor, Outcome
+from .config import ExtractConfig
+from .layers import ModelInputs
+
+
+@dataclass
+class ExtractionResult:
+    """What :func:`extract_model` returns.
+
+    Attributes
+    ----------
+    rules : RuleSet
+        The minimised, ranked rules, with the run's ``meta``.
+    unminimized : RuleSet
+        The extractor's rules before minimisation.
+    train_codes, test_codes : BinaryCodes
+        The codes the rules read.
+    metrics : dict
+        The test metrics (also in ``rules.meta["metrics"]``).
+    table : list of dict
+        The paper's per-class table terms.
+    seconds : dict
+        Wall time of each step.
+    extractor : Extractor or None
+        The fitted extractor.
+    """
+
+    rules: RuleSet
+    unminimized: RuleSet
+    train_codes: BinaryCodes
+    test_codes: BinaryCodes
+    metrics: dict[str, Any]
+    table: list[dict]
+    seconds: dict[str, float] = field(default_factory=dict)
+    extractor: Extractor | None = None
+
+
+def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
+                  *, progress: bool = True, model_name: str = "",
+                  class_names: tuple[str, ...] | None = None) -> ExtractionResult:
+    """Run the whole extraction (module docstring) with ``config.method``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network.
+    data : DataSplits
+        Training images (thresholds, fitting, ranking) and test images (metrics).
+    config : ExtractConfig
+        The settings.
+    progress : bool
+        Progress bars.
+    model_name : str
+        Stored in the rules file's ``meta``.
+    class_names : tuple of str, optional
+        Names of the classes (default: the data's).
+
+    Returns
+    -------
+    ExtractionResult
+
+    Raises
+    ------
+    ExtractionError
+        Bad settings, or a method that cannot apply to this model.
+    ModelError
+        A layer name does not exist or the output layer does not fit.
+    """
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    inputs = ModelInputs(model, data, config, progress, class_names)
+    prepared = REGISTRY[config.method].prepare(inputs)
+    seconds["capture"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    extractor = prepared.extractor.fit(**prepared.fit_args)
+    outcome = prepared.finish(extractor)
+    seconds["extract"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    rules, min_report = _minimize_and_rank(outcome, config)
+    seconds["minimize"] = time.perf_counter() - t2
+
+    metrics, table = _metrics(rules, outcome)
+    meta = _meta(model, data, config, model_name, rules, outcome, metrics, min_report, table)
+    rules = rules.replace(meta=meta)
+    seconds["total"] = time.perf_counter() - t0
+    return ExtractionResult(rules, outcome.unminimized, outcome.train_codes,
+                            outcome.test_codes, metrics, table, seconds, extractor)
+
+
+def _minimize_and_rank(outcome: Outcome, config: ExtractConfig) -> tuple[RuleSet, dict]:
+    """espresso as ``config.minimize`` says, then rank on the training codes."""
+    unminimized = outcome.unminimized
+    bits_tr = outcome.train_codes.bits
+    if config.minimize == "none":
+        minimized = unminimized
+        report = {h: {"kind": "none"} for h in unminimized.head_names}
+    else:
+        minimized, report = minimize_ruleset(
+            unminimized, codes=bits_tr if config.minimize == "on-codes" else None,
+            timeout=config.minimize_timeout)
+    return rank_rules(minimized, bits_tr, outcome.target, default=outcome.rank_default), report
+
+
+def _metrics(rules: RuleSet, outcome: Outcome) -> tuple[dict[str, Any], list[dict]]:
+    """The test metrics of the minimised (and the unminimised) rules, and the table."""
+    tr, te = outcome.train_codes, outcome.test_codes
+    unminimized = outcome.unminimized
+    metrics = evaluate_rules(rules, te.bits, te.labels, te.predictions)
+    metrics["binarized_network_accuracy"] = outcome.binarized_accuracy
+    metrics.update(ceilings(tr.bits, tr.labels, te.bits, te.labels))
+    unmin_metrics = evaluate_rules(unminimized, te.bits, te.labels, te.predictions)
+    metrics["unminimized"] = {k: unmin_metrics[k] for k in
+                              ("rule_accuracy", "fidelity", "coverage", "zero_fire")}
+    metrics["unminimized"].update(term_counts(unminimized))
+    metrics.update(term_counts(rules))
+    metrics["train_images"] = len(tr.labels)
+    table = select_table_terms(unminimized, tr.bits, tr.labels, te.bits, te.labels)
+    metrics.update(table_metrics(rules, table, te))
+    return metrics, table
+
+
+def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name: str,
+          rules: RuleSet, outcome: Outcome, metrics: dict, min_report: dict,
+          table: list[dict]) -> dict[str, Any]:
+    """The rules file's ``meta``: what ran, on what, with which settings and results."""
+    rule_pred = rules.predict_index(outcome.test_codes.bits)
+    meta = {
+        "method": config.method,
+        "model": model_name,
+        "architecture": getattr(getattr(model, "spec", None), "name", type(model).__name__),
+        "data": data.source,
+        "layer": config.layer,
+        "output_layer": config.output,
+        "settings": {**asdict(config), **outcome.settings},
+        "thresholds": outcome.thresholds,
+        "metrics": metrics,
+        "minimization": min_report,
+        "table": table,
+        "confusion": confusion(outcome.test_codes.predictions, rule_pred,
+                               len(outcome.unminimized.heads)),
+        "unminimized_rules": outcome.unminimized.to_dict()["rules"],
+    }
+    meta.update(outcome.meta)
+    return meta
+
+
+def table_metrics(rules: RuleSet, table: list[dict], codes: BinaryCodes) -> dict[str, Any]:
+    """How the Table-1 terms alone do: precision where one fires, and how often one does.
+
+    This is one reading of the paper's "accuracy when the output units are replaced by
+    the Boolean functions" of Table 1 (the paper does not say how images with no firing
+    term were counted).
+
+    Returns
+    -------
+    dict
+        ``table_precision`` (None when no single term fires) and ``table_fired_share``.
+    """
+    chosen = tuple(Rule(e["class"], tuple(Literal(v, p) for v, p in e["body"]))
+                   for e in table if e.get("body") is not None)
+    if not chosen:
+        return {"table_precision": None, "table_fired_share": 0.0}
+    only = rules.replace(rules=chosen, default=None, meta={})
+    fires = only.fires(codes.bits)
+    one = fires.sum(axis=1) == 1
+    pred = fires.argmax(axis=1)
+    if not one.any():
+        return {"table_precision": None, "table_fired_share": 0.0}
+    return {"table_precision": round(float((pred[one] == codes.labels[one]).mean()), 6),
+            "table_fired_share": round(float(one.mean()), 6)}
