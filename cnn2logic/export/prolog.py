@@ -30,13 +30,15 @@ Example
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import ExportError
 from ..names import is_identifier, prolog_atom
 from ..rules import RuleSet
-from ..units import BinaryCodes
-from ._common import ProgramModel, RuleDecl, prepare
+from .model import ProgramModel, RuleDecl, prepare
+
+if TYPE_CHECKING:  # annotations only: importing units loads torch
+    from ..units import BinaryCodes
 
 DEFAULT_MODULE = "cnn2logic_program"
 
@@ -89,7 +91,7 @@ def _body(rule: RuleDecl) -> str:
 
 
 def render(model: ProgramModel, module: str = DEFAULT_MODULE) -> str:
-    """The Prolog text for a prepared :class:`~cnn2logic.export._common.ProgramModel`.
+    """The Prolog text for a prepared :class:`~cnn2logic.export.model.ProgramModel`.
 
     Raises
     ------
@@ -207,7 +209,7 @@ def to_prolog(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: 
     Raises
     ------
     ExportError
-        Bad module name, or see :func:`cnn2logic.export._common.prepare`.
+        Bad module name, or see :func:`cnn2logic.export.model.prepare`.
     """
     return render(prepare(rules, codes, unminimized=unminimized, sources=sources,
                           language="an SWI-Prolog module"), module)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +32,9 @@ from .. import __version__
 from ..errors import ExportError, RulesFileError
 from ..names import NameTable, comment_safe
 from ..rules import Rule, RuleSet
-from ..units import BinaryCodes
+
+if TYPE_CHECKING:  # annotations only: importing units loads torch
+    from ..units import BinaryCodes
 
 #: ``meta`` key under which the extractor stores the rules before minimisation.
 UNMINIMIZED_KEY = "unminimized_rules"
