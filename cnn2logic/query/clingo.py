@@ -5,7 +5,8 @@ program clingo rejects raises :class:`~cnn2logic.errors.SolverError` carrying cl
 message, with the file, line and column it names in ``location``.  :func:`open_session`
 loads the parts of a :class:`~cnn2logic.query.program.Program` a question needs and grounds
 them with the query; :class:`Names` maps the identifiers of the grounded program back to
-the user's kernel, class and image names.
+the user's kernel, class and image names.  :func:`programs_dir` finds the shipped query
+programs (``programs/*.lp``).
 
 Example
 -------
@@ -49,7 +50,7 @@ def programs_dir() -> Path:
     QueryError
         Neither place holds them (a broken installation).
     """
-    # This module is in cnn2logic/query/; the programs are beside it in cnn2logic/.
+    # This module is in cnn2logic/query/: the package directory (with programs/) is one up.
     here = Path(__file__).resolve().parent.parent
     for candidate in (here / "programs", here.parent / "programs"):
         if (candidate / "implies.lp").is_file():

@@ -59,6 +59,7 @@ from .results import (ConflictsResult, ExplainResult, FlipResult, ImpliesResult,
 #: The conditions :func:`necessary` knows: the rules predict the class, or some rule fires.
 WHEN = ("predicted", "fires")
 
+
 def _class_args(value: str, name: str = "class") -> list[str]:
     args = const_args(name, asp_string(value))
     if is_identifier(value):
@@ -89,7 +90,6 @@ def _check_image(s: Session, program: Program, value: str) -> str:
     return str(found[0].arguments[0])
 
 
-
 def _terms(d: dict[str, list[clingo.Symbol]], names: Names, prefix: str,
            classes: Mapping[int, str]) -> list[Term]:
     pos: dict[int, list[str]] = {}
@@ -103,7 +103,6 @@ def _terms(d: dict[str, list[clingo.Symbol]], names: Names, prefix: str,
         need[sym.arguments[0].number] = sym.arguments[1].number
     return [Term(r, classes[r], names.kernels(pos.get(r, [])), names.kernels(neg.get(r, [])),
                  need.get(r, 0)) for r in sorted(classes)]
-
 
 
 def _kernel_sets(answers: Sequence[Answer], name: str, names: Names) -> list[list[str]]:
