@@ -8,6 +8,8 @@ one-line message and exit code 2.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 
 class Cnn2LogicError(Exception):
     """Base class of every error raised on purpose by cnn2logic."""
@@ -46,7 +48,28 @@ class ExportError(Cnn2LogicError, ValueError):
 
 
 class SolverError(Cnn2LogicError, RuntimeError):
-    """clingo or SWI-Prolog rejected a program; carries the solver's own message."""
+    """clingo or SWI-Prolog rejected a program; carries the solver's own message.
+
+    Parameters
+    ----------
+    message : str
+        The solver's message, quoted.
+    location : tuple of (str, int, int), optional
+        File, line and column the message points at, when it names one.
+    messages : sequence of str, optional
+        Every message the solver logged, in order.
+
+    Attributes
+    ----------
+    location : tuple of (str, int, int) or None
+    messages : list of str
+    """
+
+    def __init__(self, message: str, *, location: tuple[str, int, int] | None = None,
+                 messages: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.location = location
+        self.messages = list(messages)
 
 
 class QueryError(Cnn2LogicError, ValueError):

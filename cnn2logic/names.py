@@ -53,6 +53,7 @@ class NameTable:
             self.add(name)
 
     def add(self, name: str) -> str:
+        """The identifier of ``name``, made (unique in this table) on first use."""
         name = str(name)
         if name in self._to_ident:
             return self._to_ident[name]
@@ -72,6 +73,13 @@ class NameTable:
         return str(name) in self._to_ident
 
     def original(self, ident: str) -> str:
+        """The name ``ident`` was made for.
+
+        Raises
+        ------
+        KeyError
+            No name has that identifier.
+        """
         return self._to_original[ident]
 
     def items(self) -> list[tuple[str, str]]:

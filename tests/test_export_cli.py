@@ -8,7 +8,7 @@ import pytest
 from cnn2logic.cli import main
 from cnn2logic.export.asp import to_asp
 from cnn2logic.export.prolog import to_prolog
-from cnn2logic.prolog import check_program, swipl_path
+from cnn2logic.query.swipl import check_program, swipl_path
 from cnn2logic.rules import save_rules
 
 

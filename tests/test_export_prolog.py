@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from cnn2logic import query
 from cnn2logic.errors import ExportError, SolverError
 from cnn2logic.export.prolog import to_prolog
-from cnn2logic.prolog import check_program, prolog_predictions, run_goal, swipl_path
+from cnn2logic.query.swipl import check_program, prolog_predictions, run_goal, swipl_path
 from cnn2logic.query import Program
 from cnn2logic.rules import Head, RuleSet
 from cnn2logic.units import BinaryCodes

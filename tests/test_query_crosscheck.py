@@ -17,7 +17,7 @@ import pytest
 
 from cnn2logic import query
 from cnn2logic.export.logic import write_program
-from cnn2logic.prolog import prolog_predictions, swipl_path
+from cnn2logic.query.swipl import prolog_predictions, swipl_path
 from cnn2logic.query import Program
 from cnn2logic.rules import RuleSet
 

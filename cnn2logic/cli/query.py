@@ -15,32 +15,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import non_negative_int
-
-QUESTIONS = ("implies", "conflicts", "necessary", "explain", "flip")
-
-
+from ..errors import QueryError
+from ..query import QUESTIONS, WHEN, Program, run_program
+from ..rules import load_rules
+from ._common import non_negative_int, positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ._common import positive_float
-
+    """Add the ``query`` subcommand to ``sub``; its questions come from ``QUESTIONS``."""
     p = sub.add_parser(
         "query", help="answer questions about an exported program with clingo",
         description="Run a shipped query program (programs/*.lp) or your own against an "
                     "exported ASP program and print the answer as a table or JSON. "
                     "PROGRAM is a .lp file from 'cnn2logic export' or a rules .json "
                     "(exported on the fly, with --activations for data).",
-        epilog="questions: implies --class C | conflicts | necessary --class C "
-               "[--when predicted|fires] | explain --image N | flip --image N --to C")
+        epilog="questions: " + " | ".join(q.usage for q in QUESTIONS.values()))
     p.add_argument("program", help="exported .lp program, or a rules .json")
-    p.add_argument("question", nargs="?", choices=QUESTIONS, help="the question to ask")
+    p.add_argument("question", nargs="?", choices=tuple(QUESTIONS),
+                   help="the question to ask")
     p.add_argument("--class", dest="cls", metavar="C",
                    help="class name as in the rules (e.g. 3), or its identifier (c_3)")
     p.add_argument("--image", metavar="N",
                    help="image id (img17), identifier (i_img17) or position in the data (17)")
     p.add_argument("--to", metavar="C", help="flip: the class wanted")
-    p.add_argument("--when", choices=("predicted", "fires"), default="predicted",
+    p.add_argument("--when", choices=WHEN, default="predicted",
                    help="necessary: the rules predict the class (rank order, default), "
                         "or some rule for it fires")
     p.add_argument("--program", dest="user_program", metavar="FILE.lp",
@@ -70,13 +68,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _load(args: argparse.Namespace):
-    from ..errors import QueryError
-    from ..query import Program
-
+def _load(args: argparse.Namespace) -> Program:
     path = Path(args.program)
     if path.suffix.lower() == ".json":
-        from ..rules import load_rules
+        # Deferred on purpose: cnn2logic.units imports torch, needed only for a rules .json.
         from ..units import BinaryCodes
 
         codes = BinaryCodes.load(args.activations) if args.activations else None
@@ -88,8 +83,6 @@ def _load(args: argparse.Namespace):
 
 
 def _need(args: argparse.Namespace, *names: str) -> None:
-    from ..errors import QueryError
-
     flags = {"cls": "--class", "image": "--image", "to": "--to"}
     missing = [flags[n] for n in names if getattr(args, n) in (None, "")]
     if missing:
@@ -97,9 +90,16 @@ def _need(args: argparse.Namespace, *names: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import query
-    from ..errors import QueryError
+    """Ask what ``args`` say and print the answer; return the exit status.
 
+    Raises
+    ------
+    QueryError
+        The options do not fit together, a question lacks a value it needs, or see
+        :mod:`cnn2logic.query`.
+    SolverError
+        clingo rejects a program.
+    """
     if args.user_program and args.question:
         raise QueryError("give either a question or --program, not both")
     if not args.user_program and not args.question:
@@ -107,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
     if args.const and not args.user_program:
         raise QueryError("-c/--const applies to --program only")
     program = _load(args)
-    timeout = args.timeout
     if args.user_program:
         consts = {}
         for item in args.const:
@@ -115,23 +114,12 @@ def run(args: argparse.Namespace) -> int:
             if not sep or not name:
                 raise QueryError(f"-c expects NAME=VALUE, got {item!r}")
             consts[name] = value
-        result = query.run_program(program, args.user_program, consts=consts,
-                                   models=args.models, timeout=timeout)
-    elif args.question == "implies":
-        _need(args, "cls")
-        result = query.implies(program, args.cls, limit=args.limit, timeout=timeout)
-    elif args.question == "conflicts":
-        result = query.conflicts(program, limit=args.limit, max_pairs=args.max_pairs,
-                                 data=args.data, timeout=timeout)
-    elif args.question == "necessary":
-        _need(args, "cls")
-        result = query.necessary(program, args.cls, when=args.when, timeout=timeout)
-    elif args.question == "explain":
-        _need(args, "image")
-        result = query.explain(program, args.image)
+        result = run_program(program, args.user_program, consts=consts, models=args.models,
+                             timeout=args.timeout)
     else:
-        _need(args, "image", "to")
-        result = query.flip(program, args.image, args.to, limit=args.limit, timeout=timeout)
+        question = QUESTIONS[args.question]
+        _need(args, *question.needs)
+        result = question.run(program, vars(args))
     if args.json:
         print(result.to_json(), end="")
     else:

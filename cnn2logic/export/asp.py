@@ -42,12 +42,15 @@ fires(I, 1) :- evaluate(I), active(I, k_k1), not active(I, k_k2).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..names import asp_string
 from ..rules import RuleSet
-from ..units import BinaryCodes
-from ._common import ProgramModel, RuleDecl, prepare
+from .layout import DATA_MARKER, PATTERNS_MARKER, image_facts
+from .model import ProgramModel, RuleDecl, prepare
+
+if TYPE_CHECKING:  # annotations only: importing units loads torch
+    from ..units import BinaryCodes
 
 #: Predicates every exported program declares, so that query programs load without
 #: "atom does not occur in any rule head" warnings whatever the rule set contains.
@@ -88,11 +91,8 @@ prediction(W, C) :- first(W, R), rule(R, C).
 prediction(W, C) :- evaluate(W), not fired(W), default_class(C).
 """
 
-#: Section markers: the query runner splits an exported program at these lines so that a
-#: query loads only the images it needs (see :class:`cnn2logic.query.Program`).
-PATTERNS_MARKER = ("% ---- activation patterns: each distinct activation vector of the data "
-                   "once, with its number of images and its first image")
-DATA_MARKER = "% ---- data: one line per image"
+# The section markers PATTERNS_MARKER and DATA_MARKER are defined in .layout, where the
+# query side reads them too.
 
 
 def _body(rule: RuleDecl) -> str:
@@ -106,7 +106,7 @@ def _body(rule: RuleDecl) -> str:
 
 
 def render(model: ProgramModel) -> str:
-    """The ASP text for a prepared :class:`~cnn2logic.export._common.ProgramModel`."""
+    """The ASP text for a prepared :class:`~cnn2logic.export.model.ProgramModel`."""
     out: list[str] = [("% " + line) if line else "%" for line in model.header]
     out.append("")
     out += [f"#defined {name}/{arity}." for name, arity in INTERFACE]
@@ -155,8 +155,7 @@ def render(model: ProgramModel) -> str:
             out.append(" ".join(facts))
         out += ["", DATA_MARKER]
         for n, ident in enumerate(d.ids):
-            facts = [f"image({ident}).", f"image_id({ident}, {asp_string(d.names[n])}).",
-                     f"image_index({ident}, {n})."]
+            facts = image_facts(ident, asp_string(d.names[n]), n)
             if d.labels is not None and d.labels[n] is not None:
                 facts.append(f"label({ident}, {d.labels[n]}).")
             if d.predictions is not None and d.predictions[n] is not None:
@@ -184,7 +183,7 @@ def to_asp(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: boo
     Raises
     ------
     ExportError
-        See :func:`cnn2logic.export._common.prepare`.
+        See :func:`cnn2logic.export.model.prepare`.
     """
     return render(prepare(rules, codes, unminimized=unminimized, sources=sources,
                           language="an ASP program for clingo"))

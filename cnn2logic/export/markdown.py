@@ -80,6 +80,7 @@ def rules_section(rules: RuleSet) -> str:
 
 def to_markdown(rules: RuleSet) -> str:
     """The whole readable summary of a rules file."""
+    # Deferred on purpose: cnn2logic.models imports torch; the other writers here do not.
     from ..models import PAPER_FIGURES
 
     meta = rules.meta

@@ -30,13 +30,15 @@ Example
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import ExportError
 from ..names import is_identifier, prolog_atom
 from ..rules import RuleSet
-from ..units import BinaryCodes
-from ._common import ProgramModel, RuleDecl, prepare
+from .model import ProgramModel, RuleDecl, prepare
+
+if TYPE_CHECKING:  # annotations only: importing units loads torch
+    from ..units import BinaryCodes
 
 DEFAULT_MODULE = "cnn2logic_program"
 
@@ -89,7 +91,7 @@ def _body(rule: RuleDecl) -> str:
 
 
 def render(model: ProgramModel, module: str = DEFAULT_MODULE) -> str:
-    """The Prolog text for a prepared :class:`~cnn2logic.export._common.ProgramModel`.
+    """The Prolog text for a prepared :class:`~cnn2logic.export.model.ProgramModel`.
 
     Raises
     ------
@@ -98,6 +100,31 @@ def render(model: ProgramModel, module: str = DEFAULT_MODULE) -> str:
     """
     if not is_identifier(module):
         raise ExportError(f"Prolog module name {module!r} must be a lower-case identifier")
+    clauses = _clauses(model)
+    chained = model.chained
+    out: list[str] = [("% " + line) if line else "%" for line in model.header]
+    out += _directives(clauses, module, bool(chained))
+    sections = (
+        ("kernels and classes", ("kernel", "kernel_name", "derived_kernel", "class",
+                                 "class_name", "default_class")),
+        ("rules, in rank order", ("rule", "derives", "need", "pos", "neg", "fires",
+                                  "derived")),
+        ("data", ("image", "image_id", "image_index", "label", "net_prediction", "active",
+                  "pattern", "pattern_active")),
+    )
+    arity = dict(EXPORTS)
+    for title, names in sections:
+        out += ["", f"% ---- {title}"]
+        for name in names:
+            out += clauses[name, arity[name]]
+    if chained:
+        out += ["", " ".join(f"chained({k})." for k in chained)]
+    out += ["", "% ---- semantics", SEMANTICS.rstrip("\n")]
+    return "\n".join(out) + "\n"
+
+
+def _clauses(model: ProgramModel) -> dict[tuple[str, int], list[str]]:
+    # Clauses grouped by predicate: SWI-Prolog warns about discontiguous clauses.
     clauses: dict[tuple[str, int], list[str]] = {key: [] for key in EXPORTS}
 
     for k in model.kernels:
@@ -147,8 +174,12 @@ def render(model: ProgramModel, module: str = DEFAULT_MODULE) -> str:
             "% Chained layers: a derived kernel that other rules read is active exactly when "
             "derived.")
         clauses["active", 2].append("active(I, K) :- chained(K), derived(I, K).")
+    return clauses
 
-    out: list[str] = [("% " + line) if line else "%" for line in model.header]
+
+def _directives(clauses: dict[tuple[str, int], list[str]], module: str, chained: bool
+                ) -> list[str]:
+    out: list[str] = []
     exports = ", ".join(f"{name}/{arity}" for name, arity in EXPORTS)
     out += ["", f":- module({module}, [{exports}]).", ":- encoding(utf8).",
             ":- use_module(library(aggregate)).", ":- use_module(library(lists)).", ""]
@@ -168,24 +199,7 @@ def render(model: ProgramModel, module: str = DEFAULT_MODULE) -> str:
         out.append(":- discontiguous active/2.")
     if dynamic:
         out.append(":- dynamic " + ", ".join(f"{n}/{a}" for n, a in dynamic) + ".")
-
-    sections = (
-        ("kernels and classes", ("kernel", "kernel_name", "derived_kernel", "class",
-                                 "class_name", "default_class")),
-        ("rules, in rank order", ("rule", "derives", "need", "pos", "neg", "fires",
-                                  "derived")),
-        ("data", ("image", "image_id", "image_index", "label", "net_prediction", "active",
-                  "pattern", "pattern_active")),
-    )
-    arity = dict(EXPORTS)
-    for title, names in sections:
-        out += ["", f"% ---- {title}"]
-        for name in names:
-            out += clauses[name, arity[name]]
-    if chained:
-        out += ["", " ".join(f"chained({k})." for k in chained)]
-    out += ["", "% ---- semantics", SEMANTICS.rstrip("\n")]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def to_prolog(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: bool = False,
@@ -207,7 +221,7 @@ def to_prolog(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: 
     Raises
     ------
     ExportError
-        Bad module name, or see :func:`cnn2logic.export._common.prepare`.
+        Bad module name, or see :func:`cnn2logic.export.model.prepare`.
     """
     return render(prepare(rules, codes, unminimized=unminimized, sources=sources,
                           language="an SWI-Prolog module"), module)

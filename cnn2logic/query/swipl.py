@@ -1,5 +1,7 @@
 """Run SWI-Prolog (``swipl``) on an exported program: the Prolog side of the cross-checks.
 
+(Writing Prolog is :mod:`cnn2logic.export.prolog`; this module runs it.)
+
 Only the ``swipl`` executable is needed (Debian: ``swi-prolog-nox``); nothing is imported
 into Python.  :func:`check_program` loads a program with ``--on-warning=status`` so that a
 single warning fails the load; :func:`prolog_predictions` asks for every image's
@@ -25,7 +27,7 @@ import os
 import shutil
 import subprocess
 
-from .errors import SolverError
+from ..errors import SolverError
 
 SWIPL = "swipl"
 
@@ -70,7 +72,13 @@ def run_goal(program: str | os.PathLike[str], goal: str, *, timeout: float = 300
 
 
 def check_program(program: str | os.PathLike[str]) -> None:
-    """Load ``program`` in SWI-Prolog; any warning or error raises :class:`SolverError`."""
+    """Load ``program`` in SWI-Prolog; any warning or error raises :class:`SolverError`.
+
+    Raises
+    ------
+    SolverError
+        See :func:`run_goal`.
+    """
     run_goal(program, "true")
 
 

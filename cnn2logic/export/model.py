@@ -1,9 +1,9 @@
-"""What the ASP and the Prolog writer share: one model of the program to write.
+"""What every program writer (ASP, Prolog) shares: one model of the program to write.
 
 :func:`prepare` turns a :class:`~cnn2logic.rules.RuleSet` (and optionally the binarised
 activations of a data set) into a :class:`ProgramModel`: every name already made a legal
 identifier by :mod:`cnn2logic.names`, every rule reduced to ranks, positive and negative
-kernel identifiers and a threshold, and the data aligned to the rules' kernels.  The two
+kernel identifiers and a threshold, and the data aligned to the rules' kernels.  The
 writers only format it, so an ASP program and a Prolog program written from the same input
 always agree on identifiers, ranks and facts.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +32,9 @@ from .. import __version__
 from ..errors import ExportError, RulesFileError
 from ..names import NameTable, comment_safe
 from ..rules import Rule, RuleSet
-from ..units import BinaryCodes
+
+if TYPE_CHECKING:  # annotations only: importing units loads torch
+    from ..units import BinaryCodes
 
 #: ``meta`` key under which the extractor stores the rules before minimisation.
 UNMINIMIZED_KEY = "unminimized_rules"
@@ -47,6 +49,8 @@ RESERVED_IMAGES = ("none", "hyp", "flip")
 
 @dataclass(frozen=True)
 class KernelDecl:
+    """A kernel: identifier, original name, layer and index; derived and / or read."""
+
     ident: str
     name: str
     layer: str
@@ -57,6 +61,8 @@ class KernelDecl:
 
 @dataclass(frozen=True)
 class ClassDecl:
+    """A class: identifier, original name and output unit (None when not recorded)."""
+
     ident: str
     name: str
     index: int | None  # output-unit index when the rules record one
@@ -64,6 +70,8 @@ class ClassDecl:
 
 @dataclass(frozen=True)
 class RuleDecl:
+    """One rule, reduced to identifiers: rank, kind, head, literals and threshold."""
+
     rank: int  # 1-based position in the rule set
     kind: str  # "class" or "kernel"
     head: str  # identifier of the class or kernel concluded
@@ -76,6 +84,8 @@ class RuleDecl:
 
 @dataclass(frozen=True)
 class DataDecl:
+    """The data aligned to the rules: image identifiers and ids, activations, labels."""
+
     ids: tuple[str, ...]  # image identifiers
     names: tuple[str, ...]  # original image ids
     active: np.ndarray  # (images, input kernels) bool, columns in ``input_kernels`` order
@@ -102,6 +112,8 @@ class DataDecl:
 
 @dataclass(frozen=True)
 class ProgramModel:
+    """Everything a program writer formats; see :func:`prepare`."""
+
     kernels: tuple[KernelDecl, ...]
     classes: tuple[ClassDecl, ...]
     rules: tuple[RuleDecl, ...]
@@ -117,6 +129,7 @@ class ProgramModel:
 
     @property
     def has_threshold_rules(self) -> bool:
+        """Whether some rule is M-of-N rather than a conjunction."""
         return any(not r.conjunction for r in self.rules)
 
 
