@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..byo import file_digest, model_from_args
     from ..errors import ActivationError
-    from ..shards import capture_shard, load_thresholds, parse_shard
+    from ..units import capture_shard, load_thresholds, parse_shard
 
     shard = parse_shard(args.shard)
     thresholds = None

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text
     from ..byo import model_from_args
     from ..pipeline import output_layer
-    from ..shards import extract_part, parse_classes
+    from ..extract.parts import extract_part, parse_classes
     from ..units import BinaryCodes
 
     codes = BinaryCodes.load(args.codes)

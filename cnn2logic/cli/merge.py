@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text
     from ..errors import ActivationError, RulesFileError
     from ..rules import load_rules
-    from ..shards import load_thresholds, merge_rule_parts, merge_shards, save_thresholds
-    from ..units import BinaryCodes
+    from ..extract.parts import merge_rule_parts
+    from ..units import (ActivationShard, BinaryCodes, load_thresholds, merge_shards,
+                         save_thresholds)
 
     kinds = {_is_json(p) for p in args.inputs}
     if len(kinds) > 1:
@@ -73,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
     codes.save(args.out)
     if args.thresholds_out:
         layer = codes.variables[0].layer if codes.variables else ""
-        from ..shards import ActivationShard
-
         reduce = ActivationShard.load(args.inputs[0]).reduce
         save_thresholds(fitted, args.thresholds_out, layer=layer, reduce=reduce,
                         names=codes.names)

@@ -64,6 +64,11 @@ MODES = ("argmax", "per-logit")
 SEARCHES = ("pruned", "naive", "truth-table")
 TRUTH_TABLE_MAX_VARS = 20
 
+
+def default_order(n: int) -> int:
+    """The order ``k`` used when none is given: all ``n`` variables up to 12, else 3."""
+    return n if n <= 12 else 3
+
 # A candidate literal: (variable index, polarity).
 Term = tuple[tuple[int, bool], ...]
 
@@ -424,7 +429,7 @@ class ApproximationExtractor:
             raise ExtractionError("y needs X with one class per row")
         if self.data_limited and X is None:
             raise ExtractionError("data_limited extraction needs the training codes X")
-        order = self.order if self.order is not None else (n if n <= 12 else 3)
+        order = self.order if self.order is not None else default_order(n)
         order = min(order, n)
         start = time.perf_counter()
         terms: dict[str, list[Term]] = {}
