@@ -351,9 +351,10 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
     """Capture shard ``i`` of ``n`` of a split.
 
     Give either in-memory ``images`` (and ``labels``) or a data ``source`` (``"embedded"``
-    or an IDX directory, streamed with :func:`cnn2logic.data.iter_batches`).  ``thresholds`` (fitted on the
-    training split) or ``threshold="half"`` give a shard of bits; otherwise the raw units
-    are kept and :func:`merge_shards` fits the thresholds over all shards.
+    or an IDX directory, streamed with :func:`cnn2logic.data.iter_batches`).
+    ``thresholds`` (fitted on the training split) or ``threshold="half"`` give a shard of
+    bits; otherwise the raw units are kept and :func:`merge_shards` fits the thresholds
+    over all shards.
 
     Parameters
     ----------
