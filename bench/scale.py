@@ -21,7 +21,7 @@ trained for ``--iterations`` steps.  Two output layers are measured:
 Measured per K:
 
 * capture: the training split streamed in batches of 500 from the IDX files and binarised
-  on the fly (``cnn2logic.shards``), in a fresh process, peak resident memory above the
+  on the fly (``cnn2logic.units.shards``), in a fresh process, peak resident memory above the
   process's baseline (``VmHWM``) for 10,000 images and for the whole split: memory that
   grows only by the codes (not by the images) means the capture is bounded;
 * extraction: approximation method, order 3, per-logit and argmax-sound, 10 classes
@@ -73,7 +73,8 @@ def _vm(field: str) -> int:
 
 def _capture_child(ckpt: str, source: str, size: int | None, conn) -> None:  # pragma: no cover
     torch.set_num_threads(1)
-    from cnn2logic.shards import capture_shard, iter_batches
+    from cnn2logic.data import iter_batches
+    from cnn2logic.units import capture_shard
 
     model = load_checkpoint(ckpt)
     # warm up: one batch through the model, so the baseline includes torch's own buffers

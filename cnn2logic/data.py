@@ -2,6 +2,9 @@
 
 ``load_data(source)`` returns a :class:`DataSplits` with ``train`` and ``test``
 :class:`ImageSet` objects (float32 images in [0, 1], shape ``(n, 1, 28, 28)``).
+For data too large for memory, :func:`open_split` gives a split's size and classes without
+reading its images and :func:`iter_batches` streams a range of them batch by batch (IDX
+files are read piecewise), as sharded capture (:mod:`cnn2logic.units.shards`) does.
 
 Sources
 -------
@@ -29,7 +32,10 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Iterator
+
 import numpy as np
+import torch
 
 from .errors import DataError, DataFileNotFoundError
 
@@ -46,7 +52,13 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images (float32, ``(n, c, h, w)``, values in [0, 1]) with integer labels."""
+    """Images (float32, ``(n, c, h, w)``, values in [0, 1]) with integer labels.
+
+    Raises
+    ------
+    DataError
+        Images not 4-dimensional, or image and label counts differ.
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -72,14 +84,15 @@ class ImageSet:
             raise DataError(f"{self.name}: subset size must be at least 1, got {n}")
         return ImageSet(self.images[:n], self.labels[:n], self.classes, f"{self.name}[:{n}]")
 
-    def tensors(self):
-        import torch
-
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images (float32) and labels (int64) as tensors, sharing memory."""
         return torch.from_numpy(self.images), torch.from_numpy(self.labels.astype(np.int64))
 
 
 @dataclass(frozen=True)
 class DataSplits:
+    """The train and test :class:`ImageSet` of one source (``"embedded"`` or a path)."""
+
     train: ImageSet
     test: ImageSet
     source: str
@@ -221,3 +234,134 @@ def _load_idx_dir(directory: Path) -> DataSplits:
         ImageSet(test.images, test.labels, classes, test.name),
         str(directory),
     )
+
+
+# -- streaming: a split's size without its images, and its images batch by batch -------
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """What :func:`open_split` found: how many images, the class names, the source.
+
+    Attributes
+    ----------
+    total : int
+        Images in the split (at most ``size`` when one was given).
+    classes : tuple of str
+    source : str
+        ``"embedded"`` or the directory.
+    split : {"train", "test"}
+    """
+
+    total: int
+    classes: tuple[str, ...]
+    source: str
+    split: str
+
+
+def open_split(source: str | os.PathLike[str], split: str = "train",
+               size: int | None = None) -> SplitInfo:
+    """Size and classes of one split without reading its images.
+
+    Parameters
+    ----------
+    source : str or path
+        ``"embedded"`` or a directory of IDX files.
+    split : {"train", "test"}
+    size : int, optional
+        Count only the first ``size`` images.
+
+    Returns
+    -------
+    SplitInfo
+
+    Raises
+    ------
+    DataError, DataFileNotFoundError
+        Unknown split, or missing / malformed files.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    if str(source) == EMBEDDED:
+        d = load_data(EMBEDDED)
+        part = d.train if split == "train" else d.test
+        total = len(part) if size is None else min(size, len(part))
+        return SplitInfo(total, part.classes, EMBEDDED, split)
+    directory = Path(source)
+    _, lab_path = _idx_paths(directory, split)
+    labels = read_idx(lab_path)
+    other = read_idx(_idx_paths(directory, "test" if split == "train" else "train")[1])
+    n_classes = max(int(labels.max(initial=0)) + 1, int(other.max(initial=0)) + 1, 10)
+    total = len(labels) if size is None else min(size, len(labels))
+    return SplitInfo(total, tuple(str(c) for c in range(n_classes)), str(directory), split)
+
+
+def iter_batches(source: str | os.PathLike[str], split: str = "train", start: int = 0,
+                 stop: int | None = None, batch_size: int = 500
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches ``(images, labels)`` of images ``start..stop`` of a split, read piecewise.
+
+    IDX files (gzipped or not) are read one batch at a time, so memory does not grow with
+    the data set; the embedded set is small and sliced in memory.
+
+    Parameters
+    ----------
+    source : str or path
+        ``"embedded"`` or a directory of IDX files.
+    split : {"train", "test"}
+    start, stop : int
+        The range of images (``stop`` None: to the end).
+    batch_size : int
+        Images per batch.
+
+    Yields
+    ------
+    tuple of (torch.Tensor, torch.Tensor)
+        Float32 images in [0, 1], ``(n, 1, rows, cols)``, and int64 labels.
+
+    Raises
+    ------
+    DataError, DataFileNotFoundError
+        Bad batch size, or missing, malformed or truncated files.
+    """
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    if str(source) == EMBEDDED:
+        d = load_data(EMBEDDED)
+        part = d.train if split == "train" else d.test
+        stop = len(part) if stop is None else min(stop, len(part))
+        for s in range(start, stop, batch_size):
+            e = min(s + batch_size, stop)
+            yield (torch.from_numpy(part.images[s:e]),
+                   torch.from_numpy(part.labels[s:e].astype(np.int64)))
+        return
+    img_path, lab_path = _idx_paths(Path(source), split)
+    labels = read_idx(lab_path).astype(np.int64)
+    opener = gzip.open if img_path.suffix == ".gz" else open
+    with opener(img_path, "rb") as fh:
+        magic = fh.read(4)
+        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
+            raise DataError(f"{img_path}: not a uint8 IDX image file")
+        ndim = magic[3]
+        shape = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
+        if ndim != 3:
+            raise DataError(f"{img_path}: expected (n, rows, cols) images, got {shape}")
+        n, rows, cols = shape
+        if n != len(labels):
+            raise DataError(f"{lab_path}: {len(labels)} labels but {img_path.name} has {n} images")
+        stop = n if stop is None else min(stop, n)
+        per = rows * cols
+        fh.seek(4 + 4 * ndim + start * per)
+        for s in range(start, stop, batch_size):
+            e = min(s + batch_size, stop)
+            raw = fh.read((e - s) * per)
+            if len(raw) != (e - s) * per:
+                raise DataError(f"{img_path}: truncated at image {s}")
+            arr = np.frombuffer(raw, np.uint8).reshape(e - s, 1, rows, cols)
+            yield torch.from_numpy(arr.astype(np.float32) / 255.0), torch.from_numpy(labels[s:e])
+
+
+def _idx_paths(directory: Path, split: str) -> tuple[Path, Path]:
+    """The images and labels files of ``split`` in ``directory``."""
+    if not directory.exists():
+        raise DataFileNotFoundError(f"{directory}: data directory does not exist")
+    return _find_idx(directory, _IDX_FILES[split][0]), _find_idx(directory, _IDX_FILES[split][1])

@@ -29,8 +29,9 @@ import torch
 import torch.distributed as dist
 
 from cnn2logic.byo import file_digest, load_model
-from cnn2logic.shards import (RunningStats, capture_shard, iter_batches, merge_shards, open_split,
-                              save_thresholds, shard_range, stream_statistics)
+from cnn2logic.data import iter_batches, open_split
+from cnn2logic.units import (RunningStats, capture_shard, merge_shards, save_thresholds,
+                             shard_range, stream_statistics)
 
 
 def global_thresholds(model, layer: str, source: str, split: str, size: int | None,

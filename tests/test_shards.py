@@ -21,11 +21,12 @@ from cnn2logic.models import save_checkpoint
 from cnn2logic.extract import ExtractConfig, extract_model
 from cnn2logic.extract.layers import output_layer
 from cnn2logic.rules import load_rules
-from cnn2logic.shards import (ActivationShard, capture_shard, capture_stream, extract_part,
-                              fit_stream_thresholds, iter_batches, load_thresholds, merge_rule_parts,
-                              merge_shards, parse_classes, parse_shard, save_thresholds,
-                              shard_range)
-from cnn2logic.units import BinaryCodes, capture, codes_for, fit_thresholds
+from cnn2logic.data import iter_batches
+from cnn2logic.extract.parts import extract_part, merge_rule_parts, parse_classes
+from cnn2logic.units import (ActivationShard, BinaryCodes, capture, capture_shard,
+                             capture_stream, codes_for, fit_stream_thresholds, fit_thresholds,
+                             load_thresholds, merge_shards, parse_shard, save_thresholds,
+                             shard_range)
 
 REPO = Path(__file__).resolve().parents[1]
 

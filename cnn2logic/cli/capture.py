@@ -1,4 +1,8 @@
-"""``cnn2logic capture``: kernel units of one shard of a split, streamed, as an .npz shard."""
+"""``cnn2logic capture``: kernel units of one shard of a split, streamed, as an .npz shard.
+
+Imports of the package sit inside :func:`register` and :func:`run` on purpose: the parser of
+every subcommand is built at start-up, and only the command that runs should pay for torch.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from ._common import add_progress_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``capture`` subcommand to ``sub``."""
     from ..byo import add_model_args
     from ..units import REDUCTIONS
 
@@ -43,9 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``cnn2logic capture``: capture one shard of a split and write it.
+
+    Returns
+    -------
+    int
+        0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
+    """
     from ..byo import file_digest, model_from_args
     from ..errors import ActivationError
-    from ..shards import capture_shard, load_thresholds, parse_shard
+    from ..units import capture_shard, load_thresholds, parse_shard
 
     shard = parse_shard(args.shard)
     thresholds = None

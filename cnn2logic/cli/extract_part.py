@@ -1,4 +1,8 @@
-"""``cnn2logic extract-part``: the rules of some classes only, from saved codes (one job)."""
+"""``cnn2logic extract-part``: the rules of some classes only, from saved codes (one job).
+
+Imports of the package sit inside :func:`register` and :func:`run` on purpose: the parser of
+every subcommand is built at start-up, and only the command that runs should pay for torch.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from ._common import add_progress_arg, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``extract-part`` subcommand to ``sub``."""
     from ..byo import add_model_args
     from ..extract.approximation import MODES
 
@@ -36,12 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``cnn2logic extract-part``: extract one job's classes and write the rule part.
+
+    Returns
+    -------
+    int
+        0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
+    """
     import time
 
     from .._io import atomic_write_text
     from ..byo import model_from_args
     from ..extract.layers import output_layer
-    from ..shards import extract_part, parse_classes
+    from ..extract.parts import extract_part, parse_classes
     from ..units import BinaryCodes
 
     codes = BinaryCodes.load(args.codes)

@@ -1,4 +1,8 @@
-"""``cnn2logic merge``: join activation shards into codes, or per-class rule parts into rules."""
+"""``cnn2logic merge``: join activation shards into codes, or per-class rule parts into rules.
+
+Imports of the package sit inside :func:`register` and :func:`run` on purpose: the parser of
+every subcommand is built at start-up, and only the command that runs should pay for torch.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``merge`` subcommand to ``sub``."""
     from ..units import THRESHOLDS
 
     p = sub.add_parser(
@@ -42,11 +47,19 @@ def _is_json(path: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``cnn2logic merge``: merge shards into codes, or rule parts into rules.
+
+    Returns
+    -------
+    int
+        0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
+    """
     from .._io import atomic_write_text
     from ..errors import ActivationError, RulesFileError
     from ..rules import load_rules
-    from ..shards import load_thresholds, merge_rule_parts, merge_shards, save_thresholds
-    from ..units import BinaryCodes
+    from ..extract.parts import merge_rule_parts
+    from ..units import (ActivationShard, BinaryCodes, load_thresholds, merge_shards,
+                         save_thresholds)
 
     kinds = {_is_json(p) for p in args.inputs}
     if len(kinds) > 1:
@@ -73,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
     codes.save(args.out)
     if args.thresholds_out:
         layer = codes.variables[0].layer if codes.variables else ""
-        from ..shards import ActivationShard
-
         reduce = ActivationShard.load(args.inputs[0]).reduce
         save_thresholds(fitted, args.thresholds_out, layer=layer, reduce=reduce,
                         names=codes.names)

@@ -74,6 +74,12 @@ from .layers import ModelInputs, output_layer, thresholds_meta
 TRUTH_TABLE_MAX_VARS = 20
 
 
+
+def default_order(n: int) -> int:
+    """The order ``k`` used when none is given: all ``n`` variables up to 12, else 3."""
+    return n if n <= 12 else 3
+
+
 @dataclass(frozen=True)
 class LinearConditions:
     """``base + Σ gains[chosen] (>|≥) 0`` for every column; one per class.
@@ -253,6 +259,18 @@ def _to_literals(cond: LinearConditions, term: Sequence[int]) -> Term:
 # sign is the sign of the exact sum.  Values farther from 0 than any rounding error can
 # reach are decided by the float comparison as before.
 TIE_MARGIN = 1e-9
+
+
+def class_terms(W: np.ndarray, b: np.ndarray, c: int, mode: str, search: str, order: int
+                ) -> list[Term]:
+    """The sound prime terms of order ≤ ``order`` for class ``c`` ("pruned" or "naive").
+
+    The one per-class search both :class:`ApproximationExtractor` and
+    :func:`cnn2logic.extract.parts.extract_part` run, ties decided exactly
+    (:func:`sound_terms`).
+    """
+    search_fn = pruned_terms if search == "pruned" else naive_terms
+    return sound_terms(W, b, c, mode, search_fn(class_conditions(W, b, c, mode), order))
 
 
 def _scale(W: np.ndarray, b: np.ndarray) -> float:
@@ -544,7 +562,7 @@ class ApproximationExtractor(Extractor):
             raise ExtractionError("y needs X with one class per row")
         if self.data_limited and X is None:
             raise ExtractionError("data_limited extraction needs the training codes X")
-        order = self.order if self.order is not None else (n if n <= 12 else 3)
+        order = self.order if self.order is not None else default_order(n)
         order = min(order, n)
         start = time.perf_counter()
         terms: dict[str, list[Term]] = {}
@@ -582,9 +600,7 @@ class ApproximationExtractor(Extractor):
                         W, b, c, order, probe):
                     terms[name] = []
                     continue
-                cond = class_conditions(W, b, c, self.mode)
-                search = pruned_terms if self.search == "pruned" else naive_terms
-                terms[name] = sound_terms(W, b, c, self.mode, search(cond, order))
+                terms[name] = class_terms(W, b, c, self.mode, self.search, order)
         seconds = time.perf_counter() - start
         self.terms_ = {k: sorted(v) for k, v in terms.items()}
         self.stats_ = {"seconds": seconds, "order": order,

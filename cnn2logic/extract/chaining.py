@@ -72,7 +72,7 @@ from ..rules import Head, Rule, RuleSet, Variable
 from ..units import fit_thresholds
 from ._common import (as_codes, as_target, check_count, check_tree_params, espresso_on_off,
                       most_frequent, names_for, term_rule, tree_leaf_terms)
-from .approximation import ApproximationExtractor, vertices
+from .approximation import ApproximationExtractor, default_order, vertices
 from .base import Extractor, Method, Outcome, Prepared, register
 from .config import LEARNERS, ChainingSettings
 from .eric import EricExtractor
@@ -284,7 +284,7 @@ class ChainingExtractor(Extractor):
                 raise ExtractionError(f"layer {layer.name!r}: weights {W.shape} do not map "
                                       f"{Xb.shape[1]} units to {X.shape[1]}")
             n = Xb.shape[1]
-            order = self.order if self.order is not None else (n if n <= 12 else 3)
+            order = self.order if self.order is not None else default_order(n)
             ext = ApproximationExtractor(order=order, mode="per-logit")
             ext.fit(output=(W, b), variables=below.variables, heads=heads)
             rules = ext.rules_.rules

@@ -1,0 +1,341 @@
+"""Capture: each kernel's map becomes one real-valued unit per image.
+
+One forward-hook loop, :func:`iter_layer_units`, serves both captures: :func:`capture`
+(images in memory, the units of every image returned at once) and the streamed capture of
+:mod:`cnn2logic.units.shards` and :mod:`cnn2logic.units.thresholds` (any iterable of
+batches, one batch in memory at a time).  :func:`reduce_maps` is the one place a kernel's
+map becomes its unit (also used by SmoothGrad, which differentiates it).
+
+Example
+-------
+>>> import torch
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sigmoid())
+>>> units = capture(net, "1", torch.zeros(4, 1, 5, 5), progress=False)
+>>> units.values.shape, units.names
+((4, 2), ('k1', 'k2'))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ActivationError, ModelError
+from ..rules import Variable
+
+REDUCTIONS = ("max", "mean", "l1", "l2", "position")
+
+
+@dataclass(frozen=True)
+class KernelUnits:
+    """Real-valued kernel units: ``values`` is (images, kernels).
+
+    Attributes
+    ----------
+    values : np.ndarray
+        (images, kernels) float32.
+    layer : str
+        The captured layer's name.
+    names : tuple of str
+        One name per column (``k1..``, or ``k1_r1c1..`` per position).
+    """
+
+    values: np.ndarray
+    layer: str
+    names: tuple[str, ...]
+
+    @property
+    def variables(self) -> tuple[Variable, ...]:
+        """The columns as rule :class:`~cnn2logic.rules.Variable` objects."""
+        return tuple(Variable(n, self.layer, i) for i, n in enumerate(self.names))
+
+
+def kernel_names(layer: str, n: int, qualified: bool = False) -> tuple[str, ...]:
+    """``k1..kn`` (1-based, like the paper's x1..x10), or ``<layer>.k1..`` when qualified.
+
+    Parameters
+    ----------
+    layer : str
+        The layer's name (the prefix when ``qualified``).
+    n : int
+        Number of kernels.
+    qualified : bool
+        Prefix every name with ``<layer>.``.
+
+    Returns
+    -------
+    tuple of str
+    """
+    prefix = f"{layer}." if qualified else ""
+    return tuple(f"{prefix}k{i}" for i in range(1, n + 1))
+
+
+def position_names(layer: str, kernels: int, rows: int, cols: int,
+                   qualified: bool = False) -> tuple[str, ...]:
+    """One unit per kernel and position: ``k1_r1c1, k1_r1c2, ...`` (flatten order).
+
+    Parameters
+    ----------
+    layer : str
+        The layer's name (the prefix when ``qualified``).
+    kernels, rows, cols : int
+        The shape of one image's maps.
+    qualified : bool
+        Prefix every name with ``<layer>.``.
+
+    Returns
+    -------
+    tuple of str
+    """
+    prefix = f"{layer}." if qualified else ""
+    return tuple(f"{prefix}k{k}_r{r}c{c}" for k in range(1, kernels + 1)
+                 for r in range(1, rows + 1) for c in range(1, cols + 1))
+
+
+def reduce_maps(out: torch.Tensor, reduce: str) -> torch.Tensor:
+    """``(n, c, h, w)`` maps -> ``(n, c)`` units (``"position"``: ``(n, c*h*w)``).
+
+    The one place a kernel's map becomes its unit, for capture, streamed capture and
+    SmoothGrad (which differentiates it).
+
+    Parameters
+    ----------
+    out : torch.Tensor
+        A layer's output, (n, c, h, w).
+    reduce : {"max", "mean", "l1", "l2", "position"}
+        See :func:`capture`.
+
+    Returns
+    -------
+    torch.Tensor
+
+    Raises
+    ------
+    ModelError
+        Unknown ``reduce``.
+    """
+    if reduce == "position":
+        return out.flatten(1)
+    if reduce == "max":
+        return out.amax(dim=(2, 3))
+    if reduce == "mean":
+        return out.mean(dim=(2, 3))
+    if reduce == "l1":  # ERIC's quantisation reads a norm of the whole activation map
+        return out.abs().sum(dim=(2, 3))
+    if reduce != "l2":
+        raise ModelError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
+    squares = out.pow(2).sum(dim=(2, 3))
+    nonzero = squares > 0
+    # the same values as sqrt(squares); sqrt's gradient at 0 is infinite, so an all-zero
+    # map (a dead ReLU) gets gradient 0 instead of NaN
+    return torch.where(nonzero, squares, torch.ones_like(squares)).sqrt() * nonzero
+
+
+class LayerBatch(NamedTuple):
+    """What :func:`iter_layer_units` yields per batch.
+
+    Attributes
+    ----------
+    outputs : list of np.ndarray
+        The layer's reduced units (images x units, float32), one array per time the layer
+        ran in the forward pass (normally exactly one).
+    labels : np.ndarray
+        int64 labels of the batch (-1 when the batch had none).
+    predictions : np.ndarray
+        int64 argmax of the model's output (-1 when it is not an (n, classes) tensor).
+    map_shape : tuple of int
+        ``(kernels, rows, cols)`` of the layer's maps, ``()`` for an (n, units) output.
+    layer : str
+        The captured layer's name.
+    """
+
+    outputs: list[np.ndarray]
+    labels: np.ndarray
+    predictions: np.ndarray
+    map_shape: tuple[int, ...]
+    layer: str
+
+    def units(self) -> np.ndarray:
+        """The batch's units, requiring that the layer ran exactly once.
+
+        Raises
+        ------
+        ActivationError
+            The layer ran zero or several times in the forward pass.
+        """
+        if len(self.outputs) != 1:
+            raise ActivationError(f"layer {self.layer!r} ran {len(self.outputs)} times in one "
+                                  "forward pass; capture needs exactly once")
+        return self.outputs[0]
+
+
+def layer_module(model: nn.Module, layer: str, reduce: str) -> nn.Module:
+    """The submodule named ``layer``, after checking ``reduce``.
+
+    Raises
+    ------
+    ActivationError
+        Unknown ``reduce``.
+    ModelError
+        ``layer`` does not exist in ``model`` (the message lists the names that do).
+    """
+    if reduce not in REDUCTIONS:
+        raise ActivationError(f"unknown reduction {reduce!r}; choose from {REDUCTIONS}")
+    modules = dict(model.named_modules())
+    if not layer or layer not in modules:
+        raise ModelError(f"no layer named {layer!r}; layers: {', '.join(n for n in modules if n)}")
+    return modules[layer]
+
+
+def iter_layer_units(model: nn.Module, layer: str, batches: Iterable, reduce: str = "max",
+                     progress: bool = False, total: int | None = None) -> Iterator[LayerBatch]:
+    """Run ``model`` over ``batches`` and yield ``layer``'s reduced units per batch.
+
+    The model runs in eval mode without gradients; its mode is restored afterwards.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module.
+    layer : str
+        A name from ``model.named_modules()`` whose output is (n, c, h, w) or (n, c).
+    batches : iterable
+        Image tensors, or ``(images, labels)`` pairs (a ``DataLoader``).
+    reduce : {"max", "mean", "l1", "l2", "position"}
+        See :func:`capture`.
+    progress : bool
+        Show a progress bar (``total`` batches, when known).
+
+    Yields
+    ------
+    LayerBatch
+
+    Raises
+    ------
+    ModelError, ActivationError
+        As :func:`layer_module`; or the layer's output has an unsupported shape.
+    """
+    module = layer_module(model, layer, reduce)
+    grabbed: list[np.ndarray] = []
+    shape: list[tuple[int, ...]] = [()]
+
+    def hook(_m: nn.Module, _i: object, output: torch.Tensor) -> None:
+        out = output.detach()
+        if out.ndim == 4:
+            shape[0] = tuple(out.shape[1:])
+            out = reduce_maps(out, reduce)
+        elif out.ndim != 2:
+            raise ActivationError(f"layer {layer!r} outputs shape {tuple(output.shape)}; "
+                                  "expected (n, c, h, w) or (n, c)")
+        grabbed.append(out.float().cpu().numpy())
+
+    handle = module.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    iterator: Iterable = batches
+    if progress:
+        from tqdm import tqdm  # only when asked for: the progress bar is optional output
+
+        iterator = tqdm(batches, desc=f"capture {layer}", unit="batch", leave=False,
+                        total=total)
+    try:
+        with torch.no_grad():
+            for batch in iterator:
+                if isinstance(batch, torch.Tensor):
+                    xb, yb = batch, None
+                else:
+                    xb, yb = batch[0], (batch[1] if len(batch) > 1 else None)
+                grabbed.clear()
+                logits = model(xb)
+                n = len(grabbed[0]) if grabbed else len(xb)
+                labels = (np.full(n, -1, np.int64) if yb is None
+                          else np.asarray(yb, dtype=np.int64).reshape(-1))
+                preds = (logits.argmax(1).numpy().astype(np.int64)
+                         if isinstance(logits, torch.Tensor) and logits.ndim == 2
+                         else np.full(n, -1, np.int64))
+                yield LayerBatch(list(grabbed), labels, preds, shape[0], layer)
+    finally:
+        handle.remove()
+        model.train(was_training)
+
+
+def unit_names(layer: str, n_units: int, reduce: str, map_shape: Sequence[int],
+               qualified: bool = False) -> tuple[str, ...]:
+    """Column names of captured units: per position for ``"position"``, else per kernel.
+
+    Parameters
+    ----------
+    layer : str
+        The captured layer.
+    n_units : int
+        Number of columns.
+    reduce : str
+        The reduction used.
+    map_shape : sequence of int
+        ``(kernels, rows, cols)`` of the layer's maps, empty for an (n, units) output.
+    qualified : bool
+        Prefix every name with ``<layer>.``.
+
+    Returns
+    -------
+    tuple of str
+    """
+    if reduce == "position" and len(map_shape) == 3:
+        return position_names(layer, *map_shape, qualified=qualified)
+    return kernel_names(layer, n_units, qualified)
+
+
+def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
+            reduce: str = "max", batch_size: int = 500, progress: bool = True,
+            qualified_names: bool = False) -> KernelUnits:
+    """Pooled activation of every kernel of ``layer`` for every image.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module; it is run in eval mode without gradients.
+    layer : str
+        A name from ``model.named_modules()`` whose output is (n, kernels, h, w) or
+        (n, units).
+    images : torch.Tensor or np.ndarray
+        The images, run ``batch_size`` at a time.
+    reduce : {"max", "mean", "l1", "l2", "position"}
+        How a kernel's spatial map becomes one number (``"l1"``/``"l2"``: the norm of the
+        map, as ERIC quantises kernels; a (n, units) output is taken as it is).
+        ``"position"`` keeps every position of every map as its own unit, named
+        ``k3_r1c2`` (kernel 3, row 1, column 2) in ``torch.flatten``'s order.
+    batch_size : int
+        Images per forward pass.
+    progress : bool
+        Show a progress bar.
+    qualified_names : bool
+        Name units ``<layer>.k1..``.
+
+    Returns
+    -------
+    KernelUnits
+
+    Raises
+    ------
+    ModelError
+        ``layer`` does not exist in ``model`` (the message lists the names that do).
+    ActivationError
+        The layer's output has an unsupported shape.
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    starts = range(0, len(images), batch_size)
+    batches = (images[s:s + batch_size] for s in starts)
+    outputs: list[np.ndarray] = []
+    map_shape: tuple[int, ...] = ()
+    for batch in iter_layer_units(model, layer, batches, reduce, progress, len(starts)):
+        outputs.extend(batch.outputs)
+        map_shape = batch.map_shape
+    values = np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+    return KernelUnits(values, layer, unit_names(layer, values.shape[1], reduce, map_shape,
+                                                 qualified_names))

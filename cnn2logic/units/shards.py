@@ -1,0 +1,537 @@
+"""Shards: a split's kernel units captured in parts, anywhere, and merged into codes.
+
+The pieces a large run is built from, each usable on its own machine or process:
+
+1. :func:`capture_stream` runs a model over an *iterable of batches* (a
+   ``torch.utils.data.DataLoader``, :func:`cnn2logic.data.iter_batches` over IDX files
+   read piece by piece, ...) and keeps, per image, only the kernel units of one layer,
+   already binarised and packed 8 per byte when the thresholds are known.  Memory is
+   bounded by one batch plus ``images × kernels / 8`` bytes of output.  Unknown thresholds
+   that need statistics (``minmax``, ``mean``, ``eric``) are fitted from running sums in a
+   first pass (:func:`~cnn2logic.units.fit_stream_thresholds`), or the raw units are kept
+   for :func:`merge_shards` to fit globally.
+2. :func:`capture_shard` does that for shard ``i`` of ``n`` (a contiguous range of image
+   indices) and :meth:`ActivationShard.save` writes it as ``.npz`` with everything a merge
+   must check: layer, reduction, kernel names, thresholds, model digest, data source,
+   split, shard index and image indices.
+3. :func:`merge_shards` checks that shards agree and together cover every image exactly
+   once, fits thresholds over all of them when they hold raw units, and returns one
+   :class:`~cnn2logic.units.BinaryCodes` (the same file ``cnn2logic extract`` writes).
+
+Per-class extraction from the merged codes is :mod:`cnn2logic.extract.parts`.  The command
+line exposes the same steps as ``cnn2logic capture`` and ``cnn2logic merge``.
+
+Example
+-------
+>>> import torch
+>>> from torch import nn
+>>> from cnn2logic.units import capture_shard, merge_shards, shard_range
+>>> net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.Sigmoid(), nn.AdaptiveMaxPool2d(1),
+...                     nn.Flatten(), nn.Linear(3, 2))
+>>> x, y = torch.rand(10, 1, 6, 6), torch.arange(10) % 2
+>>> shard_range(10, 1, 3)
+(4, 7)
+>>> parts = [capture_shard(net, "1", x, y, shard=(i, 3), threshold="half") for i in range(3)]
+>>> codes, thresholds = merge_shards(parts)
+>>> codes.bits.shape, thresholds.method
+((10, 3), 'half')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_path
+from ..data import iter_batches, open_split
+from ..errors import ActivationError, DataError
+from ..rules import Variable
+from .activations import iter_layer_units, unit_names
+from .codes import BinaryCodes
+from .thresholds import RunningStats, Thresholds, check_half, fit_thresholds, same_thresholds
+
+SHARD_FORMAT = "cnn2logic-activations-shard"
+FORMAT_VERSION = 1
+KINDS = ("bits", "units")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (0-based ``i``) as ``(i, n)``.
+
+    Raises
+    ------
+    DataError
+        Malformed, ``n < 1`` or ``i`` outside ``0..n-1``.
+    """
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise DataError(f"shard {text!r} must look like i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise DataError(f"shard {text!r}: need 0 ≤ i < n")
+    return i, n
+
+
+def shard_range(total: int, index: int, count: int) -> tuple[int, int]:
+    """The contiguous ``[start, stop)`` of images that shard ``index`` of ``count`` holds.
+
+    Shards differ in size by at most one image; the first ``total % count`` are larger.
+
+    Raises
+    ------
+    DataError
+        ``count < 1`` or ``index`` outside ``0..count-1``.
+    """
+    if count < 1 or not 0 <= index < count:
+        raise DataError(f"shard {index}/{count}: need 0 ≤ index < count")
+    base, extra = divmod(total, count)
+    start = index * base + min(index, extra)
+    return start, start + base + (1 if index < extra else 0)
+
+
+@dataclass(frozen=True)
+class ActivationShard:
+    """Kernel units of a contiguous range of images: raw (``units``) or binarised (``bits``).
+
+    Attributes
+    ----------
+    kind : {"bits", "units"}
+    data : np.ndarray
+        (images, units): bool for ``bits``, float32 for ``units``.
+    variables : tuple of Variable
+        One per column.
+    classes : tuple of str
+    labels, predictions : np.ndarray
+        int64 per image (-1 when unknown).
+    indices : np.ndarray
+        The images' positions in the whole split.
+    layer, reduce : str
+        Where and how the units were captured.
+    stats : RunningStats
+        Of the raw units (to fit thresholds over all shards).
+    thresholds : Thresholds or None
+        Set when ``kind == "bits"``.
+    shard : (int, int)
+        ``(i, n)``.
+    total : int
+        Images in the whole split.
+    info : mapping
+        ``model_digest``, ``source`` and ``split`` (a merge checks they agree).
+
+    Raises
+    ------
+    ActivationError
+        Unknown kind, bits without thresholds, or shapes that do not fit together.
+    """
+
+    kind: str
+    data: np.ndarray
+    variables: tuple[Variable, ...]
+    classes: tuple[str, ...]
+    labels: np.ndarray
+    predictions: np.ndarray
+    indices: np.ndarray
+    layer: str
+    reduce: str
+    stats: RunningStats
+    thresholds: Thresholds | None = None
+    shard: tuple[int, int] = (0, 1)
+    total: int = 0
+    info: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ActivationError(f"shard kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "bits" and self.thresholds is None:
+            raise ActivationError("a shard of bits needs its thresholds")
+        if self.data.ndim != 2 or self.data.shape[1] != len(self.variables):
+            raise ActivationError(f"shard data of shape {self.data.shape} do not match "
+                                  f"{len(self.variables)} kernel units")
+        for what, arr in (("labels", self.labels), ("predictions", self.predictions),
+                          ("indices", self.indices)):
+            if len(arr) != len(self.data):
+                raise ActivationError(f"shard has {len(arr)} {what} for {len(self.data)} images")
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The variables' names, one per column."""
+        return tuple(v.name for v in self.variables)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the shard as a compressed ``.npz`` (no pickles), atomically."""
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(SHARD_FORMAT), "version": np.array(FORMAT_VERSION),
+            "kind": np.array(self.kind), "n_kernels": np.array(len(self.variables)),
+            "var_names": np.array([v.name for v in self.variables]),
+            "var_layers": np.array([v.layer for v in self.variables]),
+            "var_index": np.array([v.index for v in self.variables], dtype=np.int64),
+            "classes": np.array(self.classes), "labels": np.asarray(self.labels, np.int64),
+            "predictions": np.asarray(self.predictions, np.int64),
+            "indices": np.asarray(self.indices, np.int64), "layer": np.array(self.layer),
+            "reduce": np.array(self.reduce), "shard": np.array(self.shard, dtype=np.int64),
+            "total": np.array(self.total, dtype=np.int64),
+            "info": np.array(json.dumps(dict(self.info), sort_keys=True)),
+            "stats_count": np.array(self.stats.count, dtype=np.int64),
+            "stats_sum": self.stats.total, "stats_squares": self.stats.squares,
+            "stats_low": self.stats.low, "stats_high": self.stats.high,
+        }
+        if self.kind == "bits":
+            arrays["bits"] = np.packbits(self.data.astype(bool), axis=1)
+            arrays["thresholds"] = np.asarray(self.thresholds.values, np.float64)
+            arrays["threshold_method"] = np.array(self.thresholds.method)
+            arrays["threshold_params"] = np.array(json.dumps(self.thresholds.params,
+                                                             sort_keys=True))
+        else:
+            arrays["units"] = np.asarray(self.data, np.float32)
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ActivationShard":
+        """Read a shard written by :meth:`save`.
+
+        Raises
+        ------
+        ActivationError
+            Missing file, or not a cnn2logic activation shard.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise ActivationError(f"shard file not found: {p}")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if "format" not in z or str(z["format"]) != SHARD_FORMAT:
+                    raise ActivationError(f"{p}: not a cnn2logic activation shard")
+                if int(z["version"]) != FORMAT_VERSION:
+                    raise ActivationError(f"{p}: unsupported shard version {int(z['version'])}")
+                kind = str(z["kind"])
+                n = int(z["n_kernels"])
+                variables = tuple(Variable(str(a), str(b), int(c)) for a, b, c in
+                                  zip(z["var_names"], z["var_layers"], z["var_index"]))
+                thresholds = None
+                if kind == "bits":
+                    data = np.unpackbits(z["bits"], axis=1, count=n).astype(bool)
+                    thresholds = Thresholds(np.asarray(z["thresholds"], np.float64),
+                                            str(z["threshold_method"]),
+                                            json.loads(str(z["threshold_params"])))
+                else:
+                    data = np.asarray(z["units"], np.float32)
+                stats = RunningStats(int(z["stats_count"]), z["stats_sum"], z["stats_squares"],
+                                     z["stats_low"], z["stats_high"])
+                shard = tuple(int(v) for v in z["shard"])
+                return cls(kind, data, variables, tuple(str(c) for c in z["classes"]),
+                           z["labels"], z["predictions"], z["indices"], str(z["layer"]),
+                           str(z["reduce"]), stats, thresholds, (shard[0], shard[1]),
+                           int(z["total"]), json.loads(str(z["info"])))
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+            raise ActivationError(f"{p}: not a readable activation shard ({exc})") from None
+
+
+def _as_batches(images: Any, labels: Any, batch_size: int
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """In-memory images (and labels) as ``(images, labels)`` batches."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(labels.astype(np.int64))
+    for s in range(0, len(images), batch_size):
+        yield images[s:s + batch_size], (None if labels is None else labels[s:s + batch_size])
+
+
+def capture_stream(model: nn.Module, layer: str,
+                   batches: Iterable[Sequence[torch.Tensor] | torch.Tensor], *,
+                   reduce: str = "max", thresholds: Thresholds | str | None = None,
+                   keep: str = "auto", classes: Sequence[str] | None = None,
+                   start_index: int = 0, progress: bool = False) -> ActivationShard:
+    """Kernel units of ``layer`` for every image of ``batches``, in one pass.
+
+    The same forward-hook loop as :func:`~cnn2logic.units.capture`
+    (:func:`~cnn2logic.units.activations.iter_layer_units`), one batch in memory at a time.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Run in eval mode without gradients.
+    layer : str
+        A name from ``model.named_modules()``.
+    batches : iterable
+        ``(images, labels)`` pairs (a ``DataLoader``), or image tensors alone (labels -1).
+    reduce : {"max", "mean", "l1", "l2", "position"}
+    thresholds : Thresholds, "half", or None
+        Known thresholds binarise each batch on the fly (``kind="bits"``, memory: one
+        batch plus the packed bits); with None the raw units are kept
+        (``kind="units"``) for a later fit.
+    keep : {"auto", "bits", "units"}
+        ``auto``: bits when thresholds are known, else units.
+    classes : sequence of str, optional
+        Class names (default: ``0..`` up to the largest label or prediction seen).
+    start_index : int
+        Index of the first image in the whole split (for ``indices``).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ActivationShard
+        Shard 0 of 1; :func:`capture_shard` sets the shard's place in the split.
+
+    Raises
+    ------
+    ModelError
+        ``layer`` is not in ``model``.
+    ActivationError
+        Bad settings, an unsupported layer output, or units outside [0, 1] for ``half``.
+    """
+    if keep not in ("auto",) + KINDS:
+        raise ActivationError(f"keep must be 'auto', 'bits' or 'units', got {keep!r}")
+    if isinstance(thresholds, str) and thresholds != "half":
+        raise ActivationError(f"threshold {thresholds!r} must be fitted first "
+                              "(fit_stream_thresholds) or left to merge_shards")
+    if keep == "bits" and thresholds is None:
+        raise ActivationError("keeping bits needs thresholds ('half' or fitted ones)")
+    kind = "bits" if (keep == "bits" or (keep == "auto" and thresholds is not None)) else "units"
+    fixed: Thresholds | None = thresholds if isinstance(thresholds, Thresholds) else None
+    chunks: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
+    stats: RunningStats | None = None
+    shape: tuple[int, ...] = ()
+    for batch in iter_layer_units(model, layer, batches, reduce, progress):
+        vals, shape = batch.units(), batch.map_shape
+        if stats is None:
+            stats = RunningStats.empty(vals.shape[1])
+        stats.update(vals)
+        if kind == "bits":
+            if fixed is None:  # "half", checked on every batch's units
+                check_half(float(vals.min(initial=0.0)), float(vals.max(initial=0.0)),
+                           "fit 'minmax', 'eric', 'mean' or 'median' thresholds instead")
+                fixed = Thresholds(np.full(vals.shape[1], 0.5), "half", {})
+            chunks.append(np.packbits(fixed.apply(vals), axis=1))
+        else:
+            chunks.append(vals.astype(np.float32))
+        labels.append(batch.labels)
+        preds.append(batch.predictions)
+    if stats is None:
+        raise ActivationError("no images in the batches")
+    k = len(stats.total)
+    data = np.concatenate(chunks)
+    if kind == "bits":
+        data = np.unpackbits(data, axis=1, count=k).view(bool)  # no second copy
+    variables = tuple(Variable(nm, layer, i)
+                      for i, nm in enumerate(unit_names(layer, k, reduce, shape)))
+    if fixed is not None and len(fixed.values) != k:
+        raise ActivationError(f"thresholds for {len(fixed.values)} kernels, layer has {k}")
+    lab_all, pred_all = np.concatenate(labels), np.concatenate(preds)
+    n_classes = max(int(lab_all.max(initial=-1)) + 1, int(pred_all.max(initial=-1)) + 1)
+    cls = tuple(classes) if classes is not None else tuple(str(c) for c in range(n_classes))
+    return ActivationShard(kind, data, variables, cls, lab_all, pred_all,
+                           np.arange(start_index, start_index + len(data), dtype=np.int64),
+                           layer, reduce, stats, fixed if kind == "bits" else None,
+                           (0, 1), start_index + len(data))
+
+
+def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any = None, *,
+                  shard: tuple[int, int] = (0, 1), source: str | None = None,
+                  split: str = "train", size: int | None = None, reduce: str = "max",
+                  threshold: str | None = None, thresholds: Thresholds | None = None,
+                  batch_size: int = 500, model_digest: str = "",
+                  progress: bool = False) -> ActivationShard:
+    """Capture shard ``i`` of ``n`` of a split.
+
+    Give either in-memory ``images`` (and ``labels``) or a data ``source`` (``"embedded"``
+    or an IDX directory, streamed with :func:`cnn2logic.data.iter_batches`).
+    ``thresholds`` (fitted on the training split) or ``threshold="half"`` give a shard of
+    bits; otherwise the raw units are kept and :func:`merge_shards` fits the thresholds
+    over all shards.
+
+    Parameters
+    ----------
+    model : nn.Module
+    layer : str
+        A name from ``model.named_modules()``.
+    images, labels : tensor or array, optional
+        In-memory images (and labels) of the whole split.
+    shard : (int, int)
+        ``(i, n)``: the contiguous part :func:`shard_range` gives.
+    source : str, optional
+        ``"embedded"`` or an IDX directory, instead of ``images``.
+    split : {"train", "test"}
+    size : int, optional
+        Use only the first ``size`` images of the split.
+    reduce : {"max", "mean", "l1", "l2", "position"}
+    threshold : {"half"} or None
+        Binarise at 0.5 on the fly.
+    thresholds : Thresholds, optional
+        Binarise with fitted thresholds on the fly.
+    batch_size : int
+        Images per forward pass.
+    model_digest : str
+        Recorded in the shard (``merge_shards`` refuses shards of other models).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ActivationShard
+
+    Raises
+    ------
+    DataError
+        Bad shard, or neither/both of ``images`` and ``source``.
+    ActivationError, ModelError
+        As :func:`capture_stream`.
+    """
+    i, n = shard
+    if (images is None) == (source is None):
+        raise DataError("give either images or a data source")
+    if threshold not in (None, "half") and thresholds is None:
+        raise ActivationError(f"threshold {threshold!r} needs statistics over all shards: "
+                              "capture raw units (no threshold) and let merge fit it")
+    info = {"model_digest": model_digest, "split": split}
+    if source is not None:
+        meta = open_split(source, split, size)
+        start, stop = shard_range(meta.total, i, n)
+        batches: Iterable = iter_batches(source, split, start, stop, batch_size)
+        classes: tuple[str, ...] | None = meta.classes
+        total = meta.total
+        info["source"] = meta.source
+    else:
+        total = len(images) if size is None else min(size, len(images))
+        start, stop = shard_range(total, i, n)
+        batches = _as_batches(images[start:stop],
+                              None if labels is None else labels[start:stop], batch_size)
+        classes = None
+        info["source"] = "memory"
+    if start == stop:
+        raise DataError(f"shard {i}/{n} of {total} images is empty; use fewer shards")
+    out = capture_stream(model, layer, batches, reduce=reduce,
+                         thresholds=thresholds if thresholds is not None else threshold,
+                         classes=classes, start_index=start, progress=progress)
+    return replace(out, shard=(i, n), total=total, info=info)
+
+
+def merge_shards(shards: Sequence[ActivationShard | str | os.PathLike[str]], *,
+                 threshold: str | None = None, thresholds: Thresholds | None = None,
+                 alpha: float = 0.6, gamma: float = 0.7) -> tuple[BinaryCodes, Thresholds]:
+    """One :class:`BinaryCodes` from shards that together cover a split exactly once.
+
+    Shards of bits must share their thresholds.  Shards of raw units are binarised with
+    ``thresholds`` when given, else with ``threshold`` (default ``half``) fitted over all
+    shards (running statistics in float64; the median concatenates the units).
+
+    Parameters
+    ----------
+    shards : sequence of ActivationShard or path
+    threshold : str, optional
+        Raw units: the method to fit over all shards.
+    thresholds : Thresholds, optional
+        Raw units: binarise with these; bits: must equal the shards' own.
+    alpha, gamma : float
+        ERIC's weights (``threshold="eric"``).
+
+    Returns
+    -------
+    tuple of (BinaryCodes, Thresholds)
+        The codes in image order, and the thresholds they were binarised with.
+
+    Raises
+    ------
+    ActivationError
+        Shards disagree (layer, reduction, kernel names, classes, thresholds, model, data,
+        shard count), overlap, leave images out, or mix raw units and bits.
+    """
+    loaded = [s if isinstance(s, ActivationShard) else ActivationShard.load(s) for s in shards]
+    if not loaded:
+        raise ActivationError("no shards to merge")
+    loaded.sort(key=lambda s: (int(s.indices[0]) if len(s) else -1, s.shard[0]))
+    first = loaded[0]
+    for s in loaded[1:]:
+        _check_agree(s, first)
+    indices = _check_cover(loaded)
+    if first.kind == "bits":
+        if thresholds is not None and not same_thresholds(thresholds, first.thresholds):
+            raise ActivationError("the shards hold bits binarised with other thresholds than "
+                                  "those given")
+        fitted = first.thresholds
+        bits = np.concatenate([s.data for s in loaded]).astype(bool)
+    else:
+        fitted = thresholds if thresholds is not None else _fit_over(
+            loaded, threshold or "half", alpha, gamma)
+        if len(fitted.values) != len(first.names):
+            raise ActivationError(f"thresholds for {len(fitted.values)} kernels, shards hold "
+                                  f"{len(first.names)}")
+        bits = np.concatenate([fitted.apply(s.data) for s in loaded])
+    order = np.argsort(indices, kind="stable")
+    ids = tuple(f"{'train' if first.info.get('split') == 'train' else 'img'}{int(i)}"
+                for i in indices[order])
+    codes = BinaryCodes(bits[order], first.variables, first.classes,
+                        np.concatenate([s.labels for s in loaded])[order],
+                        np.concatenate([s.predictions for s in loaded])[order], ids)
+    return codes, fitted
+
+
+def _check_agree(s: ActivationShard, first: ActivationShard) -> None:
+    """Refuse shard ``s`` unless it was captured like ``first`` (same layer, data, ...)."""
+    for what, a, b in (("layer", s.layer, first.layer), ("reduction", s.reduce, first.reduce),
+                       ("kernel names", s.names, first.names),
+                       ("classes", s.classes, first.classes), ("kind", s.kind, first.kind),
+                       ("shard count", s.shard[1], first.shard[1]),
+                       ("split size", s.total, first.total)):
+        if a != b:
+            raise ActivationError(f"shard {s.shard[0]}/{s.shard[1]} differs in {what}: "
+                                  f"{_short(a)} vs {_short(b)}")
+    for key in ("model_digest", "source", "split"):
+        if s.info.get(key, "") != first.info.get(key, ""):
+            raise ActivationError(f"shard {s.shard[0]}/{s.shard[1]} comes from another "
+                                  f"{key.replace('_', ' ')}: {s.info.get(key)!r} vs "
+                                  f"{first.info.get(key)!r}")
+    if first.kind == "bits" and not same_thresholds(s.thresholds, first.thresholds):
+        raise ActivationError(f"shard {s.shard[0]}/{s.shard[1]} was binarised with other "
+                              "thresholds than the first shard")
+
+
+def _check_cover(loaded: Sequence[ActivationShard]) -> np.ndarray:
+    """The shards' image indices, concatenated, after checking they cover the split once."""
+    first = loaded[0]
+    seen = sorted(s.shard[0] for s in loaded)
+    if len(set(seen)) != len(seen):
+        raise ActivationError(f"shard indices repeat: {seen}")
+    indices = np.concatenate([s.indices for s in loaded])
+    expected = np.arange(first.total)
+    if len(indices) != first.total or not np.array_equal(np.sort(indices), expected):
+        missing = np.setdiff1d(expected, indices)
+        dup = len(indices) - len(np.unique(indices))
+        raise ActivationError(
+            f"shards cover {len(np.unique(indices))} of {first.total} images"
+            + (f"; missing shards (first missing image {int(missing[0])})" if len(missing) else "")
+            + (f"; {dup} images appear twice" if dup else ""))
+    return indices
+
+
+def _fit_over(loaded: Sequence[ActivationShard], method: str, alpha: float,
+              gamma: float) -> Thresholds:
+    """``method`` fitted over the raw units of all shards (the median needs the values)."""
+    if method == "median":
+        return fit_thresholds(np.concatenate([s.data for s in loaded]), "median")
+    stats = loaded[0].stats
+    for s in loaded[1:]:
+        stats = stats.merged(s.stats)
+    return stats.fit(method, alpha=alpha, gamma=gamma)
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
