@@ -207,6 +207,7 @@ def select_table_terms(rules: RuleSet, X: np.ndarray, labels: np.ndarray,
 
 
 def term_counts(rules: RuleSet) -> dict[str, float]:
+    """How many rules (terms) and literals ``rules`` has, and literals per rule."""
     lengths = [len(r.body) for r in rules.rules]
     return {"terms": len(lengths), "literals": int(sum(lengths)),
             "mean_literals": round(float(np.mean(lengths)), 4) if lengths else 0.0}

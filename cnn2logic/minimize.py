@@ -46,6 +46,8 @@ DEFAULT_MAX_CUBES = 200_000
 
 @dataclass(frozen=True)
 class Minimized:
+    """One class's DNF after minimisation: its terms, how it was minimised, sizes."""
+
     terms: list[Term]
     kind: str  # "exact", "on-codes", or "none" (fell back)
     note: str = ""

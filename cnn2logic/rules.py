@@ -106,6 +106,7 @@ class Rule:
 
     @property
     def is_conjunction(self) -> bool:
+        """Whether every body literal must hold (a product term, not M-of-N)."""
         return self.min_true is None
 
     @property
@@ -160,10 +161,12 @@ class RuleSet:
     # -- views -------------------------------------------------------------------------
     @property
     def variable_names(self) -> tuple[str, ...]:
+        """The input variables' names, in declaration order."""
         return tuple(v.name for v in self.variables)
 
     @property
     def head_names(self) -> tuple[str, ...]:
+        """The heads' (classes') names, in declaration order."""
         return tuple(h.name for h in self.heads)
 
     def rules_for(self, head: str) -> tuple[Rule, ...]:
@@ -173,6 +176,13 @@ class RuleSet:
         return tuple(r for r in self.rules if r.head == head)
 
     def replace(self, **changes: Any) -> "RuleSet":
+        """A copy with the given fields changed (the rule set itself is immutable).
+
+        Raises
+        ------
+        RulesFileError
+            The changed rule set is inconsistent (e.g. a rule names an unknown head).
+        """
         return replace(self, **changes)
 
     # -- evaluation --------------------------------------------------------------------
@@ -233,6 +243,7 @@ class RuleSet:
 
     # -- serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The rules file's JSON document (what :meth:`from_dict` reads back)."""
         return {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -257,6 +268,7 @@ class RuleSet:
         }
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as deterministic JSON text (sorted keys, one trailing newline)."""
         return json.dumps(self.to_dict(), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
     @classmethod
