@@ -15,7 +15,7 @@ left out and the report says so in its notes.
 Example
 -------
 >>> import tempfile, pathlib
->>> from cnn2logic.models import build_model
+>>> from cnn2logic.model.spec import build_model
 >>> from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable
 >>> model = build_model("paper1", seed=0)
 >>> rs = RuleSet(tuple(Variable(f"k{i}", "pool", i - 1) for i in range(1, 11)),
@@ -105,7 +105,7 @@ def _load_model(model: Any) -> Any:
     if model is None:
         return None
     if isinstance(model, (str, os.PathLike)):
-        from .byo import load_model  # a cnn2logic checkpoint or a .pt2 program
+        from .model import load_model  # a cnn2logic checkpoint or a .pt2 program
 
         return load_model(model)
     return model
@@ -287,7 +287,7 @@ def _rule_chips(rule: Rule) -> str:
 
 
 def _metrics_section(metrics: Mapping[str, Any] | None, arch: str, source: str) -> str:
-    from .models import PAPER_FIGURES
+    from .model.spec import PAPER_FIGURES
 
     paper = PAPER_FIGURES.get(arch)
     head = "<tr><th>measure</th><th>this model</th>"
@@ -397,7 +397,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     Parameters
     ----------
     model : nn.Module, path or None
-        The network (or its checkpoint: anything :func:`cnn2logic.byo.load_model` reads
+        The network (or its checkpoint: anything :func:`cnn2logic.model.load_model` reads
         without a factory; load your own model with a factory first).  None: no
         maximising images.
     rules : RuleSet or path

@@ -311,7 +311,7 @@ def codes_for(model: nn.Module, layer: str, split, thresholds: Thresholds | None
               qualified_names: bool = False, class_names: Sequence[str] | None = None,
               id_prefix: str = "img") -> tuple[BinaryCodes, KernelUnits, Thresholds]:
     """Capture, binarise and attach labels and network predictions for one split."""
-    from .models import predict_logits
+    from .model.spec import predict_logits
 
     x, y = split.tensors()
     units = capture(model, layer, x, reduce=reduce, progress=progress,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cnn2logic.byo import file_digest, load_model
+from cnn2logic.model import file_digest, load_model
 from cnn2logic.shards import (RunningStats, capture_shard, iter_batches, merge_shards, open_split,
                               save_thresholds, shard_range, stream_statistics)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cnn2logic.errors import CheckpointError, ModelError
-from cnn2logic.models import (ConvSpec, ModelSpec, build_model, load_checkpoint, named_spec,
+from cnn2logic.model.spec import (ConvSpec, ModelSpec, build_model, load_checkpoint, named_spec,
                               save_checkpoint, spec_from_arg)
 
 

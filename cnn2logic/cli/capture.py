@@ -9,7 +9,7 @@ from ._common import add_progress_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..byo import add_model_args
+    from ._model_args import add_model_args
     from ..units import REDUCTIONS
 
     p = sub.add_parser(
@@ -43,9 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..byo import file_digest, model_from_args
     from ..errors import ActivationError
+    from ..model import file_digest
     from ..shards import capture_shard, load_thresholds, parse_shard
+    from ._model_args import model_from_args
 
     shard = parse_shard(args.shard)
     thresholds = None

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "into --out.")
     p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
                                  "--factory, any state dict, TorchScript or .pt2 file)")
-    from ..byo import add_model_args
+    from ._model_args import add_model_args
 
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_data
     from ..errors import ExtractionError
     from ..export.markdown import metrics_table, table1, to_markdown
-    from ..models import PAPER_FIGURES
+    from ..model.spec import PAPER_FIGURES
     from ..pipeline import ExtractConfig, extract_model
 
     if args.order is not None and args.order < 1:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                            min_support=args.min_support, max_terms=args.max_terms,
                            minimize=args.minimize, minimize_timeout=args.minimize_timeout)
     config = _with_method_args(config, args)
-    from ..byo import model_from_args
+    from ._model_args import model_from_args
 
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)

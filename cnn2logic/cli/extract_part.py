@@ -8,7 +8,7 @@ from ._common import add_progress_arg, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..byo import add_model_args
+    from ._model_args import add_model_args
     from ..extract.approximation import MODES
 
     p = sub.add_parser(
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from .._io import atomic_write_text
-    from ..byo import model_from_args
+    from ._model_args import model_from_args
     from ..pipeline import output_layer
     from ..shards import extract_part, parse_classes
     from ..units import BinaryCodes

@@ -8,7 +8,7 @@ from ._common import add_progress_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..byo import add_model_args
+    from ._model_args import add_model_args
     from ..units import REDUCTIONS
     from ..visualize import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES
 
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..byo import model_from_args
+    from ._model_args import model_from_args
     from ..data import load_data
     from ..report import build_report
     from ..rules import load_rules

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "into --out.")
     p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
                                  "--factory, any state dict, TorchScript or .pt2 file)")
-    from ..byo import add_model_args
+    from ._model_args import add_model_args
 
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..byo import model_from_args
+    from ._model_args import model_from_args
     from ..data import load_data
     from ..errors import VisualizationError
     from ..visualize import DEFAULT_BASE, visualize, write_visuals

@@ -80,7 +80,7 @@ def rules_section(rules: RuleSet) -> str:
 
 def to_markdown(rules: RuleSet) -> str:
     """The whole readable summary of a rules file."""
-    from ..models import PAPER_FIGURES
+    from ..model.spec import PAPER_FIGURES
 
     meta = rules.meta
     parts = ["# Extracted rules", ""]

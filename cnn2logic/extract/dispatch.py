@@ -26,7 +26,7 @@ Example
 -------
 >>> from cnn2logic.data import load_data
 >>> from cnn2logic.pipeline import ExtractConfig, extract_model
->>> from cnn2logic.training import TrainConfig, train
+>>> from cnn2logic.model.training import TrainConfig, train
 >>> d = load_data("embedded", train_size=300, test_size=100)
 >>> model, _ = train("paper1", d, TrainConfig(iterations=20, progress=False))
 >>> r = extract_model(model, d, ExtractConfig(method="mofn"), progress=False)
@@ -96,7 +96,7 @@ def check_settings(config: "ExtractConfig") -> None:
 
 
 def default_chain(model: nn.Module) -> tuple[str, ...]:
-    """The layers to chain for a :class:`~cnn2logic.models.SpecCNN`, lowest first.
+    """The layers to chain for a :class:`~cnn2logic.model.spec.SpecCNN`, lowest first.
 
     Hidden fully connected layers: ``pool, hidden_act1, ...``; otherwise every conv
     layer's activation below the last, then ``pool`` (``paper3``: act1, act2, pool).
@@ -214,7 +214,7 @@ def extract_with_method(model: nn.Module, data: "DataSplits", config: "ExtractCo
     from ..evaluate import (binarized_network_accuracy, ceilings, confusion, evaluate_rules,
                             rank_rules, select_table_terms, term_counts)
     from ..minimize import minimize_ruleset
-    from ..models import predict_logits
+    from ..model.spec import predict_logits
     from ..pipeline import ExtractionResult, output_layer, table_metrics
     from ..units import BinaryCodes, capture, fit_thresholds
 

@@ -11,7 +11,7 @@ hold ``{"state_dict": {...}, "spec": "<json>"}``.
 
 Example
 -------
->>> from cnn2logic.models import build_model, named_spec
+>>> from cnn2logic.model import build_model, named_spec
 >>> model = build_model(named_spec("paper1"))
 >>> [name for name, _ in model.named_children()]
 ['conv1', 'act1', 'pool', 'flatten', 'out']
@@ -27,10 +27,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from ._io import atomic_path
-from .errors import CheckpointError, ModelError
+from .._io import atomic_path
+from ..errors import CheckpointError, ModelError
+from .interpretable import InterpretableMask
+from .logic_training import MODES as BINARY_MODES
+from .logic_training import BinaryUnits
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 POOLS = ("max", "avg", "global-max", "global-avg", "none")
@@ -63,10 +68,10 @@ class ModelSpec:
     hidden_activation: str = "sigmoid"
     classes: int = 10
     name: str = "custom"
-    # Logic-friendly training (cnn2logic.logic_training): a ``binarize`` layer after
+    # Logic-friendly training (cnn2logic.model.logic_training): a ``binarize`` layer after
     # ``pool`` that outputs hard 0/1 units at inference; "none" leaves the network as is.
     binary_units: str = "none"
-    # Interpretable filters (cnn2logic.interpretable): a ``mask`` layer after the last
+    # Interpretable filters (cnn2logic.model.interpretable): a ``mask`` layer after the last
     # conv layer's activation.
     filter_mask: bool = False
 
@@ -87,11 +92,9 @@ class ModelSpec:
             raise ModelError(f"unknown hidden activation {self.hidden_activation!r}")
         if self.classes < 2:
             raise ModelError(f"classes must be at least 2, got {self.classes}")
-        from .logic_training import MODES as _BINARY_MODES
-
-        if self.binary_units not in _BINARY_MODES:
+        if self.binary_units not in BINARY_MODES:
             raise ModelError(f"unknown binary_units {self.binary_units!r}; choose from "
-                             f"{list(_BINARY_MODES)}")
+                             f"{list(BINARY_MODES)}")
         if self.binary_units != "none" and self.convs[-1].activation != "sigmoid":
             raise ModelError("binary_units thresholds units at 0.5 and needs a sigmoid last "
                              f"conv layer, not {self.convs[-1].activation!r}")
@@ -176,8 +179,6 @@ class SpecCNN(nn.Sequential):
                 layers.append((f"bn{i}", nn.BatchNorm2d(conv.filters)))
             layers.append((f"act{i}", ACTIVATIONS[conv.activation]()))
             if spec.filter_mask and i == len(spec.convs):
-                from .interpretable import InterpretableMask
-
                 layers.append(("mask", InterpretableMask()))
             c = conv.filters
             h = (h + 2 * conv.padding - conv.size) // conv.stride + 1
@@ -199,8 +200,6 @@ class SpecCNN(nn.Sequential):
         if h < 1 or w < 1:
             raise ModelError(f"pooling of size {spec.pool_size} leaves no output")
         if spec.binary_units != "none":
-            from .logic_training import BinaryUnits
-
             layers.append(("binarize", BinaryUnits(spec.binary_units)))
         layers.append(("flatten", nn.Flatten()))
         width = c * h * w
@@ -230,8 +229,6 @@ def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
 def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
                     extra: Mapping[str, str] | None = None) -> None:
     """Write weights + spec as a safetensors file, atomically."""
-    from safetensors.torch import save_file
-
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {CHECKPOINT_SPEC_KEY: model.spec.to_json()}
     metadata.update(extra or {})
@@ -276,8 +273,6 @@ def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
             raise CheckpointError(f"{p}: expected a dict with 'state_dict' and 'spec'")
         return dict(obj["state_dict"]), str(obj["spec"])
     try:
-        from safetensors import safe_open
-
         with safe_open(str(p), framework="pt") as fh:
             metadata = fh.metadata() or {}
             state = {k: fh.get_tensor(k) for k in fh.keys()}

@@ -44,7 +44,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 TRUST_HINT = ("pass --trust-model-file (trust=True) only if you made this file yourself, or "
               "save the weights as safetensors and use --factory")

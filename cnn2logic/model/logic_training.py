@@ -46,7 +46,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import ModelError
+from ..errors import ModelError
 
 MODES = ("none", "ste", "noise", "penalty")
 DEFAULT_NOISE = 2.0

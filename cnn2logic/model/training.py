@@ -3,7 +3,7 @@
 Example
 -------
 >>> from cnn2logic.data import load_data
->>> from cnn2logic.training import TrainConfig, train
+>>> from cnn2logic.model import TrainConfig, train
 >>> d = load_data("embedded", train_size=200, test_size=100)
 >>> model, metrics = train("paper1", d, TrainConfig(iterations=5, progress=False))
 >>> metrics["iterations"], 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from .data import DataSplits
-from .errors import ModelError
-from .models import ModelSpec, SpecCNN, build_model, predict_logits
+from ..data import DataSplits
+from ..errors import ModelError
+from .interpretable import filter_loss_hook, mask_modules
+from .logic_training import MODES as BINARY_MODES
+from .logic_training import binary_penalty_loss, configure, warmup_schedule
+from .spec import ModelSpec, SpecCNN, build_model, predict_logits, spec_from_arg
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -40,13 +44,13 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     threads: int | None = None
-    # Logic-friendly training (cnn2logic.logic_training): "none", "ste", "noise" or
+    # Logic-friendly training (cnn2logic.model.logic_training): "none", "ste", "noise" or
     # "penalty"; a spec is given a ``binarize`` layer in that mode.
     binary_units: str = "none"
     binary_noise: float = 2.0
     binary_penalty: float = 1.0
     binary_warmup: int = 0
-    # Interpretable filters (cnn2logic.interpretable): weight of the filter loss; > 0
+    # Interpretable filters (cnn2logic.model.interpretable): weight of the filter loss; > 0
     # gives a spec the ``mask`` layer.
     filter_loss: float = 0.0
 
@@ -62,11 +66,9 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ModelError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose "
                              f"from {LR_SCHEDULES}")
-        from .logic_training import MODES as _BINARY_MODES
-
-        if self.binary_units not in _BINARY_MODES:
+        if self.binary_units not in BINARY_MODES:
             raise ModelError(f"unknown binary-unit mode {self.binary_units!r}; choose from "
-                             f"{list(_BINARY_MODES)}")
+                             f"{list(BINARY_MODES)}")
         if (self.binary_noise < 0 or self.binary_penalty < 0 or self.filter_loss < 0
                 or self.binary_warmup < 0):
             raise ModelError("binary_noise, binary_penalty, binary_warmup and filter_loss "
@@ -115,8 +117,6 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
     pos = 0
     iterator = range(config.iterations)
     if config.progress:
-        from tqdm import tqdm
-
         iterator = tqdm(iterator, desc=f"train {getattr(model, 'spec', None) and model.spec.name}",
                         unit="it", mininterval=0.5)
     model.train()
@@ -167,10 +167,6 @@ def _with_training_layers(spec: ModelSpec | str, config: TrainConfig) -> ModelSp
     """The spec with the layers the logic-friendly / interpretable options need."""
     if config.binary_units == "none" and config.filter_loss == 0:
         return spec
-    from dataclasses import replace
-
-    from .models import spec_from_arg
-
     spec = spec_from_arg(spec) if isinstance(spec, str) else spec
     changes: dict[str, Any] = {}
     if config.binary_units != "none":
@@ -183,25 +179,19 @@ def _with_training_layers(spec: ModelSpec | str, config: TrainConfig) -> ModelSp
 def _with_training_losses(model: nn.Module, config: TrainConfig,
                           extra_loss: LossHook | None) -> LossHook | None:
     """``extra_loss`` plus the binary-unit penalty and the filter loss when asked for."""
-    from .logic_training import binary_penalty_loss, configure
-
     hooks: list[LossHook] = [] if extra_loss is None else [extra_loss]
     if config.binary_units != "none":
         if configure(model, config.binary_noise) == 0:
             raise ModelError(f"binary_units={config.binary_units!r} needs a BinaryUnits layer "
-                             "in the model (cnn2logic.logic_training.BinaryUnits)")
+                             "in the model (cnn2logic.model.BinaryUnits)")
         if config.binary_units == "penalty" and config.binary_penalty > 0:
             hooks.append(binary_penalty_loss(config.binary_penalty))
         if config.binary_warmup > 0:
-            from .logic_training import warmup_schedule
-
             hooks.append(warmup_schedule(model, config.binary_warmup))
     if config.filter_loss > 0:
-        from .interpretable import filter_loss_hook, mask_modules
-
         if not mask_modules(model):
             raise ModelError("filter_loss needs an InterpretableMask layer after the top conv "
-                             "layer's activation (cnn2logic.interpretable.InterpretableMask)")
+                             "layer's activation (cnn2logic.model.InterpretableMask)")
         hooks.append(filter_loss_hook(config.filter_loss))
     if len(hooks) <= 1:
         return hooks[0] if hooks else None

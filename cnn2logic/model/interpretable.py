@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ModelError
+from ..errors import ModelError
 
 BETA = 4.0
 
@@ -166,7 +166,7 @@ def filter_loss_hook(weight: float, beta: float | None = None
         if not layers:
             raise ModelError("the filter loss needs an InterpretableMask layer after the top "
                              "conv layer's activation (ModelSpec(filter_mask=True), or add "
-                             "cnn2logic.interpretable.InterpretableMask to your model)")
+                             "cnn2logic.model.InterpretableMask to your model)")
         total = logits.new_zeros(())
         for _, m in layers:
             if m.last is not None:
