@@ -15,7 +15,13 @@ from ..model import load_model
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """``--factory`` and ``--factory-kwargs`` for any subcommand that loads a model."""
+    """``--factory``, ``--factory-kwargs`` and ``--trust-model-file`` for a subcommand.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The subcommand's parser.
+    """
     p.add_argument("--factory", default=None, metavar="MODULE:FUNCTION",
                    help="bring your own CNN: 'package.module:function' or "
                         "'file.py:function' that builds the model; the checkpoint is then "
@@ -30,7 +36,25 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def model_from_args(args: argparse.Namespace, attr: str = "model") -> nn.Module:
-    """Load the model a subcommand was given (``args.<attr>``, ``--factory``...)."""
+    """Load the model a subcommand was given (``args.<attr>``, ``--factory``...).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed with the options of :func:`add_model_args`.
+    attr : str
+        The attribute holding the model file's path.
+
+    Returns
+    -------
+    nn.Module
+        In eval mode.
+
+    Raises
+    ------
+    CheckpointError, ModelError
+        As :func:`cnn2logic.model.load_model`.
+    """
     return load_model(getattr(args, attr), factory=getattr(args, "factory", None),
                       factory_kwargs=getattr(args, "factory_kwargs", None),
                       trust=bool(getattr(args, "trust_model_file", False)))

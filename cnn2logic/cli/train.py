@@ -18,6 +18,13 @@ from ._model_args import add_model_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The ``cnn2logic`` subparsers.
+    """
     p = sub.add_parser("train", help="train a CNN (paper1, paper3 or a JSON spec)",
                        description="Train a CNN and write a safetensors checkpoint (weights + "
                                    "spec) with a metrics JSON beside it.")
@@ -47,6 +54,23 @@ def _train_config(args: argparse.Namespace, iterations: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train a spec (or, with ``--factory``, the user's module) and write the checkpoint.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``train`` options.
+
+    Returns
+    -------
+    int
+        Exit code 0.
+
+    Raises
+    ------
+    Cnn2LogicError
+        Bad architecture, factory, data or training option (the CLI exits 2).
+    """
     if getattr(args, "factory", None) or args.arch is None:
         return _run_factory(args)
     spec = spec_from_arg(args.arch)
@@ -116,4 +140,14 @@ def _run_factory(args: argparse.Namespace) -> int:
 
 
 def metrics_file(checkpoint: Path) -> Path:
+    """The metrics JSON written beside ``checkpoint`` (``x.safetensors`` -> ``x.metrics.json``).
+
+    Parameters
+    ----------
+    checkpoint : Path
+
+    Returns
+    -------
+    Path
+    """
     return checkpoint.with_name(checkpoint.stem + ".metrics.json")

@@ -87,6 +87,18 @@ def load_exported(path: str | os.PathLike[str], *, trust: bool = False) -> nn.Mo
     The archive is checked before torch reads it, and read with unpickling refused
     (:mod:`cnn2logic.model.safeload`); ``trust=True`` lifts both.
 
+    Parameters
+    ----------
+    path : path
+        The ``.pt2`` archive.
+    trust : bool
+        Skip the safety checks (files you made yourself).
+
+    Returns
+    -------
+    nn.Module
+        In eval mode, with an ``original_types`` dict (layer name -> type before export).
+
     Raises
     ------
     CheckpointError

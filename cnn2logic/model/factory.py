@@ -41,6 +41,14 @@ def import_factory(ref: str) -> Callable[..., nn.Module]:
     A dotted module that is not importable from ``sys.path`` is also looked for from the
     current directory (the ``cnn2logic`` script does not put it on the path).
 
+    Parameters
+    ----------
+    ref : str
+
+    Returns
+    -------
+    callable
+
     Raises
     ------
     ModelError
@@ -110,6 +118,15 @@ def _module_from_name(name: str):
 def parse_factory_kwargs(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
     """Keyword arguments for a factory: a mapping, inline JSON, or a JSON file path.
 
+    Parameters
+    ----------
+    text : str, mapping or None
+        ``None`` means no arguments.
+
+    Returns
+    -------
+    dict
+
     Raises
     ------
     ModelError
@@ -137,6 +154,17 @@ def parse_factory_kwargs(text: str | Mapping[str, Any] | None) -> dict[str, Any]
 def build_from_factory(factory: str, factory_kwargs: Mapping[str, Any] | str | None = None
                        ) -> nn.Module:
     """Call the factory and check it returns an ``nn.Module``.
+
+    Parameters
+    ----------
+    factory : str
+        As for :func:`import_factory`.
+    factory_kwargs : mapping, JSON text or JSON file, optional
+        As for :func:`parse_factory_kwargs`.
+
+    Returns
+    -------
+    nn.Module
 
     Raises
     ------

@@ -76,6 +76,15 @@ KINDS = ("safetensors", "torch-save", "torchscript", "torch-export")
 def checkpoint_kind(path: str | os.PathLike[str]) -> str:
     """Which kind of weights file ``path`` is (one of :data:`KINDS`), from its content.
 
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    str
+        ``"safetensors"``, ``"torch-save"``, ``"torchscript"`` or ``"torch-export"``.
+
     Raises
     ------
     CheckpointError
@@ -112,6 +121,19 @@ def read_state_dict(path: str | os.PathLike[str], *, trust: bool = False
     ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` entry is unwrapped.  Nothing in
     the file is executed: see :mod:`cnn2logic.model.safeload` (``trust=True`` lifts that for a
     TorchScript archive or a ``.pt2`` with pickled entries you made yourself).
+
+    Parameters
+    ----------
+    path : path
+        Any of :data:`KINDS`.
+    trust : bool
+        Allow files that run code when loaded.
+
+    Returns
+    -------
+    state : dict of str to torch.Tensor
+    metadata : dict of str to str
+        The safetensors metadata (or a ``.pt`` file's ``"spec"``); empty otherwise.
 
     Raises
     ------
@@ -166,6 +188,15 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str], *, factory: str
     ``factory`` and ``factory_kwargs`` are recorded as metadata so that an error message
     can tell the user which ``--factory`` rebuilds the model; they are never imported
     automatically.
+
+    Parameters
+    ----------
+    model : nn.Module
+    path : path
+    factory : str, optional
+    factory_kwargs : mapping, optional
+    extra : mapping of str to str, optional
+        More metadata.
     """
     tensors = _unshared({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
     metadata = dict(extra or {})
@@ -191,7 +222,17 @@ def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file (identifies the model behind shards and rules)."""
+    """SHA-256 of a file (identifies the model behind shards and rules).
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -204,7 +245,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
                factory_kwargs: Mapping[str, Any] | str | None = None,
                strict: bool = True, trust: bool = False) -> nn.Module:
-    """A ready-to-use model (eval mode) from a weights file; see the module docstring.
+    """A ready-to-use model (eval mode) from any model file; see the module docstring.
 
     Parameters
     ----------
@@ -218,6 +259,11 @@ def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
     trust : bool
         Allow files that run code when loaded (TorchScript; ``.pt2`` with pickled entries).
         Off by default: see :mod:`cnn2logic.model.safeload`.
+
+    Returns
+    -------
+    nn.Module
+        In eval mode.
 
     Raises
     ------
@@ -291,6 +337,14 @@ def conv_layers(model: nn.Module) -> list[str]:
     """Names of the 2-D convolution layers of ``model``, in definition order.
 
     For a loaded ``torch.export`` program the layers' types before export are used.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of str
     """
     types = getattr(model, "original_types", None) or {}
     return [name for name, m in model.named_modules()

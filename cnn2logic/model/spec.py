@@ -44,6 +44,18 @@ CHECKPOINT_SPEC_KEY = "cnn2logic_spec"
 
 @dataclass(frozen=True)
 class ConvSpec:
+    """One conv layer of a :class:`ModelSpec`.
+
+    Parameters
+    ----------
+    filters, size : int
+        Number of kernels and their (square) size.
+    activation : {"sigmoid", "relu", "tanh", "identity"}
+    stride, padding : int
+    batchnorm : bool
+        A ``bn<i>`` BatchNorm layer between the conv and its activation.
+    """
+
     filters: int
     size: int
     activation: str = "sigmoid"
@@ -58,6 +70,12 @@ class ModelSpec:
 
     The output layer produces logits; softmax is applied by the loss and by
     :func:`predict_proba`, as in the paper's "linear 10 + softmax".
+
+    Raises
+    ------
+    ModelError
+        No conv layer, an unknown activation, pool or binary-unit mode, or sizes out of
+        range.
     """
 
     convs: tuple[ConvSpec, ...]
@@ -100,6 +118,12 @@ class ModelSpec:
                              f"conv layer, not {self.convs[-1].activation!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON-able data (fields at their defaults added later omitted).
+
+        Returns
+        -------
+        dict
+        """
         d = asdict(self)
         d["convs"] = [asdict(c) for c in self.convs]
         # Fields added later are written only when set, so older specs stay byte-identical.
@@ -110,10 +134,32 @@ class ModelSpec:
         return d
 
     def to_json(self) -> str:
+        """The spec as JSON text with sorted keys (what a checkpoint stores).
+
+        Returns
+        -------
+        str
+        """
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+        """The spec written by :meth:`to_dict`.
+
+        Parameters
+        ----------
+        d : mapping
+            Must hold ``"convs"``, a list of :class:`ConvSpec` fields.
+
+        Returns
+        -------
+        ModelSpec
+
+        Raises
+        ------
+        ModelError
+            Missing or unknown fields, or invalid values.
+        """
         try:
             convs = tuple(ConvSpec(**c) for c in d["convs"])
             rest = {k: v for k, v in d.items() if k != "convs"}
@@ -140,7 +186,21 @@ PAPER_FIGURES = {
 
 
 def named_spec(name: str) -> ModelSpec:
-    """The spec called ``name`` (``paper1`` or ``paper3``)."""
+    """The spec called ``name`` (``paper1`` or ``paper3``).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ModelError
+        Not a known name.
+    """
     try:
         return PAPER_SPECS[name]
     except KeyError:
@@ -148,7 +208,21 @@ def named_spec(name: str) -> ModelSpec:
 
 
 def spec_from_arg(arg: str) -> ModelSpec:
-    """A spec from a CLI argument: a name, a JSON file, or inline JSON."""
+    """A spec from a CLI argument: a name, a JSON file, or inline JSON.
+
+    Parameters
+    ----------
+    arg : str
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ModelError
+        Neither a known name nor an existing file nor inline JSON, or an invalid spec.
+    """
     if arg in PAPER_SPECS:
         return PAPER_SPECS[arg]
     text = arg
@@ -167,7 +241,18 @@ def spec_from_arg(arg: str) -> ModelSpec:
 
 
 class SpecCNN(nn.Sequential):
-    """The network a :class:`ModelSpec` describes (an ``nn.Sequential`` with named layers)."""
+    """The network a :class:`ModelSpec` describes (an ``nn.Sequential`` with named layers).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Kept as the ``spec`` attribute (what :func:`save_checkpoint` stores).
+
+    Raises
+    ------
+    ModelError
+        A conv or pooling layer leaves no output for the spec's input shape.
+    """
 
     def __init__(self, spec: ModelSpec) -> None:
         layers: list[tuple[str, nn.Module]] = []
@@ -218,7 +303,24 @@ class SpecCNN(nn.Sequential):
 
 
 def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
-    """Build (and, with ``seed``, deterministically initialise) the network for ``spec``."""
+    """Build (and, with ``seed``, deterministically initialise) the network for ``spec``.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        A spec, or anything :func:`spec_from_arg` reads.
+    seed : int, optional
+        Seeds torch's global generator before the layers are initialised.
+
+    Returns
+    -------
+    SpecCNN
+
+    Raises
+    ------
+    ModelError
+        An invalid spec.
+    """
     if isinstance(spec, str):
         spec = spec_from_arg(spec)
     if seed is not None:
@@ -228,7 +330,15 @@ def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
 
 def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
                     extra: Mapping[str, str] | None = None) -> None:
-    """Write weights + spec as a safetensors file, atomically."""
+    """Write weights + spec as a safetensors file, atomically.
+
+    Parameters
+    ----------
+    model : SpecCNN
+    path : path
+    extra : mapping of str to str, optional
+        More metadata to store beside the spec.
+    """
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {CHECKPOINT_SPEC_KEY: model.spec.to_json()}
     metadata.update(extra or {})
@@ -238,6 +348,15 @@ def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
 
 def load_checkpoint(path: str | os.PathLike[str]) -> SpecCNN:
     """Load a checkpoint written by :func:`save_checkpoint` (or a weights-only ``.pt``).
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    SpecCNN
+        In eval mode.
 
     Raises
     ------
@@ -284,7 +403,20 @@ def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits for ``images`` in batches, without gradients."""
+    """Logits for ``images`` in batches, without gradients (the model is put in eval mode).
+
+    Parameters
+    ----------
+    model : nn.Module
+    images : torch.Tensor
+        ``(n, channels, height, width)``.
+    batch_size : int
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, classes)``; empty for no images.
+    """
     model.eval()
     outs = []
     with torch.no_grad():
@@ -294,4 +426,14 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 100
 
 
 def layer_names(model: nn.Module) -> Sequence[str]:
+    """The names of every submodule of ``model`` (``named_modules`` without the root).
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of str
+    """
     return [name for name, _ in model.named_modules() if name]

@@ -35,6 +35,35 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How :func:`train` trains: the paper's defaults (Adam, lr 1e-3, minibatch 100).
+
+    Parameters
+    ----------
+    iterations, batch_size : int
+        Minibatch steps and images per step.
+    lr : float
+        Learning rate.
+    optimizer : {"adam", "sgd"}
+        ``"sgd"`` uses momentum 0.9.
+    lr_schedule : {"constant", "cosine"}
+        ``"cosine"``: the learning rate decays to 0 over the run.
+    seed : int
+        Seeds the initialisation (of a spec) and the minibatch order.
+    progress : bool
+        Show a progress bar.
+    threads : int, optional
+        torch CPU threads.
+    binary_units, binary_noise, binary_penalty, binary_warmup
+        Logic-friendly training (:mod:`cnn2logic.model.logic_training`).
+    filter_loss : float
+        Weight of the interpretable-filter loss (:mod:`cnn2logic.model.interpretable`).
+
+    Raises
+    ------
+    ModelError
+        A value out of range or an unknown choice.
+    """
+
     iterations: int = 10_000
     batch_size: int = 100
     lr: float = 1e-3
@@ -93,6 +122,19 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
     config : TrainConfig
     extra_loss : callable, optional
         Added to the cross-entropy each step.
+
+    Returns
+    -------
+    model : nn.Module
+        The trained model, in eval mode.
+    metrics : dict
+        Accuracies, final loss, training time and the settings used.
+
+    Raises
+    ------
+    ModelError
+        An empty training split, or a binary-unit / filter-loss option for a model without
+        the layer it needs.
     """
     # Saturated sigmoids produce denormals that stall CPU training many times over.
     torch.set_flush_denormal(True)
@@ -141,6 +183,12 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         last_loss = float(loss.detach())
     seconds = time.perf_counter() - start
     model.eval()
+    return model, _metrics(model, data, config, seconds, last_loss)
+
+
+def _metrics(model: nn.Module, data: DataSplits, config: TrainConfig, seconds: float,
+             last_loss: float) -> dict[str, Any]:
+    """The metrics dict :func:`train` returns (accuracies measured here, on eval mode)."""
     metrics = {
         "architecture": getattr(getattr(model, "spec", None), "name", type(model).__name__),
         "train_seconds": round(seconds, 3),
@@ -160,7 +208,7 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         metrics.pop("filter_loss", None)
     if config.lr_schedule == "constant":
         metrics.pop("lr_schedule", None)
-    return model, metrics
+    return metrics
 
 
 def _with_training_layers(spec: ModelSpec | str, config: TrainConfig) -> ModelSpec | str:
@@ -203,6 +251,19 @@ def _with_training_losses(model: nn.Module, config: TrainConfig,
 
 
 def accuracy(model: nn.Module, split) -> float:
+    """Share of ``split``'s images the model classifies correctly, rounded to 6 digits.
+
+    Parameters
+    ----------
+    model : nn.Module
+    split : Split
+        Anything with ``tensors() -> (images, labels)``.
+
+    Returns
+    -------
+    float
+        NaN for an empty split.
+    """
     x, y = split.tensors()
     if len(x) == 0:
         return float("nan")
@@ -211,6 +272,18 @@ def accuracy(model: nn.Module, split) -> float:
 
 
 def metrics_json(metrics: dict[str, Any]) -> str:
+    """``metrics`` as the JSON text of a ``.metrics.json`` file (sorted keys, one indent).
+
+    Parameters
+    ----------
+    metrics : dict
+        As returned by :func:`train`; numpy scalars are written as numbers.
+
+    Returns
+    -------
+    str
+        The text, ending in a newline.
+    """
     return json.dumps(metrics, indent=1, sort_keys=True, default=_default) + "\n"
 
 
