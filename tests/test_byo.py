@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cnn2logic.model import (build_from_factory, checkpoint_kind, conv_layers, import_factory,
-                           load_model, parse_factory_kwargs, read_state_dict, save_weights)
+                             load_model, parse_factory_kwargs, read_state_dict, save_weights)
 from cnn2logic.cli import main
 from cnn2logic.errors import CheckpointError, Cnn2LogicError, ModelError
 from cnn2logic.pipeline import ExtractConfig, extract_model, output_layer

@@ -12,8 +12,8 @@ from cnn2logic.cli import main
 from cnn2logic.data import DataSplits
 from cnn2logic.errors import ModelError
 from cnn2logic.model.interpretable import (InterpretableMask, capture_maps, filter_loss,
-                                     filter_loss_hook, map_statistics, template_shapes,
-                                     templates)
+                                           filter_loss_hook, map_statistics, template_shapes,
+                                           templates)
 from cnn2logic.model.spec import ConvSpec, ModelSpec, build_model, load_checkpoint
 from cnn2logic.model.training import TrainConfig, train
 

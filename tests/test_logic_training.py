@@ -13,8 +13,9 @@ from cnn2logic.cli import main
 from cnn2logic.data import DataSplits
 from cnn2logic.errors import ModelError
 from cnn2logic.model.logic_training import (BinaryUnits, binary_penalty_loss, configure,
-                                      warmup_schedule)
-from cnn2logic.model.spec import ModelSpec, build_model, load_checkpoint, named_spec, save_checkpoint
+                                            warmup_schedule)
+from cnn2logic.model.spec import (ModelSpec, build_model, load_checkpoint, named_spec,
+                                  save_checkpoint)
 from cnn2logic.pipeline import ExtractConfig, extract_model
 from cnn2logic.model.training import TrainConfig, train
 

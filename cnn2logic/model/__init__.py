@@ -11,7 +11,7 @@ spec (:mod:`~cnn2logic.model.spec`)
 checkpoint (:mod:`~cnn2logic.model.spec`)
     A safetensors file holding the weights and the spec as JSON metadata
     (:func:`save_checkpoint`, :func:`load_checkpoint`); nothing is unpickled.
-your own CNN (:mod:`~cnn2logic.model.load`, :mod:`~.factory`, :mod:`~.exported`)
+your own CNN (modules ``load``, ``factory`` and ``exported``)
     Any ``torch.nn.Module``: built by a *factory* (``"package.module:function"`` or
     ``"file.py:function"``) with its weights read from a plain state dict (safetensors,
     weights-only ``.pt``, TorchScript, ``.pt2``), or a ``torch.export`` program on its own.
