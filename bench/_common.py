@@ -19,8 +19,8 @@ def trained_model(arch: str, seed: int, data, *, spec=None, iterations: int | No
     paper's iterations unless ``iterations`` is given).  Returns the model and its training
     metrics (with the seconds the training took).
     """
-    from cnn2logic.models import PAPER_ITERATIONS, load_checkpoint, save_checkpoint
-    from cnn2logic.training import TrainConfig, metrics_json, train
+    from cnn2logic.model.spec import PAPER_ITERATIONS, load_checkpoint, save_checkpoint
+    from cnn2logic.model.training import TrainConfig, metrics_json, train
 
     ckpt = CACHE / f"{arch}-seed{seed}.safetensors"
     metrics_path = CACHE / f"{arch}-seed{seed}.metrics.json"

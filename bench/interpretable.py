@@ -14,7 +14,7 @@ ERIC's CART tree (issue 5's extractor, when present; per-kernel ``mean`` thresho
 literals per rule, rule accuracy,
 fidelity; and the maps of the top layer (before the mask, and after it when there is
 one): spatial entropy and peak-location stability per class
-(:func:`cnn2logic.interpretable.map_statistics`).  Prints one JSON document::
+(:func:`cnn2logic.model.interpretable.map_statistics`).  Prints one JSON document::
 
     OMP_NUM_THREADS=1 python bench/interpretable.py --data ../shared/data/mnist \\
         --iterations 2000 --weights 1 10 100 --out runs/interpretable.json
@@ -34,9 +34,9 @@ import torch
 
 from cnn2logic._io import atomic_write_text
 from cnn2logic.data import DataSplits, load_data
-from cnn2logic.interpretable import capture_maps, map_statistics
+from cnn2logic.model.interpretable import capture_maps, map_statistics
 from cnn2logic.extract import ExtractConfig, extract_model
-from cnn2logic.training import TrainConfig, train
+from cnn2logic.model.training import TrainConfig, train
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples"))

@@ -1,7 +1,7 @@
 """Logic-friendly training, measured: network accuracy, rule accuracy, fidelity, term length.
 
 For each architecture (paper1, paper3) and each training mode (ordinary training, and the
-binary-unit modes of :mod:`cnn2logic.logic_training`) this trains on the first 50,000
+binary-unit modes of :mod:`cnn2logic.model.logic_training`) this trains on the first 50,000
 MNIST training images for the paper's iteration count, extracts rules with
 :func:`cnn2logic.extract.run.extract_model` (approximation method, argmax-sound, full order,
 exact espresso minimisation; and a second reading minimised on the observed codes) and
@@ -26,9 +26,9 @@ import torch
 
 from cnn2logic._io import atomic_write_text
 from cnn2logic.data import load_data
-from cnn2logic.models import PAPER_FIGURES, PAPER_ITERATIONS
+from cnn2logic.model.spec import PAPER_FIGURES, PAPER_ITERATIONS
 from cnn2logic.extract import ExtractConfig, extract_model
-from cnn2logic.training import TrainConfig, train
+from cnn2logic.model.training import TrainConfig, train
 
 # The paper's Table 1 (configuration 1): literals of the one term per digit 0..9.
 PAPER_TABLE1_LITERALS = [8, 7, 7, 7, 7, 6, 8, 7, 8, 8]
@@ -91,7 +91,7 @@ def run_one(arch: str, variant: str, data, iterations: int, seed: int, noise: fl
         # network decides on its continuous units again (more accurate, less faithful).
         import copy
 
-        from cnn2logic.training import accuracy
+        from cnn2logic.model.training import accuracy
 
         cont = copy.deepcopy(model)
         cont.binarize = torch.nn.Identity()

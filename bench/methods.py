@@ -43,7 +43,7 @@ METRICS = ("rule_accuracy", "fidelity", "coverage", "terms", "mean_literals", "l
 
 
 def custom_specs():
-    from cnn2logic.models import ConvSpec, ModelSpec
+    from cnn2logic.model.spec import ConvSpec, ModelSpec
 
     return {
         "wide128": (ModelSpec(convs=(ConvSpec(32, 5, "relu", stride=2),
@@ -105,7 +105,7 @@ def pareto(points: dict[str, tuple[float, float]], floor: float = -1.0) -> set[s
 
 def constant_fidelity(model, data) -> float:
     """Fidelity of always answering the network's most frequent test prediction."""
-    from cnn2logic.models import predict_logits
+    from cnn2logic.model.spec import predict_logits
 
     x_te, _ = data.test.tensors()
     pred = predict_logits(model, x_te).argmax(1).numpy()
@@ -126,7 +126,7 @@ def mark_pareto(arch_result: dict) -> None:
 def odense(model, data, layer: str, output: str, max_units: int = 3) -> dict:
     """Per output unit, the best M-of-N rule over <= max_units inputs; test accuracy."""
     from cnn2logic.extract.mofn import MofNExtractor
-    from cnn2logic.models import predict_logits
+    from cnn2logic.model.spec import predict_logits
     from cnn2logic.extract.layers import output_layer
     from cnn2logic.units import capture
 

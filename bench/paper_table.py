@@ -23,7 +23,7 @@ KEYS = ("network_accuracy", "binarized_network_accuracy", "rule_accuracy", "fide
 
 def main() -> None:
     from cnn2logic.data import load_data
-    from cnn2logic.models import PAPER_FIGURES
+    from cnn2logic.model.spec import PAPER_FIGURES
     from cnn2logic.extract import ExtractConfig, extract_model
 
     p = argparse.ArgumentParser(description=__doc__)

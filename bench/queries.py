@@ -80,7 +80,7 @@ def paper1(data_dir: Path | None, quick: bool):
     from _common import trained_model
     from cnn2logic.data import load_data
     from cnn2logic.extract import ExtractConfig, extract_model
-    from cnn2logic.training import TrainConfig, train
+    from cnn2logic.model.training import TrainConfig, train
 
     torch.set_num_threads(1)
     full = data_dir is not None and data_dir.is_dir() and not quick

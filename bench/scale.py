@@ -53,8 +53,8 @@ import torch
 
 from cnn2logic._io import atomic_write_text
 from cnn2logic.data import load_data
-from cnn2logic.models import ConvSpec, ModelSpec, load_checkpoint, save_checkpoint
-from cnn2logic.training import TrainConfig, train
+from cnn2logic.model.spec import ConvSpec, ModelSpec, load_checkpoint, save_checkpoint
+from cnn2logic.model.training import TrainConfig, train
 
 
 def spec_for(kernels: int) -> ModelSpec:
@@ -216,7 +216,7 @@ def run_kernels(kernels: int, data, source: str, args, workdir: Path) -> dict:
         dense[mode] = {"terms": int(sum(ext.stats_["terms_found"].values())), "seconds": sec}
     row["extract_dense_head"] = dense
     row["output_weights_kept"] = prune_head(model, args.prune)
-    from cnn2logic.training import accuracy
+    from cnn2logic.model.training import accuracy
 
     row["network_accuracy_positive_head"] = accuracy(model, data.test)
     ckpt = workdir / f"scale{kernels}.safetensors"

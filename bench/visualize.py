@@ -77,7 +77,7 @@ def child(arch: str, model_path: str, threads: int, repeats: int, data: str) -> 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     from cnn2logic.data import load_data
-    from cnn2logic.models import load_checkpoint
+    from cnn2logic.model.spec import load_checkpoint
     from cnn2logic.visual import visualize, write_visuals
 
     model = load_checkpoint(model_path)
@@ -127,7 +127,7 @@ def compare_bases(model_path: str, data: str) -> dict:
     import numpy as np
 
     from cnn2logic.data import load_data
-    from cnn2logic.models import load_checkpoint
+    from cnn2logic.model.spec import load_checkpoint
     from cnn2logic.visual import (BASES, filter_correlation, input_filters,
                                   response_matrix, smoothgrad)
 
@@ -190,7 +190,7 @@ def main() -> None:
         print(json.dumps(child(args.child[0], args.child[1], args.threads, args.repeats,
                                args.data)))
         return
-    from cnn2logic.models import build_model, save_checkpoint
+    from cnn2logic.model.spec import build_model, save_checkpoint
 
     report: dict = {"threads": args.threads, "repeats": args.repeats, "data": args.data,
                     "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()}

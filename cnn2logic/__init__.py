@@ -27,8 +27,8 @@ __version__ = "0.1.0"
 
 # The torch-backed parts load on first use, so reading a rules file stays light.
 _LAZY = {
-    "load_data": "data", "build_model": "models", "load_checkpoint": "models",
-    "save_checkpoint": "models", "train": "training", "TrainConfig": "training",
+    "load_data": "data", "build_model": "model", "load_checkpoint": "model",
+    "save_checkpoint": "model", "train": "model", "TrainConfig": "model",
     "capture": "units", "fit_thresholds": "units", "BinaryCodes": "units",
     "extract_model": "extract.run", "ExtractConfig": "extract.config",
     "ApproximationExtractor": "extract.approximation",

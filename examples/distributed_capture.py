@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from cnn2logic.byo import file_digest, load_model
+from cnn2logic.model import file_digest, load_model
 from cnn2logic.data import iter_batches, open_split
 from cnn2logic.units import (RunningStats, capture_shard, merge_shards, save_thresholds,
                              shard_range, stream_statistics)

@@ -54,9 +54,9 @@ class ReluBnCNN(nn.Module):
             ("relu3", nn.ReLU()),
         ]
         if interpretable:
-            # Zhang et al.'s template mask on the top conv layer (cnn2logic.interpretable);
+            # Zhang et al.'s template mask on the top conv layer (cnn2logic.model.interpretable);
             # train with `cnn2logic train ... --filter-loss WEIGHT`.
-            from cnn2logic.interpretable import InterpretableMask
+            from cnn2logic.model import InterpretableMask
 
             layers.append(("mask", InterpretableMask()))
         self.features = nn.Sequential(OrderedDict(layers))

@@ -33,7 +33,7 @@ def core_embedded():
 @pytest.fixture(scope="session")
 def core_paper1(core_embedded):
     """paper1 trained briefly on the embedded data (shared by many tests)."""
-    from cnn2logic.training import TrainConfig, train
+    from cnn2logic.model.training import TrainConfig, train
 
     model, metrics = train("paper1", core_embedded,
                            TrainConfig(iterations=1500, seed=0, progress=False))
@@ -125,8 +125,8 @@ def meth_hidden_model(core_embedded):
     Chaining composes pool -> hidden_act1 -> out with the approximation method; 12 hidden
     units keep the output layer's truth table (and the tests) small.
     """
-    from cnn2logic.models import ConvSpec, ModelSpec
-    from cnn2logic.training import TrainConfig, train
+    from cnn2logic.model.spec import ConvSpec, ModelSpec
+    from cnn2logic.model.training import TrainConfig, train
 
     spec = ModelSpec(convs=(ConvSpec(10, 27),), hidden=(12,), name="meth-hidden12")
     model, _ = train(spec, core_embedded, TrainConfig(iterations=1200, seed=0, progress=False))

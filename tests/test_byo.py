@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnn2logic.byo import (build_from_factory, checkpoint_kind, conv_layers, import_factory,
-                           load_model, parse_factory_kwargs, read_state_dict, save_weights)
+from cnn2logic.model import (build_from_factory, checkpoint_kind, conv_layers, import_factory,
+                             load_model, parse_factory_kwargs, read_state_dict, save_weights)
 from cnn2logic.cli import main
 from cnn2logic.errors import CheckpointError, Cnn2LogicError, ModelError
 from cnn2logic.extract import ExtractConfig, extract_model
@@ -238,7 +238,7 @@ def test_per_position_units_follow_flatten_order():
 
 def test_extract_per_position_units_end_to_end(core_embedded):
     """A net whose linear layer reads every position: rules over per-position units."""
-    from cnn2logic.training import TrainConfig, train
+    from cnn2logic.model.training import TrainConfig, train
 
     torch.manual_seed(0)
     net = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 14, stride=14)), ("act", nn.Sigmoid()),

@@ -123,7 +123,7 @@ def test_bad_chains():
 
 
 def test_default_chain_names(core_paper1, meth_hidden_model):
-    from cnn2logic.models import build_model
+    from cnn2logic.model.spec import build_model
 
     assert default_chain(build_model("paper3")) == ("act1", "act2", "pool")
     assert default_chain(meth_hidden_model) == ("pool", "hidden_act1")
@@ -150,7 +150,7 @@ def test_pipeline_chaining_on_a_hidden_layer_network(meth_extractions):
 
 def test_cli_chaining_errors_are_one_line(core_paper1, tmp_path, capsys):
     from cnn2logic.cli import main
-    from cnn2logic.models import save_checkpoint
+    from cnn2logic.model.spec import save_checkpoint
 
     ckpt = tmp_path / "m.safetensors"
     save_checkpoint(core_paper1[0], ckpt)

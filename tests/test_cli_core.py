@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cnn2logic.cli import main
-from cnn2logic.models import ConvSpec, ModelSpec, build_model, save_checkpoint
+from cnn2logic.model.spec import ConvSpec, ModelSpec, build_model, save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from cnn2logic.export.prolog import to_prolog
 from cnn2logic.extract import REGISTRY, Extractor, ExtractConfig, extract_model
 from cnn2logic.extract.config import SECTIONS
 from cnn2logic.rules import RuleSet
-from cnn2logic.training import TrainConfig, train
+from cnn2logic.model.training import TrainConfig, train
 
 METHODS = tuple(REGISTRY)
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "methods.md"

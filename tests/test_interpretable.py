@@ -11,11 +11,11 @@ import torch
 from cnn2logic.cli import main
 from cnn2logic.data import DataSplits
 from cnn2logic.errors import ModelError
-from cnn2logic.interpretable import (InterpretableMask, capture_maps, filter_loss,
-                                     filter_loss_hook, map_statistics, template_shapes,
-                                     templates)
-from cnn2logic.models import ConvSpec, ModelSpec, build_model, load_checkpoint
-from cnn2logic.training import TrainConfig, train
+from cnn2logic.model.interpretable import (InterpretableMask, capture_maps, filter_loss,
+                                           filter_loss_hook, map_statistics, template_shapes,
+                                           templates)
+from cnn2logic.model.spec import ConvSpec, ModelSpec, build_model, load_checkpoint
+from cnn2logic.model.training import TrainConfig, train
 
 
 def test_templates_follow_the_paper():
@@ -112,7 +112,7 @@ def test_spec_with_mask_trains_with_the_filter_loss(core_embedded, tmp_path):
     assert maps.shape == (50, 8, 7, 7)
     stats = map_statistics(maps, data.test.labels[:50])
     assert 0 <= stats["spatial_entropy"] <= 1
-    from cnn2logic.models import save_checkpoint
+    from cnn2logic.model.spec import save_checkpoint
 
     save_checkpoint(model, tmp_path / "m.safetensors")
     again = load_checkpoint(tmp_path / "m.safetensors")

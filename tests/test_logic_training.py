@@ -12,11 +12,11 @@ from torch import nn
 from cnn2logic.cli import main
 from cnn2logic.data import DataSplits
 from cnn2logic.errors import ModelError
-from cnn2logic.logic_training import (BinaryUnits, binary_penalty_loss, configure,
+from cnn2logic.model.logic_training import (BinaryUnits, binary_penalty_loss, configure,
                                       warmup_schedule)
-from cnn2logic.models import ModelSpec, build_model, load_checkpoint, named_spec, save_checkpoint
+from cnn2logic.model.spec import ModelSpec, build_model, load_checkpoint, named_spec, save_checkpoint
 from cnn2logic.extract import ExtractConfig, extract_model
-from cnn2logic.training import TrainConfig, train
+from cnn2logic.model.training import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cnn2logic.errors import CheckpointError, ModelError
-from cnn2logic.models import (ConvSpec, ModelSpec, build_model, load_checkpoint, named_spec,
-                              save_checkpoint, spec_from_arg)
+from cnn2logic.model.spec import (ConvSpec, ModelSpec, build_model, load_checkpoint,
+                                  named_spec, save_checkpoint, spec_from_arg)
 
 
 def test_paper_architectures_shapes():

@@ -172,7 +172,7 @@ def test_pipeline_mofn_reports_the_common_metrics(meth_extractions):
 
 def test_cli_method_flags_and_byte_identical_output(core_paper1, tmp_path, capsys):
     from cnn2logic.cli import main
-    from cnn2logic.models import save_checkpoint
+    from cnn2logic.model.spec import save_checkpoint
     from cnn2logic.rules import load_rules
 
     ckpt = tmp_path / "m.safetensors"

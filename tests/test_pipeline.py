@@ -97,7 +97,7 @@ def test_per_logit_mode_and_order_limit(core_paper1, core_embedded):
 
 
 def test_output_layer_must_read_the_kernel_units(core_paper1, core_embedded):
-    from cnn2logic.models import ConvSpec, ModelSpec, build_model
+    from cnn2logic.model.spec import ConvSpec, ModelSpec, build_model
 
     hidden = build_model(ModelSpec(convs=(ConvSpec(10, 27),), hidden=(12,)), seed=0)
     small = core_embedded.__class__(core_embedded.train.subset(50), core_embedded.test.subset(20),
@@ -112,7 +112,7 @@ def test_output_layer_must_read_the_kernel_units(core_paper1, core_embedded):
 @pytest.mark.slow
 def test_paper1_on_full_mnist_reaches_paper_accuracy():
     from cnn2logic.data import load_data
-    from cnn2logic.training import TrainConfig, train
+    from cnn2logic.model.training import TrainConfig, train
 
     data = load_data(full_mnist_or_skip(), train_size=50000)
     model, metrics = train("paper1", data, TrainConfig(iterations=10_000, seed=0, progress=False))

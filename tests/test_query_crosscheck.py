@@ -61,7 +61,7 @@ def lp_full_paper1():
     """paper1 trained briefly on full MNIST; rules extracted; the 10,000 test images."""
     from cnn2logic.data import load_data
     from cnn2logic.extract import ExtractConfig, extract_model
-    from cnn2logic.training import TrainConfig, train
+    from cnn2logic.model.training import TrainConfig, train
 
     data = load_data(full_mnist_or_skip(), train_size=10_000)
     model, _ = train("paper1", data, TrainConfig(iterations=300, seed=0, progress=False))

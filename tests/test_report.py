@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from cnn2logic.cli import main
-from cnn2logic.models import save_checkpoint
+from cnn2logic.model.spec import save_checkpoint
 from cnn2logic.cli.report import build_report
 from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable, save_rules
 
@@ -85,7 +85,7 @@ def test_report_is_self_contained_and_complete(vis_report):
 
 
 def test_report_reuses_visuals_of_the_same_model_only(tmp_path, core_paper1):
-    from cnn2logic.models import build_model
+    from cnn2logic.model.spec import build_model
 
     model, _ = core_paper1
     rules = _hand_rules()

@@ -21,10 +21,10 @@ import pytest
 import torch
 from torch import nn
 
-from cnn2logic.byo import load_model, read_state_dict
+from cnn2logic.model import load_model, read_state_dict
 from cnn2logic.cli import main
 from cnn2logic.errors import CheckpointError
-from cnn2logic.safeload import check_export_archive, no_unpickling
+from cnn2logic.model.safeload import check_export_archive, no_unpickling
 
 REPO = Path(__file__).resolve().parents[1]
 FACTORY = "examples/relu_bn_cnn.py:make_net"

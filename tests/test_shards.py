@@ -17,7 +17,7 @@ import torch
 from cnn2logic.cli import main
 from cnn2logic.data import DataSplits, load_data
 from cnn2logic.errors import ActivationError, DataError, ExtractionError, RulesFileError
-from cnn2logic.models import save_checkpoint
+from cnn2logic.model.spec import save_checkpoint
 from cnn2logic.extract import ExtractConfig, extract_model
 from cnn2logic.extract.layers import output_layer
 from cnn2logic.rules import load_rules
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def byo_shard_setup(core_embedded, tmp_path_factory):
     """paper1 trained briefly, saved; 1,200 training and 300 test images."""
-    from cnn2logic.training import TrainConfig, train
+    from cnn2logic.model.training import TrainConfig, train
 
     data = DataSplits(core_embedded.train.subset(1200), core_embedded.test.subset(300), "embedded")
     model, _ = train("paper1", data, TrainConfig(iterations=150, seed=0, progress=False))

@@ -12,7 +12,7 @@ from torch import nn
 from cnn2logic import visual as V
 from cnn2logic.cli import main
 from cnn2logic.errors import ModelError, VisualizationError
-from cnn2logic.models import build_model, save_checkpoint
+from cnn2logic.model.spec import build_model, save_checkpoint
 from cnn2logic.units import capture
 
 

@@ -14,7 +14,7 @@ from ._common import add_progress_arg, positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``capture`` subcommand to ``sub``."""
-    from ..byo import add_model_args
+    from ._model_args import add_model_args
     from ..units import REDUCTIONS
 
     p = sub.add_parser(
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
     """
-    from ..byo import file_digest, model_from_args
+    from ..model import file_digest
+    from ._model_args import model_from_args
     from ..errors import ActivationError
     from ..units import capture_shard, load_thresholds, parse_shard
 

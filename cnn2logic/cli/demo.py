@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text
     from ..data import load_data
     from ..export.markdown import metrics_table, table1, to_markdown
-    from ..models import PAPER_FIGURES, PAPER_ITERATIONS, save_checkpoint, spec_from_arg
+    from ..model.spec import PAPER_FIGURES, PAPER_ITERATIONS, save_checkpoint, spec_from_arg
     from ..extract import ExtractConfig, extract_model
-    from ..training import TrainConfig, metrics_json, train
+    from ..model.training import TrainConfig, metrics_json, train
 
     out = Path(args.out)
     spec = spec_from_arg(args.arch)

@@ -8,14 +8,14 @@ from pathlib import Path
 from dataclasses import fields
 
 from .._io import atomic_write_text
-from ..byo import add_model_args, model_from_args
+from ._model_args import add_model_args, model_from_args
 from ..data import load_data
 from ..errors import ExtractionError
 from ..export.markdown import metrics_table, table1, to_markdown
 from ..extract import REGISTRY
 from ..extract.config import SECTIONS, ExtractConfig
 from ..extract.run import extract_model
-from ..models import PAPER_FIGURES
+from ..model.spec import PAPER_FIGURES
 from ._common import add_data_args, add_progress_arg, positive_float, positive_int
 
 # How a settings field's ``parse`` (cnn2logic.extract.config.setting) reads its option.

@@ -13,7 +13,7 @@ from ._common import add_progress_arg, positive_float, positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``extract-part`` subcommand to ``sub``."""
-    from ..byo import add_model_args
+    from ._model_args import add_model_args
     from ..extract.approximation import MODES
 
     p = sub.add_parser(
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from .._io import atomic_write_text
-    from ..byo import model_from_args
+    from ._model_args import model_from_args
     from ..extract.layers import output_layer
     from ..extract.parts import extract_part, parse_classes
     from ..units import BinaryCodes

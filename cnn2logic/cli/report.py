@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..byo import add_model_args, load_model, model_from_args
+from ._model_args import add_model_args, load_model, model_from_args
 from ..data import load_data
 from ..errors import Cnn2LogicError, VisualizationError
 from ..evaluate import confusion, evaluate_rules
@@ -103,7 +103,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     Parameters
     ----------
     model : nn.Module, path or None
-        The network (or its checkpoint: anything :func:`cnn2logic.byo.load_model` reads
+        The network (or its checkpoint: anything :func:`cnn2logic.model.load_model` reads
         without a factory; load your own model with a factory first).  None: no
         maximising images.
     rules : RuleSet or path

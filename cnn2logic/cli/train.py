@@ -5,10 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
+from .._io import atomic_write_text
+from ..data import load_data
+from ..errors import ModelError
+from ..model import (PAPER_ITERATIONS, TrainConfig, build_from_factory, metrics_json,
+                     parse_factory_kwargs, save_checkpoint, save_weights, spec_from_arg, train)
+from ..model.logic_training import MODES
 from ._common import add_data_args, add_progress_arg, positive_float, positive_int
+from ._model_args import add_model_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The ``cnn2logic`` subparsers.
+    """
     p = sub.add_parser("train", help="train a CNN (paper1, paper3 or a JSON spec)",
                        description="Train a CNN and write a safetensors checkpoint (weights + "
                                    "spec) with a metrics JSON beside it.")
@@ -32,19 +48,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_config(args: argparse.Namespace, iterations: int):
-    from ..training import TrainConfig
-
     return TrainConfig(iterations=iterations, batch_size=args.batch_size, lr=args.lr,
                        lr_schedule=args.lr_schedule, optimizer=args.optimizer, seed=args.seed,
                        progress=args.progress, threads=args.threads, **_beyond_options(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._io import atomic_write_text
-    from ..data import load_data
-    from ..models import PAPER_ITERATIONS, save_checkpoint, spec_from_arg
-    from ..training import metrics_json, train
+    """Train a spec (or, with ``--factory``, the user's module) and write the checkpoint.
 
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``train`` options.
+
+    Returns
+    -------
+    int
+        Exit code 0.
+
+    Raises
+    ------
+    Cnn2LogicError
+        Bad architecture, factory, data or training option (the CLI exits 2).
+    """
     if getattr(args, "factory", None) or args.arch is None:
         return _run_factory(args)
     spec = spec_from_arg(args.arch)
@@ -64,9 +90,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _add_beyond_args(p: argparse.ArgumentParser) -> None:
     """Bring-your-own-CNN, logic-friendly training and interpretable-filter options."""
-    from ..byo import add_model_args
-    from ..logic_training import MODES
-
     add_model_args(p)
     p.add_argument("--binary-units", choices=MODES, default="none",
                    help="logic-friendly training: the network decides through hard 0/1 "
@@ -92,14 +115,6 @@ def _beyond_options(args: argparse.Namespace) -> dict:
 
 def _run_factory(args: argparse.Namespace) -> int:
     """Train a user's own ``nn.Module`` built by ``--factory``; save a plain state dict."""
-    import torch
-
-    from .._io import atomic_write_text
-    from ..byo import build_from_factory, parse_factory_kwargs, save_weights
-    from ..data import load_data
-    from ..errors import ModelError
-    from ..training import metrics_json, train
-
     if not getattr(args, "factory", None):
         raise ModelError("give an architecture (paper1, paper3, a spec) or --factory "
                          "package.module:function")
@@ -125,4 +140,14 @@ def _run_factory(args: argparse.Namespace) -> int:
 
 
 def metrics_file(checkpoint: Path) -> Path:
+    """The metrics JSON written beside ``checkpoint`` (``x.safetensors`` -> ``x.metrics.json``).
+
+    Parameters
+    ----------
+    checkpoint : Path
+
+    Returns
+    -------
+    Path
+    """
     return checkpoint.with_name(checkpoint.stem + ".metrics.json")

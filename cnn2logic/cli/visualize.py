@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 import torch
 
-from ..byo import add_model_args, model_from_args
+from ._model_args import add_model_args, model_from_args
 from ..data import load_data
 from ..errors import VisualizationError
 from ..units import REDUCTIONS

@@ -80,8 +80,8 @@ def rules_section(rules: RuleSet) -> str:
 
 def to_markdown(rules: RuleSet) -> str:
     """The whole readable summary of a rules file."""
-    # Deferred on purpose: cnn2logic.models imports torch; the other writers here do not.
-    from ..models import PAPER_FIGURES
+    # Deferred on purpose: cnn2logic.model.spec imports torch; the other writers here do not.
+    from ..model.spec import PAPER_FIGURES
 
     meta = rules.meta
     parts = ["# Extracted rules", ""]

@@ -27,7 +27,7 @@ from torch import nn
 from ..data import DataSplits
 from ..errors import ExtractionError, ModelError
 from ..evaluate import binarized_network_accuracy
-from ..models import predict_logits
+from ..model.spec import predict_logits
 from ..rules import Head
 from ..units import BinaryCodes, KernelUnits, capture
 
@@ -171,7 +171,7 @@ def thresholds_meta(th, **params: Any) -> dict[str, Any]:
 
 
 def default_chain(model: nn.Module) -> tuple[str, ...]:
-    """The layers to chain for a :class:`~cnn2logic.models.SpecCNN`, lowest first.
+    """The layers to chain for a :class:`~cnn2logic.model.spec.SpecCNN`, lowest first.
 
     Hidden fully connected layers: ``pool, hidden_act1, ...``; otherwise every conv
     layer's activation below the last, then ``pool`` (``paper3``: act1, act2, pool).

@@ -17,7 +17,7 @@ This is what ``cnn2logic extract`` runs, for every registered method
 Example
 -------
 >>> from cnn2logic.data import load_data
->>> from cnn2logic.training import TrainConfig, train
+>>> from cnn2logic.model.training import TrainConfig, train
 >>> d = load_data("embedded", train_size=300, test_size=100)
 >>> model, _ = train("paper1", d, TrainConfig(iterations=20, progress=False))
 >>> result = extract_model(model, d, ExtractConfig(order=3), progress=False)

@@ -26,7 +26,7 @@ from torch import nn
 
 from .._io import atomic_path
 from ..errors import ActivationError
-from ..models import predict_logits
+from ..model.spec import predict_logits
 from ..rules import Variable
 from .activations import KernelUnits, capture
 from .thresholds import Thresholds, fit_thresholds

@@ -195,8 +195,8 @@ def _rule_chips(rule: Rule) -> str:
 
 
 def _metrics_section(metrics: Mapping[str, Any] | None, arch: str, source: str) -> str:
-    # cnn2logic.models imports torch; the report needs it only for the paper's figures.
-    from ..models import PAPER_FIGURES
+    # cnn2logic.model.spec imports torch; the report needs it only for the paper's figures.
+    from ..model.spec import PAPER_FIGURES
 
     paper = PAPER_FIGURES.get(arch)
     head = "<tr><th>measure</th><th>this model</th>"

@@ -31,7 +31,7 @@ regularisation); :func:`top_activating` finds the data images each unit likes be
 
 Example
 -------
->>> from cnn2logic.models import build_model
+>>> from cnn2logic.model.spec import build_model
 >>> from cnn2logic.visual.saliency import smoothgrad
 >>> from cnn2logic.visual.filters import input_filters, filter_correlation
 >>> model = build_model("paper1", seed=0)
@@ -80,7 +80,7 @@ class LayerUnits(nn.Module):
     The layer's output is reduced over positions exactly as :func:`cnn2logic.units.capture`
     does (max, mean, l1 or l2 norm; a 1x1 map, as the paper's ``pool``, is taken as it
     is).  The network is not run past ``layer``.  A model that runs one image at a time
-    (a ``torch.export`` program exported with batch size 1, see :mod:`cnn2logic.byo`) is
+    (a ``torch.export`` program exported with batch size 1, see :mod:`cnn2logic.model`) is
     given the images one by one.
 
     Raises

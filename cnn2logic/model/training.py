@@ -3,7 +3,7 @@
 Example
 -------
 >>> from cnn2logic.data import load_data
->>> from cnn2logic.training import TrainConfig, train
+>>> from cnn2logic.model import TrainConfig, train
 >>> d = load_data("embedded", train_size=200, test_size=100)
 >>> model, metrics = train("paper1", d, TrainConfig(iterations=5, progress=False))
 >>> metrics["iterations"], 0.0 <= metrics["test_accuracy"] <= 1.0
@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
-from .data import DataSplits
-from .errors import ModelError
-from .models import ModelSpec, SpecCNN, build_model, predict_logits
+from ..data import DataSplits
+from ..errors import ModelError
+from .interpretable import filter_loss_hook, mask_modules
+from .logic_training import MODES as BINARY_MODES
+from .logic_training import binary_penalty_loss, configure, warmup_schedule
+from .spec import ModelSpec, SpecCNN, build_model, predict_logits, spec_from_arg
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -31,6 +35,35 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How :func:`train` trains: the paper's defaults (Adam, lr 1e-3, minibatch 100).
+
+    Parameters
+    ----------
+    iterations, batch_size : int
+        Minibatch steps and images per step.
+    lr : float
+        Learning rate.
+    optimizer : {"adam", "sgd"}
+        ``"sgd"`` uses momentum 0.9.
+    lr_schedule : {"constant", "cosine"}
+        ``"cosine"``: the learning rate decays to 0 over the run.
+    seed : int
+        Seeds the initialisation (of a spec) and the minibatch order.
+    progress : bool
+        Show a progress bar.
+    threads : int, optional
+        torch CPU threads.
+    binary_units, binary_noise, binary_penalty, binary_warmup
+        Logic-friendly training (:mod:`cnn2logic.model.logic_training`).
+    filter_loss : float
+        Weight of the interpretable-filter loss (:mod:`cnn2logic.model.interpretable`).
+
+    Raises
+    ------
+    ModelError
+        A value out of range or an unknown choice.
+    """
+
     iterations: int = 10_000
     batch_size: int = 100
     lr: float = 1e-3
@@ -40,13 +73,13 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     threads: int | None = None
-    # Logic-friendly training (cnn2logic.logic_training): "none", "ste", "noise" or
+    # Logic-friendly training (cnn2logic.model.logic_training): "none", "ste", "noise" or
     # "penalty"; a spec is given a ``binarize`` layer in that mode.
     binary_units: str = "none"
     binary_noise: float = 2.0
     binary_penalty: float = 1.0
     binary_warmup: int = 0
-    # Interpretable filters (cnn2logic.interpretable): weight of the filter loss; > 0
+    # Interpretable filters (cnn2logic.model.interpretable): weight of the filter loss; > 0
     # gives a spec the ``mask`` layer.
     filter_loss: float = 0.0
 
@@ -62,11 +95,9 @@ class TrainConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ModelError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose "
                              f"from {LR_SCHEDULES}")
-        from .logic_training import MODES as _BINARY_MODES
-
-        if self.binary_units not in _BINARY_MODES:
+        if self.binary_units not in BINARY_MODES:
             raise ModelError(f"unknown binary-unit mode {self.binary_units!r}; choose from "
-                             f"{list(_BINARY_MODES)}")
+                             f"{list(BINARY_MODES)}")
         if (self.binary_noise < 0 or self.binary_penalty < 0 or self.filter_loss < 0
                 or self.binary_warmup < 0):
             raise ModelError("binary_noise, binary_penalty, binary_warmup and filter_loss "
@@ -91,6 +122,19 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
     config : TrainConfig
     extra_loss : callable, optional
         Added to the cross-entropy each step.
+
+    Returns
+    -------
+    model : nn.Module
+        The trained model, in eval mode.
+    metrics : dict
+        Accuracies, final loss, training time and the settings used.
+
+    Raises
+    ------
+    ModelError
+        An empty training split, or a binary-unit / filter-loss option for a model without
+        the layer it needs.
     """
     # Saturated sigmoids produce denormals that stall CPU training many times over.
     torch.set_flush_denormal(True)
@@ -115,8 +159,6 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
     pos = 0
     iterator = range(config.iterations)
     if config.progress:
-        from tqdm import tqdm
-
         iterator = tqdm(iterator, desc=f"train {getattr(model, 'spec', None) and model.spec.name}",
                         unit="it", mininterval=0.5)
     model.train()
@@ -141,6 +183,12 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         last_loss = float(loss.detach())
     seconds = time.perf_counter() - start
     model.eval()
+    return model, _metrics(model, data, config, seconds, last_loss)
+
+
+def _metrics(model: nn.Module, data: DataSplits, config: TrainConfig, seconds: float,
+             last_loss: float) -> dict[str, Any]:
+    """The metrics dict :func:`train` returns (accuracies measured here, on eval mode)."""
     metrics = {
         "architecture": getattr(getattr(model, "spec", None), "name", type(model).__name__),
         "train_seconds": round(seconds, 3),
@@ -160,17 +208,13 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         metrics.pop("filter_loss", None)
     if config.lr_schedule == "constant":
         metrics.pop("lr_schedule", None)
-    return model, metrics
+    return metrics
 
 
 def _with_training_layers(spec: ModelSpec | str, config: TrainConfig) -> ModelSpec | str:
     """The spec with the layers the logic-friendly / interpretable options need."""
     if config.binary_units == "none" and config.filter_loss == 0:
         return spec
-    from dataclasses import replace
-
-    from .models import spec_from_arg
-
     spec = spec_from_arg(spec) if isinstance(spec, str) else spec
     changes: dict[str, Any] = {}
     if config.binary_units != "none":
@@ -183,25 +227,19 @@ def _with_training_layers(spec: ModelSpec | str, config: TrainConfig) -> ModelSp
 def _with_training_losses(model: nn.Module, config: TrainConfig,
                           extra_loss: LossHook | None) -> LossHook | None:
     """``extra_loss`` plus the binary-unit penalty and the filter loss when asked for."""
-    from .logic_training import binary_penalty_loss, configure
-
     hooks: list[LossHook] = [] if extra_loss is None else [extra_loss]
     if config.binary_units != "none":
         if configure(model, config.binary_noise) == 0:
             raise ModelError(f"binary_units={config.binary_units!r} needs a BinaryUnits layer "
-                             "in the model (cnn2logic.logic_training.BinaryUnits)")
+                             "in the model (cnn2logic.model.BinaryUnits)")
         if config.binary_units == "penalty" and config.binary_penalty > 0:
             hooks.append(binary_penalty_loss(config.binary_penalty))
         if config.binary_warmup > 0:
-            from .logic_training import warmup_schedule
-
             hooks.append(warmup_schedule(model, config.binary_warmup))
     if config.filter_loss > 0:
-        from .interpretable import filter_loss_hook, mask_modules
-
         if not mask_modules(model):
             raise ModelError("filter_loss needs an InterpretableMask layer after the top conv "
-                             "layer's activation (cnn2logic.interpretable.InterpretableMask)")
+                             "layer's activation (cnn2logic.model.InterpretableMask)")
         hooks.append(filter_loss_hook(config.filter_loss))
     if len(hooks) <= 1:
         return hooks[0] if hooks else None
@@ -213,6 +251,19 @@ def _with_training_losses(model: nn.Module, config: TrainConfig,
 
 
 def accuracy(model: nn.Module, split) -> float:
+    """Share of ``split``'s images the model classifies correctly, rounded to 6 digits.
+
+    Parameters
+    ----------
+    model : nn.Module
+    split : Split
+        Anything with ``tensors() -> (images, labels)``.
+
+    Returns
+    -------
+    float
+        NaN for an empty split.
+    """
     x, y = split.tensors()
     if len(x) == 0:
         return float("nan")
@@ -221,6 +272,18 @@ def accuracy(model: nn.Module, split) -> float:
 
 
 def metrics_json(metrics: dict[str, Any]) -> str:
+    """``metrics`` as the JSON text of a ``.metrics.json`` file (sorted keys, one indent).
+
+    Parameters
+    ----------
+    metrics : dict
+        As returned by :func:`train`; numpy scalars are written as numbers.
+
+    Returns
+    -------
+    str
+        The text, ending in a newline.
+    """
     return json.dumps(metrics, indent=1, sort_keys=True, default=_default) + "\n"
 
 

@@ -11,7 +11,7 @@ hold ``{"state_dict": {...}, "spec": "<json>"}``.
 
 Example
 -------
->>> from cnn2logic.models import build_model, named_spec
+>>> from cnn2logic.model import build_model, named_spec
 >>> model = build_model(named_spec("paper1"))
 >>> [name for name, _ in model.named_children()]
 ['conv1', 'act1', 'pool', 'flatten', 'out']
@@ -27,10 +27,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from ._io import atomic_path
-from .errors import CheckpointError, ModelError
+from .._io import atomic_path
+from ..errors import CheckpointError, ModelError
+from .interpretable import InterpretableMask
+from .logic_training import MODES as BINARY_MODES
+from .logic_training import BinaryUnits
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 POOLS = ("max", "avg", "global-max", "global-avg", "none")
@@ -39,6 +44,18 @@ CHECKPOINT_SPEC_KEY = "cnn2logic_spec"
 
 @dataclass(frozen=True)
 class ConvSpec:
+    """One conv layer of a :class:`ModelSpec`.
+
+    Parameters
+    ----------
+    filters, size : int
+        Number of kernels and their (square) size.
+    activation : {"sigmoid", "relu", "tanh", "identity"}
+    stride, padding : int
+    batchnorm : bool
+        A ``bn<i>`` BatchNorm layer between the conv and its activation.
+    """
+
     filters: int
     size: int
     activation: str = "sigmoid"
@@ -53,6 +70,12 @@ class ModelSpec:
 
     The output layer produces logits; softmax is applied by the loss and by
     :func:`predict_proba`, as in the paper's "linear 10 + softmax".
+
+    Raises
+    ------
+    ModelError
+        No conv layer, an unknown activation, pool or binary-unit mode, or sizes out of
+        range.
     """
 
     convs: tuple[ConvSpec, ...]
@@ -63,10 +86,10 @@ class ModelSpec:
     hidden_activation: str = "sigmoid"
     classes: int = 10
     name: str = "custom"
-    # Logic-friendly training (cnn2logic.logic_training): a ``binarize`` layer after
+    # Logic-friendly training (cnn2logic.model.logic_training): a ``binarize`` layer after
     # ``pool`` that outputs hard 0/1 units at inference; "none" leaves the network as is.
     binary_units: str = "none"
-    # Interpretable filters (cnn2logic.interpretable): a ``mask`` layer after the last
+    # Interpretable filters (cnn2logic.model.interpretable): a ``mask`` layer after the last
     # conv layer's activation.
     filter_mask: bool = False
 
@@ -87,16 +110,20 @@ class ModelSpec:
             raise ModelError(f"unknown hidden activation {self.hidden_activation!r}")
         if self.classes < 2:
             raise ModelError(f"classes must be at least 2, got {self.classes}")
-        from .logic_training import MODES as _BINARY_MODES
-
-        if self.binary_units not in _BINARY_MODES:
+        if self.binary_units not in BINARY_MODES:
             raise ModelError(f"unknown binary_units {self.binary_units!r}; choose from "
-                             f"{list(_BINARY_MODES)}")
+                             f"{list(BINARY_MODES)}")
         if self.binary_units != "none" and self.convs[-1].activation != "sigmoid":
             raise ModelError("binary_units thresholds units at 0.5 and needs a sigmoid last "
                              f"conv layer, not {self.convs[-1].activation!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON-able data (fields at their defaults added later omitted).
+
+        Returns
+        -------
+        dict
+        """
         d = asdict(self)
         d["convs"] = [asdict(c) for c in self.convs]
         # Fields added later are written only when set, so older specs stay byte-identical.
@@ -107,10 +134,32 @@ class ModelSpec:
         return d
 
     def to_json(self) -> str:
+        """The spec as JSON text with sorted keys (what a checkpoint stores).
+
+        Returns
+        -------
+        str
+        """
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ModelSpec":
+        """The spec written by :meth:`to_dict`.
+
+        Parameters
+        ----------
+        d : mapping
+            Must hold ``"convs"``, a list of :class:`ConvSpec` fields.
+
+        Returns
+        -------
+        ModelSpec
+
+        Raises
+        ------
+        ModelError
+            Missing or unknown fields, or invalid values.
+        """
         try:
             convs = tuple(ConvSpec(**c) for c in d["convs"])
             rest = {k: v for k, v in d.items() if k != "convs"}
@@ -137,7 +186,21 @@ PAPER_FIGURES = {
 
 
 def named_spec(name: str) -> ModelSpec:
-    """The spec called ``name`` (``paper1`` or ``paper3``)."""
+    """The spec called ``name`` (``paper1`` or ``paper3``).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ModelError
+        Not a known name.
+    """
     try:
         return PAPER_SPECS[name]
     except KeyError:
@@ -145,7 +208,21 @@ def named_spec(name: str) -> ModelSpec:
 
 
 def spec_from_arg(arg: str) -> ModelSpec:
-    """A spec from a CLI argument: a name, a JSON file, or inline JSON."""
+    """A spec from a CLI argument: a name, a JSON file, or inline JSON.
+
+    Parameters
+    ----------
+    arg : str
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ModelError
+        Neither a known name nor an existing file nor inline JSON, or an invalid spec.
+    """
     if arg in PAPER_SPECS:
         return PAPER_SPECS[arg]
     text = arg
@@ -164,7 +241,18 @@ def spec_from_arg(arg: str) -> ModelSpec:
 
 
 class SpecCNN(nn.Sequential):
-    """The network a :class:`ModelSpec` describes (an ``nn.Sequential`` with named layers)."""
+    """The network a :class:`ModelSpec` describes (an ``nn.Sequential`` with named layers).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Kept as the ``spec`` attribute (what :func:`save_checkpoint` stores).
+
+    Raises
+    ------
+    ModelError
+        A conv or pooling layer leaves no output for the spec's input shape.
+    """
 
     def __init__(self, spec: ModelSpec) -> None:
         layers: list[tuple[str, nn.Module]] = []
@@ -176,8 +264,6 @@ class SpecCNN(nn.Sequential):
                 layers.append((f"bn{i}", nn.BatchNorm2d(conv.filters)))
             layers.append((f"act{i}", ACTIVATIONS[conv.activation]()))
             if spec.filter_mask and i == len(spec.convs):
-                from .interpretable import InterpretableMask
-
                 layers.append(("mask", InterpretableMask()))
             c = conv.filters
             h = (h + 2 * conv.padding - conv.size) // conv.stride + 1
@@ -199,8 +285,6 @@ class SpecCNN(nn.Sequential):
         if h < 1 or w < 1:
             raise ModelError(f"pooling of size {spec.pool_size} leaves no output")
         if spec.binary_units != "none":
-            from .logic_training import BinaryUnits
-
             layers.append(("binarize", BinaryUnits(spec.binary_units)))
         layers.append(("flatten", nn.Flatten()))
         width = c * h * w
@@ -219,7 +303,24 @@ class SpecCNN(nn.Sequential):
 
 
 def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
-    """Build (and, with ``seed``, deterministically initialise) the network for ``spec``."""
+    """Build (and, with ``seed``, deterministically initialise) the network for ``spec``.
+
+    Parameters
+    ----------
+    spec : ModelSpec or str
+        A spec, or anything :func:`spec_from_arg` reads.
+    seed : int, optional
+        Seeds torch's global generator before the layers are initialised.
+
+    Returns
+    -------
+    SpecCNN
+
+    Raises
+    ------
+    ModelError
+        An invalid spec.
+    """
     if isinstance(spec, str):
         spec = spec_from_arg(spec)
     if seed is not None:
@@ -229,9 +330,15 @@ def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
 
 def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
                     extra: Mapping[str, str] | None = None) -> None:
-    """Write weights + spec as a safetensors file, atomically."""
-    from safetensors.torch import save_file
+    """Write weights + spec as a safetensors file, atomically.
 
+    Parameters
+    ----------
+    model : SpecCNN
+    path : path
+    extra : mapping of str to str, optional
+        More metadata to store beside the spec.
+    """
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {CHECKPOINT_SPEC_KEY: model.spec.to_json()}
     metadata.update(extra or {})
@@ -241,6 +348,15 @@ def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
 
 def load_checkpoint(path: str | os.PathLike[str]) -> SpecCNN:
     """Load a checkpoint written by :func:`save_checkpoint` (or a weights-only ``.pt``).
+
+    Parameters
+    ----------
+    path : path
+
+    Returns
+    -------
+    SpecCNN
+        In eval mode.
 
     Raises
     ------
@@ -276,8 +392,6 @@ def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
             raise CheckpointError(f"{p}: expected a dict with 'state_dict' and 'spec'")
         return dict(obj["state_dict"]), str(obj["spec"])
     try:
-        from safetensors import safe_open
-
         with safe_open(str(p), framework="pt") as fh:
             metadata = fh.metadata() or {}
             state = {k: fh.get_tensor(k) for k in fh.keys()}
@@ -289,7 +403,20 @@ def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits for ``images`` in batches, without gradients."""
+    """Logits for ``images`` in batches, without gradients (the model is put in eval mode).
+
+    Parameters
+    ----------
+    model : nn.Module
+    images : torch.Tensor
+        ``(n, channels, height, width)``.
+    batch_size : int
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n, classes)``; empty for no images.
+    """
     model.eval()
     outs = []
     with torch.no_grad():
@@ -299,4 +426,14 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 100
 
 
 def layer_names(model: nn.Module) -> Sequence[str]:
+    """The names of every submodule of ``model`` (``named_modules`` without the root).
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of str
+    """
     return [name for name, _ in model.named_modules() if name]

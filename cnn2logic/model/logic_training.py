@@ -46,7 +46,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .errors import ModelError
+from ..errors import ModelError
 
 MODES = ("none", "ste", "noise", "penalty")
 DEFAULT_NOISE = 2.0
@@ -112,7 +112,16 @@ class BinaryUnits(nn.Module):
 
 
 def binary_modules(model: nn.Module) -> list[tuple[str, BinaryUnits]]:
-    """The :class:`BinaryUnits` layers of ``model`` with their names."""
+    """The :class:`BinaryUnits` layers of ``model`` with their names.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of (str, BinaryUnits)
+    """
     return [(name, m) for name, m in model.named_modules() if isinstance(m, BinaryUnits)]
 
 
@@ -120,6 +129,15 @@ def binary_penalty_loss(weight: float = DEFAULT_PENALTY
                         ) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
     """A ``train(extra_loss=...)`` hook adding ``weight * mean(u (1 - u))`` of every
     :class:`BinaryUnits` layer in ``"penalty"`` mode (computed in its last forward pass).
+
+    Parameters
+    ----------
+    weight : float
+
+    Returns
+    -------
+    callable
+        ``(model, images, logits) -> scalar tensor``.
 
     Raises
     ------
@@ -144,6 +162,17 @@ def warmup_schedule(model: nn.Module, steps: int
     """A ``train(extra_loss=...)`` hook (adding nothing to the loss) that trains the first
     ``steps`` iterations with continuous units, then switches the binary units on.
 
+    Parameters
+    ----------
+    model : nn.Module
+        Its :class:`BinaryUnits` layers are put in warm-up now.
+    steps : int
+
+    Returns
+    -------
+    callable
+        ``(model, images, logits) -> zero``.
+
     Raises
     ------
     ModelError
@@ -167,7 +196,24 @@ def warmup_schedule(model: nn.Module, steps: int
 
 
 def configure(model: nn.Module, noise: float | None = None) -> int:
-    """Set the noise level of every :class:`BinaryUnits` layer; return how many there are."""
+    """Set the noise level of every :class:`BinaryUnits` layer; return how many there are.
+
+    Parameters
+    ----------
+    model : nn.Module
+    noise : float, optional
+        ``None`` leaves the layers' noise as it is.
+
+    Returns
+    -------
+    int
+        The number of :class:`BinaryUnits` layers.
+
+    Raises
+    ------
+    ModelError
+        ``noise`` is negative.
+    """
     layers = binary_modules(model)
     if noise is not None:
         if noise < 0:

@@ -44,7 +44,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 TRUST_HINT = ("pass --trust-model-file (trust=True) only if you made this file yourself, or "
               "save the weights as safetensors and use --factory")
@@ -60,6 +60,11 @@ def check_export_archive(path: str | Path) -> None:
     """Refuse a ``torch.export`` archive holding anything that would be unpickled.
 
     Reads only the zip directory and the weights/constants JSON configs.
+
+    Parameters
+    ----------
+    path : path
+        The ``.pt2`` archive.
 
     Raises
     ------
@@ -113,6 +118,12 @@ def _check_payload_config(p: Path, name: str, config: Any) -> None:
 def check_torchscript(path: str | Path, trust: bool) -> None:
     """Refuse a TorchScript archive unless the user trusts it.
 
+    Parameters
+    ----------
+    path : path
+        Named in the message.
+    trust : bool
+
     Raises
     ------
     CheckpointError
@@ -128,6 +139,15 @@ def no_unpickling(path: str | Path) -> Iterator[None]:
     """While active, torch can rebuild tensors but nothing can be unpickled or loaded as code.
 
     Not thread-safe (it swaps module attributes); the command line is single-threaded.
+
+    Parameters
+    ----------
+    path : path
+        Named in the message of a refusal.
+
+    Yields
+    ------
+    None
 
     Raises
     ------

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ModelError
+from ..errors import ModelError
 
 BETA = 4.0
 
@@ -60,7 +60,18 @@ def _distance(h: int, w: int, device: torch.device | None = None) -> torch.Tenso
 
 
 def template_shapes(h: int, w: int, beta: float = BETA) -> torch.Tensor:
-    """``max(1 - beta * d / n, -1)`` for every centre: (h*w, h, w), ``n = max(h, w)``."""
+    """``max(1 - beta * d / n, -1)`` for every centre: (h*w, h, w), ``n = max(h, w)``.
+
+    Parameters
+    ----------
+    h, w : int
+        Map size.
+    beta : float
+
+    Returns
+    -------
+    torch.Tensor
+    """
     n = max(h, w)
     return torch.clamp(1 - beta * _distance(h, w) / n, min=-1.0)
 
@@ -68,8 +79,18 @@ def template_shapes(h: int, w: int, beta: float = BETA) -> torch.Tensor:
 def templates(h: int, w: int, beta: float = BETA) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``n²`` positive templates plus the negative one, and their priors.
 
-    Returns ``(T, prior)``: ``T`` is (h*w + 1, h, w) with the negative template last,
-    ``prior`` is (h*w + 1,).
+    Parameters
+    ----------
+    h, w : int
+        Map size.
+    beta : float
+
+    Returns
+    -------
+    T : torch.Tensor
+        (h*w + 1, h, w), the negative template last.
+    prior : torch.Tensor
+        (h*w + 1,).
     """
     m = h * w
     tau = 0.5 / m
@@ -85,6 +106,16 @@ class InterpretableMask(nn.Module):
 
     In training mode the masked maps of the last forward pass are kept in ``last`` for
     :func:`filter_loss_hook`.
+
+    Parameters
+    ----------
+    beta : float
+        Template slope.
+
+    Raises
+    ------
+    ModelError
+        ``beta`` is not positive, or (in the forward pass) the input is not 4-D.
     """
 
     def __init__(self, beta: float = BETA) -> None:
@@ -145,13 +176,33 @@ def filter_loss(x: torch.Tensor, beta: float = BETA) -> torch.Tensor:
 
 
 def mask_modules(model: nn.Module) -> list[tuple[str, InterpretableMask]]:
-    """The :class:`InterpretableMask` layers of ``model`` with their names."""
+    """The :class:`InterpretableMask` layers of ``model`` with their names.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of (str, InterpretableMask)
+    """
     return [(name, m) for name, m in model.named_modules() if isinstance(m, InterpretableMask)]
 
 
 def filter_loss_hook(weight: float, beta: float | None = None
                      ) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
     """A ``train(extra_loss=...)`` hook: ``weight`` × :func:`filter_loss` of every mask layer.
+
+    Parameters
+    ----------
+    weight : float
+    beta : float, optional
+        Template slope; by default each mask layer's own.
+
+    Returns
+    -------
+    callable
+        ``(model, images, logits) -> scalar tensor``.
 
     Raises
     ------
@@ -166,7 +217,7 @@ def filter_loss_hook(weight: float, beta: float | None = None
         if not layers:
             raise ModelError("the filter loss needs an InterpretableMask layer after the top "
                              "conv layer's activation (ModelSpec(filter_mask=True), or add "
-                             "cnn2logic.interpretable.InterpretableMask to your model)")
+                             "cnn2logic.model.InterpretableMask to your model)")
         total = logits.new_zeros(())
         for _, m in layers:
             if m.last is not None:
@@ -179,6 +230,18 @@ def filter_loss_hook(weight: float, beta: float | None = None
 def capture_maps(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray,
                  batch_size: int = 500) -> np.ndarray:
     """The full maps (images, kernels, h, w) of ``layer``, float32.
+
+    Parameters
+    ----------
+    model : nn.Module
+    layer : str
+        A name from ``model.named_modules()``.
+    images : torch.Tensor or numpy.ndarray
+    batch_size : int
+
+    Returns
+    -------
+    numpy.ndarray
 
     Raises
     ------

@@ -1,0 +1,183 @@
+"""Factories: the user's code that builds their ``torch.nn.Module``.
+
+A factory is named ``"package.module:function"`` (imported from ``sys.path``, then from the
+current directory) or ``"path/to/file.py:function"`` (imported from that file).  Its keyword
+arguments come as a mapping, inline JSON or a JSON file (``--factory-kwargs``).  Importing a
+factory runs the user's code: that is the point of it, and it is only ever done when the
+user names one (a weights file's recorded factory is never imported on its own).
+
+Example
+-------
+>>> import tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "mynet.py").write_text(
+...     "from torch import nn\\n"
+...     "def make(k=4):\\n"
+...     "    return nn.Sequential(nn.Conv2d(1, k, 3), nn.ReLU())\\n")
+>>> net = build_from_factory(f"{d}/mynet.py:make", '{"k": 2}')
+>>> net[0].out_channels
+2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from torch import nn
+
+from ..errors import ModelError
+
+
+def import_factory(ref: str) -> Callable[..., nn.Module]:
+    """The callable named by ``"package.module:function"`` or ``"file.py:function"``.
+
+    A dotted module that is not importable from ``sys.path`` is also looked for from the
+    current directory (the ``cnn2logic`` script does not put it on the path).
+
+    Parameters
+    ----------
+    ref : str
+
+    Returns
+    -------
+    callable
+
+    Raises
+    ------
+    ModelError
+        Malformed reference, module not found, or no such callable in it.
+    """
+    if ":" not in ref:
+        raise ModelError(f"factory {ref!r} must look like 'package.module:function' or "
+                         "'path/to/file.py:function'")
+    mod_ref, _, attr = ref.rpartition(":")
+    if not mod_ref or not attr:
+        raise ModelError(f"factory {ref!r} must look like 'package.module:function'")
+    if mod_ref.endswith(".py") or os.sep in mod_ref or "/" in mod_ref:
+        module = _module_from_file(Path(mod_ref))
+    else:
+        module = _module_from_name(mod_ref)
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(f"factory {ref!r}: {mod_ref} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelError(f"factory {ref!r} is not callable")
+    return obj
+
+
+def _module_from_file(path: Path):
+    if not path.is_file():
+        raise ModelError(f"factory file not found: {path}")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"_cnn2logic_factory_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"cannot import factory file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise ModelError(f"importing {path} failed: {exc.__class__.__name__}: {exc}") from None
+    return module
+
+
+def _module_from_name(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (name == exc.name or name.startswith(exc.name + ".")):
+            raise ModelError(f"importing {name} failed: {exc}") from None
+    cwd = os.getcwd()
+    if cwd in sys.path:
+        raise ModelError(f"factory module {name!r} not found on the Python path")
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        raise ModelError(f"factory module {name!r} not found on the Python path or in {cwd}") from None
+    except Exception as exc:
+        raise ModelError(f"importing {name} failed: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        if sys.path and sys.path[0] == cwd:
+            sys.path.pop(0)
+
+
+def parse_factory_kwargs(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Keyword arguments for a factory: a mapping, inline JSON, or a JSON file path.
+
+    Parameters
+    ----------
+    text : str, mapping or None
+        ``None`` means no arguments.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ModelError
+        Not JSON, or not a JSON object.
+    """
+    if text is None:
+        return {}
+    if isinstance(text, Mapping):
+        return dict(text)
+    raw = text
+    if not text.lstrip().startswith(("{", "[")):
+        p = Path(text)
+        if not p.is_file():
+            raise ModelError(f"factory kwargs {text!r}: not inline JSON and not a file")
+        raw = p.read_text(encoding="utf-8")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"factory kwargs are not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ModelError("factory kwargs must be a JSON object")
+    return value
+
+
+def build_from_factory(factory: str, factory_kwargs: Mapping[str, Any] | str | None = None
+                       ) -> nn.Module:
+    """Call the factory and check it returns an ``nn.Module``.
+
+    Parameters
+    ----------
+    factory : str
+        As for :func:`import_factory`.
+    factory_kwargs : mapping, JSON text or JSON file, optional
+        As for :func:`parse_factory_kwargs`.
+
+    Returns
+    -------
+    nn.Module
+
+    Raises
+    ------
+    ModelError
+        The factory fails or returns something else.
+    """
+    fn = import_factory(factory)
+    kwargs = parse_factory_kwargs(factory_kwargs)
+    try:
+        model = fn(**kwargs)
+    except TypeError as exc:
+        raise ModelError(f"factory {factory} rejected its arguments {kwargs}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
