@@ -1,23 +1,34 @@
 """cnn2logic: turn a trained convolutional network into logic programs you can query.
 
-Where things live
------------------
-``data``, ``models``, ``training``
-    images in, trained networks out (checkpoints are safetensors + spec).
-``units``
-    kernel units: capture each kernel's pooled activation and binarise it.
+Where things live (each package is one stage; data flows down the list)
+------------------------------------------------------------------------
+``rules``, ``names``, ``errors``
+    the base: the one immutable rule type every stage consumes, the one name sanitiser for
+    ASP/Prolog identifiers, the one exception hierarchy.
+``data``
+    images in: the embedded MNIST subset, IDX files, streaming in batches.
+``model/``
+    networks: specs and checkpoints, loading any ``nn.Module`` (``load_model``; nothing in
+    a model file is executed, see ``model.safeload``), training, logic-friendly training.
+``units/``
+    kernel units: capture each kernel's pooled activation, binarise it (thresholds), the
+    binary codes and the shard files of a distributed capture.
 ``extract/``
-    where rules are extracted (``approximation``: Tsukimoto's method, and the others).
-``minimize``
-    pyeda espresso minimisation of each class's DNF.
-``evaluate``
-    accuracy, fidelity, coverage, ceiling, the paper's table.
+    where rules are extracted: ``run`` is the one driver (capture, fit, minimise, rank,
+    evaluate), ``base`` the ``Extractor`` class and the ``REGISTRY`` of methods, ``config``
+    their settings, one module per method; adding a method is one module there.
+``minimize``, ``evaluate``
+    espresso minimisation of each class's DNF; accuracy, fidelity, coverage, ceilings.
 ``export/``
-    where programs are written (ASP for clingo, Prolog for SWI-Prolog, Markdown).
-``query``
-    where queries run (clingo).
-``rules``
-    the one immutable rule type everything above consumes.
+    where programs are written: ASP for clingo, Prolog for SWI-Prolog, Markdown; adding a
+    language is one module and one ``FORMATS`` entry.
+``query/``
+    where questions are asked: the program layout, the clingo session, the ``QUESTIONS``
+    registry (implies, conflicts, necessary, explain, flip), ``swipl`` for Prolog.
+``visual/``
+    seeing the kernels: SmoothGrad images, kernel-relation graphs, the HTML report.
+``cli/``
+    the ``cnn2logic`` command: argparse only, one module per subcommand.
 """
 
 from .errors import Cnn2LogicError
@@ -32,6 +43,12 @@ _LAZY = {
     "capture": "units", "fit_thresholds": "units", "BinaryCodes": "units",
     "extract_model": "extract.run", "ExtractConfig": "extract.config",
     "ApproximationExtractor": "extract.approximation",
+    "load_model": "model", "save_weights": "model",
+    "write_program": "export.logic", "program_text": "export.logic",
+    "Program": "query", "implies": "query", "conflicts": "query", "necessary": "query",
+    "explain": "query", "flip": "query", "predictions": "query",
+    "visualize": "visual", "kernel_graph": "visual", "write_graph": "visual",
+    "write_report": "visual",
 }
 
 __all__ = [
