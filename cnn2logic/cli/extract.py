@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from dataclasses import fields
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     _print_method_summary(result.rules.meta)
     print(f"\nwrote {out}/rules.json, rules.md, codes-train.npz, codes-test.npz "
           f"({len(result.rules.rules)} rules, {result.seconds['total']:.1f} s)")
+    for warning in result.warnings:  # never silently useless
+        print(f"cnn2logic extract: warning: {warning}", file=sys.stderr)
     return 0
 
 

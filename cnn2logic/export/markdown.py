@@ -11,7 +11,7 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from ..rules import RuleSet
 
@@ -78,6 +78,23 @@ def rules_section(rules: RuleSet) -> str:
     return "\n".join(lines)
 
 
+def rule_kind_sentence(meta: Mapping) -> str:
+    """What the rules promise, in words: guaranteed (worst case) or learned (measured).
+
+    Empty when the rules file does not say (files written before rule kinds existed).
+    """
+    kind = meta.get("rule_kind")
+    if kind == "guaranteed":
+        return ("**guaranteed**: each rule implies its class for every input it covers "
+                "(worst case over all kernel values)")
+    if kind == "learned":
+        fidelity = (meta.get("metrics") or {}).get("fidelity")
+        share = f" on {fidelity:.1%} of the test images" if isinstance(fidelity, float) else ""
+        return (f"**learned**: fitted to the network's decisions; the program agrees with "
+                f"the network{share}, with no guarantee elsewhere")
+    return ""
+
+
 def to_markdown(rules: RuleSet) -> str:
     """The whole readable summary of a rules file."""
     # Deferred on purpose: cnn2logic.model.spec imports torch; the other writers here do not.
@@ -94,6 +111,9 @@ def to_markdown(rules: RuleSet) -> str:
         parts.append("- settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
     parts.append(f"- decision: first satisfied rule in rank order; default class "
                  f"`{rules.default}` when none fires")
+    kind = rule_kind_sentence(meta)
+    if kind:
+        parts.append(f"- kind: {kind}")
     parts.append("")
     if "metrics" in meta:
         parts += ["## Metrics (test set)", "",

@@ -370,6 +370,18 @@ def _meta_lines(meta: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _kind_lines(meta: Mapping[str, Any]) -> list[str]:
+    # What the rules promise: the reader of a program must know which kind it holds.
+    kind = meta.get("rule_kind")
+    if kind == "guaranteed":
+        return ["  Guaranteed rules: each implies its class for every input it covers (worst",
+                "  case over all kernel values)."]
+    if kind == "learned":
+        return ["  Learned rules: fitted to the network's decisions; they agree with it on the",
+                "  measured share of the data (metrics.fidelity), with no guarantee elsewhere."]
+    return []
+
+
 def _header(rules: RuleSet, model: ProgramModel, unminimized: bool,
             sources: Mapping[str, str], language: str) -> tuple[str, ...]:
     n_class_rules = sum(r.kind == "class" for r in model.rules)
@@ -403,6 +415,7 @@ def _header(rules: RuleSet, model: ProgramModel, unminimized: bool,
         "  A rule fires for an image when all its literals hold (or, for an M-of-N rule, at",
         "  least M of them). predicts(I, C): some rule for class C fires. prediction(I, C): C is",
         "  the class of the first firing rule in rank order, else the default class.",
+        *_kind_lines(rules.meta),
         "",
         "Predicates",
         "  kernel(K, Layer, Index)  kernel_name(K, Name)  input_kernel(K)  derived_kernel(K)",

@@ -305,4 +305,4 @@ def prepare(inputs: ModelInputs) -> Prepared:
 
 
 register(Method("approximation", ApproximationExtractor, ApproximationSettings, prepare,
-                "the paper's"))
+                "the paper's", kind="guaranteed"))

@@ -169,6 +169,15 @@ class Method:
         :class:`cnn2logic.extract.run.ModelInputs`.
     summary : str
         A few words for the ``--method`` help.
+    kind : {"guaranteed", "learned"}
+        ``guaranteed``: every rule is sound in the worst case over all inputs (the
+        approximation method); ``learned``: the rules hold on the measured share of the
+        data (their fidelity), nothing more.  Written to the rules file, ``rules.md``, the
+        programs and the report.
+    ordered : bool
+        The rules are a decision list whose order is part of the program (an earlier rule
+        is an exception to the later ones): the driver neither minimises per class nor
+        re-ranks them.
     """
 
     name: str
@@ -176,7 +185,12 @@ class Method:
     settings: type
     prepare: Callable[[Any], Prepared]
     summary: str
+    kind: str = "learned"
+    ordered: bool = False
 
+
+#: What a method's rules promise (see :class:`Method`).
+RULE_KINDS = ("guaranteed", "learned")
 
 # Filled by the method modules as ``cnn2logic.extract`` imports them, in that order.
 REGISTRY: dict[str, Method] = {}
@@ -190,6 +204,8 @@ def register(method: Method) -> Method:
     ExtractionError
         A method of that name is already registered.
     """
+    if method.kind not in RULE_KINDS:
+        raise ExtractionError(f"method {method.name!r}: kind must be one of {RULE_KINDS}")
     if method.name in REGISTRY:
         raise ExtractionError(f"method {method.name!r} is registered twice")
     REGISTRY[method.name] = method

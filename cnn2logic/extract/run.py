@@ -66,6 +66,9 @@ class ExtractionResult:
         Wall time of each step.
     extractor : Extractor or None
         The fitted extractor.
+    warnings : list of str
+        Why the rules are of little use, if they are (:func:`usefulness_warnings`);
+        ``cnn2logic extract`` prints them on stderr.
     """
 
     rules: RuleSet
@@ -76,6 +79,7 @@ class ExtractionResult:
     table: list[dict]
     seconds: dict[str, float] = field(default_factory=dict)
     extractor: Extractor | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
@@ -121,15 +125,58 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     seconds["extract"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    rules, min_report = _minimize_and_rank(outcome, config)
+    method = REGISTRY[config.method]
+    if method.ordered:  # a decision list: its order is its meaning
+        rules = outcome.unminimized
+        min_report = {h: {"kind": "none", "note": "ordered program, kept as fitted"}
+                      for h in rules.head_names}
+    else:
+        rules, min_report = _minimize_and_rank(outcome, config)
     seconds["minimize"] = time.perf_counter() - t2
 
     metrics, table = _metrics(rules, outcome)
     meta = _meta(model, data, config, model_name, rules, outcome, metrics, min_report, table)
+    meta["rule_kind"] = method.kind
     rules = rules.replace(meta=meta)
     seconds["total"] = time.perf_counter() - t0
     return ExtractionResult(rules, outcome.unminimized, outcome.train_codes,
-                            outcome.test_codes, metrics, table, seconds, extractor)
+                            outcome.test_codes, metrics, table, seconds, extractor,
+                            usefulness_warnings(rules, metrics, config.method))
+
+
+#: Below this test fidelity an extraction is reported as not following the network.
+LOW_FIDELITY = 0.5
+#: The method to suggest when another one yields useless rules.
+SUGGESTED_METHOD = "rulelist"
+
+
+def usefulness_warnings(rules: RuleSet, metrics: dict[str, Any], method: str) -> list[str]:
+    """Why these rules are of little use, if they are: one sentence each (never silent).
+
+    No rule at all, every test image given the default class, or a fidelity under
+    :data:`LOW_FIDELITY` each give a warning that names a method that would do better.
+
+    Returns
+    -------
+    list of str
+        Empty when the rules are fine.
+    """
+    better = (f"; try --method {SUGGESTED_METHOD} (a compact program fitted to the network)"
+              if method != SUGGESTED_METHOD and SUGGESTED_METHOD in REGISTRY else
+              "; try a finer binarisation (--threshold) or a larger budget")
+    out = []
+    fidelity = metrics.get("fidelity")
+    if not rules.rules:
+        out.append(f"the {method} method found no rule: every image gets the default class"
+                   f" {rules.default!r}{better}")
+    elif metrics.get("zero_fire") == 1.0 and rules.default is not None and not any(
+            not r.body for r in rules.rules):
+        out.append(f"no rule fires on any test image: every image gets the default class"
+                   f"{better}")
+    if isinstance(fidelity, float) and fidelity < LOW_FIDELITY:
+        out.append(f"the rules agree with the network on only {fidelity:.1%} of the test "
+                   f"images{better}")
+    return out
 
 
 def _minimize_and_rank(outcome: Outcome, config: ExtractConfig) -> tuple[RuleSet, dict]:

@@ -45,7 +45,7 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_write_text
 from ..errors import VisualizationError
-from ..export.markdown import METRIC_ROWS  # one list of rows and labels for both views
+from ..export.markdown import METRIC_ROWS, rule_kind_sentence  # one source for both views
 from ..rules import Literal, Rule, RuleSet
 from .graph import kernel_graph
 from .graph_draw import graph_png
@@ -331,7 +331,10 @@ def _all_rules_section(rules: RuleSet, max_rules: int) -> str:
                          f"{len(own)} rule(s)</summary><ol>{items}</ol>{more}</details>")
     default = (f"default class <b>{html.escape(rules.default)}</b> when no rule fires"
                if rules.default is not None else "no default class")
-    return (f"<p>{len(rules.rules)} rules in rank order (the first satisfied rule "
+    kind = rule_kind_sentence(rules.meta)
+    kind_html = ("<p>Rule kind: " + html.escape(kind).replace("**", "<b>", 1).replace(
+        "**", "</b>", 1) + ".</p>") if kind else ""
+    return (f"{kind_html}<p>{len(rules.rules)} rules in rank order (the first satisfied rule "
             f"decides); {default}.</p>{''.join(all_rules)}")
 
 
