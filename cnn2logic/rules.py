@@ -408,7 +408,8 @@ _META_TYPES = {"architecture": str, "data": str, "layer": str, "method": str, "m
                "output_layer": str, "codes_digest": str, "metrics": Mapping,
                "settings": Mapping, "minimization": Mapping, "thresholds": Mapping,
                "chaining": Mapping, "mofn": Mapping, "truncated": Mapping, "table": list,
-               "confusion": list, "unminimized_rules": list}
+               "confusion": list, "unminimized_rules": list, "rule_kind": str,
+               "ordered": bool, "rulelist": Mapping}
 
 
 def _check_meta(meta: Mapping) -> None:

@@ -69,7 +69,7 @@ import numpy as np
 from ..errors import ExtractionError, NotFittedError
 from ..evaluate import binarized_network_accuracy, rank_rules
 from ..rules import Head, Rule, RuleSet, Variable
-from ..units import fit_thresholds
+from ..units import fit_binarisation, fit_thresholds
 from ._common import (as_codes, as_target, check_count, check_tree_params, espresso_on_off,
                       most_frequent, names_for, term_rule, tree_leaf_terms)
 from .approximation import ApproximationExtractor, default_order, vertices
@@ -533,7 +533,8 @@ def _chain_layers(inputs: ModelInputs, layers: Sequence[str], top_units
             U_tr, U_te, units = inputs.grab(name, config.reduce if spatial == 1
                                             else config.norm)
         if spatial == 1:
-            th = fit_thresholds(U_tr, config.threshold, alpha=config.alpha, gamma=config.gamma)
+            th = fit_binarisation(U_tr, config.threshold, inputs.target_tr, alpha=config.alpha,
+                                  gamma=config.gamma)
             how = {"method": th.method, "params": th.params, "reduce": config.reduce}
         else:
             # Large conv maps: a max of sigmoids saturates near 1 for every image, so

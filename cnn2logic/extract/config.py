@@ -28,7 +28,7 @@ from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from typing import Any, Callable, Sequence
 
 from ..errors import ExtractionError
-from ..units import REDUCTIONS, THRESHOLDS
+from ..units import BINARISATIONS, REDUCTIONS, THRESHOLDS
 from .base import REGISTRY
 
 # Choices of the approximation and chaining settings (re-exported by those modules).
@@ -172,8 +172,10 @@ class CaptureSettings(Settings):
     layer: str = setting("pool", help="layer whose kernels are the rule variables")
     output: str = setting("out", help="linear layer the rules replace")
     threshold: str = setting(
-        "half", choices=THRESHOLDS, check=one_of("threshold", THRESHOLDS),
-        help="binarisation: 'half' (0.5, sigmoid units, the paper) or per-kernel")
+        "auto", choices=BINARISATIONS, check=one_of("threshold", BINARISATIONS),
+        help="binarisation: 'auto' (default: 'half' on units in [0, 1], else 'infogain'; "
+             "'lookup' for rulelist), 'half' (0.5, sigmoid units, the paper), per-kernel "
+             "statistics, or fitted for fidelity to the network ('infogain', 'lookup')")
     reduce: str = setting("max", choices=REDUCTIONS, check=one_of("reduction", REDUCTIONS),
                           help="how a kernel's map becomes one unit")
 

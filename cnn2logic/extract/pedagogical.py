@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ExtractionError, NotFittedError
 from ..evaluate import rank_rules
 from ..rules import Head, RuleSet, Variable
-from ..units import fit_thresholds
+from ..units import fit_binarisation
 from ._common import (as_codes, as_target, check_count, espresso_on_off, majority_per_code,
                       most_frequent, names_for, term_rule)
 from .base import Extractor, Method, Outcome, Prepared, register
@@ -160,7 +160,8 @@ def prepare(inputs: ModelInputs) -> Prepared:
     U_tr, U_te, units = inputs.grab(config.layer, config.reduce)
     W, b = inputs.output_or_none(U_tr.shape[1], required=False)
     heads = inputs.heads(W)
-    th = fit_thresholds(U_tr, config.threshold, alpha=config.alpha, gamma=config.gamma)
+    th = fit_binarisation(U_tr, config.threshold, inputs.target_tr, alpha=config.alpha,
+                          gamma=config.gamma)
     bits_tr, bits_te = th.apply(U_tr), th.apply(U_te)
     extractor = PedagogicalExtractor(timeout=config.minimize_timeout)
 

@@ -137,6 +137,8 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     metrics, table = _metrics(rules, outcome)
     meta = _meta(model, data, config, model_name, rules, outcome, metrics, min_report, table)
     meta["rule_kind"] = method.kind
+    if method.ordered:
+        meta["ordered"] = True  # readers show it as a list, top to bottom
     rules = rules.replace(meta=meta)
     seconds["total"] = time.perf_counter() - t0
     return ExtractionResult(rules, outcome.unminimized, outcome.train_codes,

@@ -12,6 +12,10 @@ The road from a trained CNN to the binary codes every extractor reads:
     ``mean``, ``median``; fitted on the training images, applied to others);
     :class:`RunningStats` fits them from running sums when the units do not fit in memory;
     :func:`save_thresholds` / :func:`load_thresholds` carry them between jobs.
+:mod:`~cnn2logic.units.fidelity`
+    thresholds chosen for fidelity to the network (``infogain`` per kernel, ``lookup``
+    jointly) on units of any scale, and :func:`fit_binarisation`, which resolves any
+    binarisation by name (``auto``: ``half`` on units in [0, 1], else ``infogain``).
 :mod:`~cnn2logic.units.codes`
     :class:`BinaryCodes`, the bits with labels and network predictions, saved as a packed
     ``.npz``; :func:`codes_for` does capture, binarisation and labelling for one split.
@@ -39,6 +43,8 @@ Example
 from .activations import (REDUCTIONS, KernelUnits, LayerBatch, capture, iter_layer_units,
                           kernel_names, position_names, reduce_maps, unit_names)
 from .codes import BinaryCodes, check_binary, codes_for
+from .fidelity import (BINARISATIONS, FIDELITY_THRESHOLDS, auto_binarisation,
+                       fit_binarisation, fit_fidelity_thresholds)
 from .shards import (FORMAT_VERSION, KINDS, SHARD_FORMAT, ActivationShard, capture_shard,
                      capture_stream, merge_shards, parse_shard, shard_range)
 from .thresholds import (THRESHOLDS, THRESHOLDS_FORMAT, RunningStats, Thresholds,
@@ -46,6 +52,9 @@ from .thresholds import (THRESHOLDS, THRESHOLDS_FORMAT, RunningStats, Thresholds
                          save_thresholds, stream_statistics)
 
 __all__ = [
+    # fidelity
+    "BINARISATIONS", "FIDELITY_THRESHOLDS", "auto_binarisation", "fit_binarisation",
+    "fit_fidelity_thresholds",
     # activations
     "REDUCTIONS", "KernelUnits", "LayerBatch", "capture", "iter_layer_units", "kernel_names",
     "position_names", "reduce_maps", "unit_names",

@@ -29,7 +29,8 @@ from ..errors import ActivationError
 from ..model.spec import predict_logits
 from ..rules import Variable
 from .activations import KernelUnits, capture
-from .thresholds import Thresholds, fit_thresholds
+from .fidelity import fit_binarisation
+from .thresholds import Thresholds
 
 
 @dataclass(frozen=True)
@@ -186,9 +187,9 @@ def codes_for(model: nn.Module, layer: str, split: Any, thresholds: Thresholds |
     x, y = split.tensors()
     units = capture(model, layer, x, reduce=reduce, progress=progress,
                     qualified_names=qualified_names)
-    if thresholds is None:
-        thresholds = fit_thresholds(units, threshold_method)
     preds = predict_logits(model, x).argmax(1).numpy()
+    if thresholds is None:  # the fidelity binarisations fit against the predictions
+        thresholds = fit_binarisation(units, threshold_method, preds)
     codes = BinaryCodes(thresholds.apply(units), units.variables,
                         tuple(class_names or split.classes), y.numpy(), preds,
                         tuple(f"{id_prefix}{i}" for i in range(len(y))))

@@ -314,6 +314,16 @@ def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> 
             "</table>")
 
 
+def _decision_list(rules: RuleSet) -> str:
+    # A decision list reads top to bottom: each rule applies only where none above fired.
+    items = "".join(
+        f"<li>{'if' if i == 0 else 'else if'} {_rule_chips(rule)} → "
+        f"<b>{html.escape(rule.head)}</b></li>" for i, rule in enumerate(rules.rules))
+    default = (f"<li>otherwise → <b>{html.escape(rules.default)}</b></li>"
+               if rules.default is not None else "")
+    return f"<p>The program, in order:</p><ol class=dlist>{items}{default}</ol>"
+
+
 def _all_rules_section(rules: RuleSet, max_rules: int) -> str:
     all_rules = []
     for head in rules.heads:
@@ -334,8 +344,9 @@ def _all_rules_section(rules: RuleSet, max_rules: int) -> str:
     kind = rule_kind_sentence(rules.meta)
     kind_html = ("<p>Rule kind: " + html.escape(kind).replace("**", "<b>", 1).replace(
         "**", "</b>", 1) + ".</p>") if kind else ""
-    return (f"{kind_html}<p>{len(rules.rules)} rules in rank order (the first satisfied rule "
-            f"decides); {default}.</p>{''.join(all_rules)}")
+    ordered = _decision_list(rules) if rules.meta.get("ordered") else ""
+    return (f"{kind_html}{ordered}<p>{len(rules.rules)} rules in rank order (the first "
+            f"satisfied rule decides); {default}.</p>{''.join(all_rules)}")
 
 
 def _graph_section(rules: RuleSet, thumbs: _Thumbs) -> str:
