@@ -335,12 +335,15 @@ class SplitInfo:
     source : str
         ``"embedded"`` or the directory.
     split : {"train", "test"}
+    max_label : int
+        The split's largest label (-1 when it has none).
     """
 
     total: int
     classes: tuple[str, ...]
     source: str
     split: str
+    max_label: int = -1
 
 
 def open_split(source: str | os.PathLike[str], split: str = "train",
@@ -370,7 +373,8 @@ def open_split(source: str | os.PathLike[str], split: str = "train",
     if str(source) == EMBEDDED:
         d = load_data(EMBEDDED)
         part = d.train if split == "train" else d.test
-        return SplitInfo(len(part.subset(size)), part.classes, EMBEDDED, split)
+        n = len(part.subset(size))
+        return SplitInfo(n, part.classes, EMBEDDED, split, int(part.labels[:n].max(initial=-1)))
     directory = Path(source)
     _, lab_path = _idx_paths(directory, split)
     labels = _check_labels(read_idx(lab_path), lab_path)
@@ -383,7 +387,7 @@ def open_split(source: str | os.PathLike[str], split: str = "train",
                         f"only {len(labels)}")
     total = len(labels) if size is None else size
     return SplitInfo(total, tuple(str(c) for c in range(_n_classes(labels, other))),
-                     str(directory), split)
+                     str(directory), split, int(labels[:total].max(initial=-1)))
 
 
 def iter_batches(source: str | os.PathLike[str], split: str = "train", start: int = 0,

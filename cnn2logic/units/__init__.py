@@ -36,8 +36,8 @@ Example
 (4, 2)
 """
 
-from .activations import (REDUCTIONS, KernelUnits, LayerBatch, capture, iter_layer_units,
-                          kernel_names, position_names, reduce_maps, unit_names)
+from .activations import (REDUCTIONS, KernelUnits, LayerBatch, capture, check_model_input,
+                          iter_layer_units, kernel_names, position_names, reduce_maps, unit_names)
 from .codes import BinaryCodes, check_binary, codes_for
 from .shards import (FORMAT_VERSION, KINDS, SHARD_FORMAT, ActivationShard, capture_shard,
                      capture_stream, merge_shards, parse_shard, shard_range)
@@ -47,7 +47,8 @@ from .thresholds import (THRESHOLDS, THRESHOLDS_FORMAT, RunningStats, Thresholds
 
 __all__ = [
     # activations
-    "REDUCTIONS", "KernelUnits", "LayerBatch", "capture", "iter_layer_units", "kernel_names",
+    "REDUCTIONS", "KernelUnits", "LayerBatch", "capture", "check_model_input", "iter_layer_units",
+    "kernel_names",
     "position_names", "reduce_maps", "unit_names",
     # thresholds
     "THRESHOLDS", "THRESHOLDS_FORMAT", "RunningStats", "Thresholds", "fit_stream_thresholds",

@@ -29,7 +29,7 @@ from ..errors import ActivationError
 from ..models import predict_logits
 from ..rules import RuleSet, Variable
 from ._npz import MAX_INDEX, Schema, read_npz
-from .activations import KernelUnits, capture
+from .activations import KernelUnits, capture, check_model_input
 from .thresholds import Thresholds, fit_thresholds
 
 
@@ -215,8 +215,12 @@ def codes_for(model: nn.Module, layer: str, split: Any, thresholds: Thresholds |
     ------
     ModelError, ActivationError
         As :func:`~cnn2logic.units.capture` and :func:`~cnn2logic.units.fit_thresholds`.
+    DataError
+        As :func:`~cnn2logic.units.check_model_input` (images or labels the model cannot
+        take).
     """
     x, y = split.tensors()
+    check_model_input(model, x, y, getattr(split, "name", "data"))
     units = capture(model, layer, x, reduce=reduce, progress=progress,
                     qualified_names=qualified_names)
     if thresholds is None:

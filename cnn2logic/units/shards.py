@@ -53,7 +53,7 @@ from .._io import atomic_path
 from ..data import iter_batches, open_split
 from ..errors import ActivationError, DataError
 from ..rules import Variable
-from .activations import iter_layer_units, unit_names
+from .activations import check_model_input, iter_layer_units, unit_names
 from .codes import BinaryCodes
 from ._npz import MAX_INDEX, Schema, read_npz
 from .thresholds import (THRESHOLDS, RunningStats, Thresholds, check_half, fit_thresholds,
@@ -413,7 +413,9 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
     Raises
     ------
     DataError
-        Bad shard, or neither/both of ``images`` and ``source``.
+        Bad shard, neither/both of ``images`` and ``source``, ``size`` above the images
+        available, or images / labels the model cannot take
+        (:func:`~cnn2logic.units.check_model_input`).
     ActivationError, ModelError
         As :func:`capture_stream`.
     """
@@ -427,13 +429,22 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
     if source is not None:
         meta = open_split(source, split, size)
         start, stop = shard_range(meta.total, i, n)
+        if start < stop:
+            first, _ = next(iter(iter_batches(source, split, start, start + 1, 1)))
+            check_model_input(model, first, [meta.max_label] if meta.max_label >= 0 else None,
+                              f"{meta.source}/{split}")
         batches: Iterable = iter_batches(source, split, start, stop, batch_size)
         classes: tuple[str, ...] | None = meta.classes
         total = meta.total
         info["source"] = meta.source
     else:
-        total = len(images) if size is None else min(size, len(images))
+        if size is not None and size > len(images):
+            raise DataError(f"asked for {size} images but {len(images)} were given")
+        total = len(images) if size is None else size
         start, stop = shard_range(total, i, n)
+        if start < stop:
+            check_model_input(model, images[start:start + 1],
+                              None if labels is None else labels[:total], "images")
         batches = _as_batches(images[start:stop],
                               None if labels is None else labels[start:stop], batch_size)
         classes = None
