@@ -193,6 +193,22 @@ def _read_exactly(fh, n: int, p: Path, what: str) -> bytes:
     return raw
 
 
+def _read_upto(fh, limit: int, p: Path) -> bytes:
+    """At most ``limit`` bytes of ``fh``, read piecewise: memory grows with what the file
+    holds, not with what a (corrupt) header declares."""
+    chunks, got = [], 0
+    try:
+        while got < limit:
+            chunk = fh.read(min(limit - got, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except _READ_ERRORS as exc:
+        raise DataError(f"{p}: cannot read ({_one_line(exc)})") from None
+    return b"".join(chunks)
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -244,10 +260,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
             if held != expected:
                 raise DataError(f"{p}: header says shape {shape} ({expected} bytes) but file "
                                 f"holds {held} bytes")
-        try:
-            raw = fh.read(expected + 1)
-        except _READ_ERRORS as exc:
-            raise DataError(f"{p}: cannot read ({_one_line(exc)})") from None
+        raw = _read_upto(fh, expected + 1, p)
     if len(raw) != expected:
         held = f"{len(raw)} bytes" if len(raw) <= expected else "more"
         raise DataError(f"{p}: header says shape {shape} ({expected} bytes) but file holds "
