@@ -27,8 +27,10 @@ Example
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,17 @@ _IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+#: Labels must be below this.  The class count is the largest label + 1, and every class
+#: gets a name, a rule head and an output unit: a label of 2,000,000,000 (a corrupt or
+#: hostile labels file) would otherwise allocate that many.  65,536 classes is far beyond
+#: any data set a rule extractor over kernel units can serve.
+MAX_CLASSES = 2**16
+
+# What reading a (gzipped) file can raise besides FileNotFoundError: a bad gzip header
+# (gzip.BadGzipFile is an OSError), corrupt deflate data (zlib.error), a cut stream
+# (EOFError).
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -77,8 +90,17 @@ class ImageSet:
         return len(self.labels)
 
     def subset(self, n: int | None) -> "ImageSet":
-        """The first ``n`` examples (all when ``n`` is None)."""
-        if n is None or n >= len(self):
+        """The first ``n`` examples (all when ``n`` is None).
+
+        Raises
+        ------
+        DataError
+            ``n`` below 1, or more than the set holds (never clamped silently).
+        """
+        if n is not None and n > len(self):
+            raise DataError(f"{self.name}: asked for {n} images but the split holds only "
+                            f"{len(self)}")
+        if n is None or n == len(self):
             return self
         if n < 1:
             raise DataError(f"{self.name}: subset size must be at least 1, got {n}")
@@ -114,7 +136,8 @@ def load_data(source: str | os.PathLike[str] = EMBEDDED, *, train_size: int | No
     DataFileNotFoundError
         The directory or one of its files does not exist.
     DataError
-        A file is malformed, or image and label counts disagree.
+        A file is malformed, a split is empty, image and label counts disagree, or
+        ``train_size`` / ``test_size`` exceed the images available.
     """
     if str(source) == EMBEDDED:
         splits = _load_embedded()
@@ -159,38 +182,115 @@ def _find_idx(directory: Path, stem: str) -> Path:
     )
 
 
+def _read_exactly(fh, n: int, p: Path, what: str) -> bytes:
+    """``n`` bytes of ``fh`` (fewer means the file is truncated)."""
+    try:
+        raw = fh.read(n)
+    except _READ_ERRORS as exc:
+        raise DataError(f"{p}: cannot read {what} ({_one_line(exc)})") from None
+    if len(raw) != n:
+        raise DataError(f"{p}: truncated {what} ({len(raw)} of {n} bytes)")
+    return raw
+
+
+def _read_upto(fh, limit: int, p: Path) -> bytes:
+    """At most ``limit`` bytes of ``fh``, read piecewise: memory grows with what the file
+    holds, not with what a (corrupt) header declares."""
+    chunks, got = [], 0
+    try:
+        while got < limit:
+            chunk = fh.read(min(limit - got, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except _READ_ERRORS as exc:
+        raise DataError(f"{p}: cannot read ({_one_line(exc)})") from None
+    return b"".join(chunks)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _open_idx(p: Path):
+    """``p`` opened for binary reading (gzip when it ends in ``.gz``)."""
+    try:
+        return (gzip.open if p.suffix == ".gz" else open)(p, "rb")
+    except FileNotFoundError:
+        raise DataFileNotFoundError(f"{p}: no such file") from None
+    except _READ_ERRORS as exc:
+        raise DataError(f"{p}: cannot read ({_one_line(exc)})") from None
+
+
+def _idx_header(fh, p: Path) -> tuple[np.dtype, tuple[int, ...], int]:
+    """The dtype, shape and header length of the IDX file open in ``fh``."""
+    magic = _read_exactly(fh, 4, p, "IDX header")
+    if magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+        raise DataError(f"{p}: not an IDX file (bad magic number)")
+    ndim = magic[3]
+    if ndim == 0:
+        raise DataError(f"{p}: IDX header declares 0 dimensions")
+    shape = struct.unpack(f">{ndim}I", _read_exactly(fh, 4 * ndim, p, "IDX header"))
+    return np.dtype(_IDX_DTYPES[magic[2]]), tuple(shape), 4 + 4 * ndim
+
+
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a numpy array.
 
+    The header is read first and the payload size checked against it before anything
+    large is read (a plain file's size against the header; a gzip stream is read up to the
+    declared size plus one byte, so trailing data is noticed without reading it all).
+
     Raises
     ------
+    DataFileNotFoundError
+        The file does not exist.
     DataError
-        The magic number, dimensions or payload size are wrong; names the file.
+        The magic number, dimensions or payload size are wrong, the gzip stream is corrupt
+        or cut, or float data hold NaN or infinity; names the file.
     """
     p = Path(path)
-    try:
-        opener = gzip.open if p.suffix == ".gz" else open
-        with opener(p, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise DataFileNotFoundError(f"{p}: no such file") from None
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{p}: cannot read ({exc})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataError(f"{p}: not an IDX file (bad magic number)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DataError(f"{p}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
-        raise DataError(
-            f"{p}: header says shape {shape} ({expected} bytes) but file holds "
-            f"{len(raw) - header} bytes"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    with _open_idx(p) as fh:
+        dtype, shape, header = _idx_header(fh, p)
+        # math.prod: exact Python integers (np.prod would wrap at 2**63 for hostile dims)
+        expected = math.prod(shape) * dtype.itemsize
+        if p.suffix != ".gz":
+            held = os.path.getsize(p) - header
+            if held != expected:
+                raise DataError(f"{p}: header says shape {shape} ({expected} bytes) but file "
+                                f"holds {held} bytes")
+        raw = _read_upto(fh, expected + 1, p)
+    if len(raw) != expected:
+        held = f"{len(raw)} bytes" if len(raw) <= expected else "more"
+        raise DataError(f"{p}: header says shape {shape} ({expected} bytes) but file holds "
+                        f"{held}")
+    arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise DataError(f"{p}: value {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}; "
+                        "data must be finite numbers")
+    return arr
+
+
+def _check_labels(labels: np.ndarray, lab_path: Path) -> np.ndarray:
+    """``labels`` as int64 after checking they are class indices in ``0..MAX_CLASSES-1``."""
+    if labels.ndim != 1:
+        raise DataError(f"{lab_path}: expected (n,) labels, got shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        if not np.array_equal(labels, np.round(labels)):
+            raise DataError(f"{lab_path}: labels must be whole numbers")
+    labels = labels.astype(np.int64)
+    if labels.min(initial=0) < 0:
+        raise DataError(f"{lab_path}: negative label {int(labels.min())}")
+    if labels.max(initial=0) >= MAX_CLASSES:
+        raise DataError(f"{lab_path}: label {int(labels.max())} is not below {MAX_CLASSES} "
+                        "(one class per label value up to the largest: a corrupt file?)")
+    return labels
+
+
+def _n_classes(*label_arrays: np.ndarray) -> int:
+    return max([int(a.max(initial=0)) + 1 for a in label_arrays] + [10])
 
 
 def _load_idx_split(directory: Path, split: str) -> ImageSet:
@@ -200,18 +300,16 @@ def _load_idx_split(directory: Path, split: str) -> ImageSet:
     labels = read_idx(lab_path)
     if images.ndim != 3:
         raise DataError(f"{img_path}: expected (n, rows, cols) images, got shape {images.shape}")
-    if labels.ndim != 1:
-        raise DataError(f"{lab_path}: expected (n,) labels, got shape {labels.shape}")
+    labels = _check_labels(labels, lab_path)
     if len(images) != len(labels):
         raise DataError(
             f"{lab_path}: {len(labels)} labels but {img_path.name} has {len(images)} images"
         )
+    if len(images) == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise DataError(f"{img_path}: no images (shape {images.shape})")
     scale = 255.0 if images.dtype == np.uint8 else max(float(images.max()), 1.0)
     arr = (images.astype(np.float32) / scale)[:, None, :, :]
-    labels = labels.astype(np.int64)
-    if labels.min(initial=0) < 0:
-        raise DataError(f"{lab_path}: negative label {int(labels.min())}")
-    n_classes = max(int(labels.max(initial=0)) + 1, 10)
+    n_classes = _n_classes(labels)
     return ImageSet(arr, labels, tuple(str(c) for c in range(n_classes)),
                     f"{directory.name}/{split}")
 
@@ -250,12 +348,15 @@ class SplitInfo:
     source : str
         ``"embedded"`` or the directory.
     split : {"train", "test"}
+    max_label : int
+        The split's largest label (-1 when it has none).
     """
 
     total: int
     classes: tuple[str, ...]
     source: str
     split: str
+    max_label: int = -1
 
 
 def open_split(source: str | os.PathLike[str], split: str = "train",
@@ -277,22 +378,29 @@ def open_split(source: str | os.PathLike[str], split: str = "train",
     Raises
     ------
     DataError, DataFileNotFoundError
-        Unknown split, or missing / malformed files.
+        Unknown split, missing / malformed files, an empty split, or ``size`` above the
+        images available.
     """
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if str(source) == EMBEDDED:
         d = load_data(EMBEDDED)
         part = d.train if split == "train" else d.test
-        total = len(part) if size is None else min(size, len(part))
-        return SplitInfo(total, part.classes, EMBEDDED, split)
+        n = len(part.subset(size))
+        return SplitInfo(n, part.classes, EMBEDDED, split, int(part.labels[:n].max(initial=-1)))
     directory = Path(source)
     _, lab_path = _idx_paths(directory, split)
-    labels = read_idx(lab_path)
-    other = read_idx(_idx_paths(directory, "test" if split == "train" else "train")[1])
-    n_classes = max(int(labels.max(initial=0)) + 1, int(other.max(initial=0)) + 1, 10)
-    total = len(labels) if size is None else min(size, len(labels))
-    return SplitInfo(total, tuple(str(c) for c in range(n_classes)), str(directory), split)
+    labels = _check_labels(read_idx(lab_path), lab_path)
+    other_path = _idx_paths(directory, "test" if split == "train" else "train")[1]
+    other = _check_labels(read_idx(other_path), other_path)
+    if len(labels) == 0:
+        raise DataError(f"{lab_path}: no images in the {split} split")
+    if size is not None and size > len(labels):
+        raise DataError(f"{directory}/{split}: asked for {size} images but the split holds "
+                        f"only {len(labels)}")
+    total = len(labels) if size is None else size
+    return SplitInfo(total, tuple(str(c) for c in range(_n_classes(labels, other))),
+                     str(directory), split, int(labels[:total].max(initial=-1)))
 
 
 def iter_batches(source: str | os.PathLike[str], split: str = "train", start: int = 0,
@@ -335,27 +443,28 @@ def iter_batches(source: str | os.PathLike[str], split: str = "train", start: in
                    torch.from_numpy(part.labels[s:e].astype(np.int64)))
         return
     img_path, lab_path = _idx_paths(Path(source), split)
-    labels = read_idx(lab_path).astype(np.int64)
-    opener = gzip.open if img_path.suffix == ".gz" else open
-    with opener(img_path, "rb") as fh:
-        magic = fh.read(4)
-        if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
+    labels = _check_labels(read_idx(lab_path), lab_path)
+    with _open_idx(img_path) as fh:
+        dtype, shape, header = _idx_header(fh, img_path)
+        if dtype != np.uint8:
             raise DataError(f"{img_path}: not a uint8 IDX image file")
-        ndim = magic[3]
-        shape = struct.unpack(f">{ndim}I", fh.read(4 * ndim))
-        if ndim != 3:
+        if len(shape) != 3:
             raise DataError(f"{img_path}: expected (n, rows, cols) images, got {shape}")
         n, rows, cols = shape
         if n != len(labels):
             raise DataError(f"{lab_path}: {len(labels)} labels but {img_path.name} has {n} images")
+        if img_path.suffix != ".gz" and os.path.getsize(img_path) != header + n * rows * cols:
+            raise DataError(f"{img_path}: header says shape {shape} ({n * rows * cols} bytes) "
+                            f"but file holds {os.path.getsize(img_path) - header} bytes")
         stop = n if stop is None else min(stop, n)
         per = rows * cols
-        fh.seek(4 + 4 * ndim + start * per)
+        try:
+            fh.seek(header + start * per)
+        except _READ_ERRORS as exc:
+            raise DataError(f"{img_path}: cannot read ({_one_line(exc)})") from None
         for s in range(start, stop, batch_size):
             e = min(s + batch_size, stop)
-            raw = fh.read((e - s) * per)
-            if len(raw) != (e - s) * per:
-                raise DataError(f"{img_path}: truncated at image {s}")
+            raw = _read_exactly(fh, (e - s) * per, img_path, f"images {s}..{e - 1}")
             arr = np.frombuffer(raw, np.uint8).reshape(e - s, 1, rows, cols)
             yield torch.from_numpy(arr.astype(np.float32) / 255.0), torch.from_numpy(labels[s:e])
 

@@ -32,13 +32,18 @@ def run(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text
     from ..data import load_data
     from ..export.markdown import metrics_table, table1, to_markdown
-    from ..model.spec import PAPER_FIGURES, PAPER_ITERATIONS, save_checkpoint, spec_from_arg
+    from ..model.spec import (PAPER_FIGURES, PAPER_ITERATIONS, build_model, save_checkpoint,
+                              spec_from_arg)
+    from ..units import check_model_input
     from ..extract import ExtractConfig, extract_model
     from ..model.training import TrainConfig, metrics_json, train
 
     out = Path(args.out)
     spec = spec_from_arg(args.arch)
     data = load_data(args.data)
+    for split in (data.train, data.test):  # before training: the network must read the data
+        check_model_input(build_model(spec, seed=args.seed), split.images[:1], split.labels,
+                          split.name)
     iterations = args.iterations or PAPER_ITERATIONS.get(spec.name, 10_000)
     print(f"[1/4] training {spec.name} on {data.source} ({len(data.train)} train / "
           f"{len(data.test)} test images, {iterations} iterations)")

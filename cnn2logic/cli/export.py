@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError("--module applies to Prolog output only (--format pl)")
     rules = load_rules(args.rules)
     codes = BinaryCodes.load(args.activations) if args.activations else None
+    if codes is not None:
+        codes.check_fits(rules, args.activations)
     sources = {"rules file": basename(args.rules)}
     if args.activations:
         sources["activations file"] = basename(args.activations)

@@ -74,8 +74,11 @@ def _load(args: argparse.Namespace) -> Program:
         # Deferred on purpose: cnn2logic.units imports torch, needed only for a rules .json.
         from ..units import BinaryCodes
 
+        rules = load_rules(path)
         codes = BinaryCodes.load(args.activations) if args.activations else None
-        return Program.from_rules(load_rules(path), codes, unminimized=args.unminimized)
+        if codes is not None:
+            codes.check_fits(rules, args.activations)
+        return Program.from_rules(rules, codes, unminimized=args.unminimized)
     if args.activations or args.unminimized:
         raise QueryError("--activations and --unminimized apply to a rules .json; an exported "
                          ".lp already holds its rules and data")

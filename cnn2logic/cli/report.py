@@ -19,10 +19,10 @@ import numpy as np
 
 from ._model_args import add_model_args, load_model, model_from_args
 from ..data import load_data
-from ..errors import Cnn2LogicError, VisualizationError
+from ..errors import Cnn2LogicError, ModelError, VisualizationError
 from ..evaluate import confusion, evaluate_rules
 from ..rules import RuleSet, load_rules
-from ..units import REDUCTIONS, Thresholds, codes_for
+from ..units import REDUCTIONS, Thresholds, capture, check_model_input, codes_for
 from ..visual.kernels import model_fingerprint, visualize
 from ..visual.report import CONFUSION_SOURCE, METRICS_SOURCE, write_report
 from ..visual.saliency import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
@@ -144,6 +144,9 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         ``rules`` is a path that cannot be read.
     CheckpointError
         ``model`` is a path that cannot be loaded.
+    ModelError, DataError
+        The model's layer has another number of kernel units than the rules have
+        variables on it, or the data do not fit the model.
     VisualizationError
         A bad visualisation parameter or an unwritable output path.
     """
@@ -160,6 +163,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     reduce = reduce or str(settings.get("reduce") or "max")
     arch = str(meta.get("architecture")
                or getattr(getattr(model, "spec", None), "name", "") or "")
+    _check_model_fits(model, rules, data, layer, reduce)
     notes: list[str] = []
     vis_dir = Path(visuals_dir) if visuals_dir is not None else None
     vis = _visuals(model, layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
@@ -174,6 +178,31 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     measured = _measurements(model, rules, data, meta, layer, reduce, notes)
     return write_report(rules, out, visuals=vis, layer=layer, architecture=arch,
                         title=title, max_rules=max_rules, notes=notes, **measured)
+
+
+def _check_model_fits(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str) -> None:
+    """Refuse, before any work, data the model cannot read and a model not the rules'.
+
+    One image (the data's first, else zeros of the model's declared input) gives the
+    number of units of ``layer``; the rules' variables on that layer must be as many.
+    """
+    if model is None:
+        return
+    sample = None
+    if data is not None:
+        check_model_input(model, data.train.images[:1], data.train.labels, data.train.name)
+        check_model_input(model, data.test.images[:1], data.test.labels, data.test.name)
+        sample = data.train.images[:1]
+    elif getattr(getattr(model, "spec", None), "input_shape", None):
+        sample = np.zeros((1, *model.spec.input_shape), np.float32)
+    on_layer = [v for v in rules.variables if v.layer == layer]
+    if sample is None or not on_layer:
+        return
+    n_units = capture(model, layer, sample, reduce=reduce, progress=False).values.shape[1]
+    if n_units != len(on_layer) or any(v.index >= n_units for v in on_layer):
+        raise ModelError(f"the model's layer {layer!r} has {n_units} kernel units but the "
+                         f"rules have {len(on_layer)} variables on it: not the model the "
+                         "rules were extracted from")
 
 
 def _load_model(model: Any) -> Any:

@@ -40,7 +40,7 @@ from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_
                         term_counts)
 from ..minimize import minimize_ruleset
 from ..rules import Literal, Rule, RuleSet
-from ..units import BinaryCodes
+from ..units import BinaryCodes, check_model_input
 from .base import REGISTRY, Extractor, Outcome
 from .config import ExtractConfig
 from .layers import ModelInputs
@@ -112,9 +112,15 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
         Bad settings, or a method that cannot apply to this model.
     ModelError
         A layer name does not exist or the output layer does not fit.
+    DataError
+        Images the model cannot read, or labels beyond its output units.
+    ActivationError
+        The network's kernel units are NaN or infinite (a broken checkpoint).
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    for split in (data.train, data.test):  # one image each: shapes and labels fit the model
+        check_model_input(model, split.images[:1], split.labels, split.name)
     inputs = ModelInputs(model, data, config, progress, class_names)
     prepared = REGISTRY[config.method].prepare(inputs)
     seconds["capture"] = time.perf_counter() - t0

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ActivationError, ModelError
+from ..errors import ActivationError, DataError, ModelError
 from ..rules import Variable
 
 REDUCTIONS = ("max", "mean", "l1", "l2", "position")
@@ -232,7 +232,13 @@ def iter_layer_units(model: nn.Module, layer: str, batches: Iterable, reduce: st
         elif out.ndim != 2:
             raise ActivationError(f"layer {layer!r} outputs shape {tuple(output.shape)}; "
                                   "expected (n, c, h, w) or (n, c)")
-        grabbed.append(out.float().cpu().numpy())
+        values = out.float().cpu().numpy()
+        if not np.isfinite(values).all():
+            # Refused here, before any threshold is fitted: NaN compares false with every
+            # threshold and would binarise silently to all-zero codes.
+            raise ActivationError(f"the network's kernel units at layer {layer!r} are "
+                                  "NaN/inf: check the checkpoint (and the images)")
+        grabbed.append(values)
 
     handle = module.register_forward_hook(hook)
     was_training = model.training
@@ -262,6 +268,70 @@ def iter_layer_units(model: nn.Module, layer: str, batches: Iterable, reduce: st
     finally:
         handle.remove()
         model.train(was_training)
+
+
+def check_model_input(model: nn.Module, images: torch.Tensor | np.ndarray,
+                      labels: torch.Tensor | np.ndarray | None = None, what: str = "data"
+                      ) -> int | None:
+    """Run ``model`` on the first image and refuse data it cannot read or label.
+
+    One forward pass (eval mode, no gradients, the mode restored) before a capture, so
+    images of another size or channel count fail with both shapes named instead of a
+    convolution's traceback, and labels are checked against the output units.
+
+    Parameters
+    ----------
+    model : nn.Module
+    images : tensor or array
+        (n, c, h, w); only the first image is run.
+    labels : tensor or array, optional
+        Every label of the data (the largest must name an output unit).
+    what : str
+        How to name the data (its split or directory) in messages.
+
+    Returns
+    -------
+    int or None
+        The number of output units when the model returns (n, classes) scores.
+
+    Raises
+    ------
+    DataError
+        No images, images the model cannot read (the model's expected input when it
+        declares one, and the data's shape), or a label at or above the output count.
+    """
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if len(images) == 0:
+        raise DataError(f"{what}: no images")
+    shape = tuple(images.shape[1:])
+    spec = getattr(model, "spec", None)
+    expected = tuple(getattr(spec, "input_shape", ()) or ())
+    wants = f"the model takes {expected}, " if expected else ""
+    if expected and expected != shape:
+        raise DataError(f"{what}: images of shape {shape}, but {wants.rstrip(', ')}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(images[:1])
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        # Whatever the model (any user module) raises on one well-formed image is a
+        # mismatch of its input; its own first line says which layer refused.
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise DataError(f"{what}: the model cannot read images of shape {shape} "
+                        f"({wants}error: {first})") from None
+    finally:
+        model.train(was_training)
+    if not (isinstance(out, torch.Tensor) and out.ndim == 2):
+        return None
+    n_out = int(out.shape[1])
+    if labels is not None and len(labels):
+        top = int(np.asarray(labels).max())
+        if top >= n_out:
+            raise DataError(f"{what}: label {top} but the model has {n_out} output units "
+                            f"(classes 0..{n_out - 1})")
+    return n_out
 
 
 def unit_names(layer: str, n_units: int, reduce: str, map_shape: Sequence[int],

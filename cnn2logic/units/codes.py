@@ -27,8 +27,9 @@ from torch import nn
 from .._io import atomic_path
 from ..errors import ActivationError
 from ..model.spec import predict_logits
-from ..rules import Variable
-from .activations import KernelUnits, capture
+from ..rules import RuleSet, Variable
+from ._npz import MAX_INDEX, Schema, read_npz
+from .activations import KernelUnits, capture, check_model_input
 from .fidelity import fit_binarisation
 from .thresholds import Thresholds
 
@@ -103,32 +104,64 @@ class BinaryCodes:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "BinaryCodes":
-        """Read codes written by :meth:`save`.
+        """Read codes written by :meth:`save`, checking every array against the rest.
+
+        The schema: ``bits`` packed uint8 (rows, ceil(n_kernels / 8)); ``n_kernels`` an
+        integer; ``var_names`` / ``var_layers`` strings and ``var_index`` integers, one per
+        kernel; ``classes`` strings (at least one); ``ids`` one string per row; optional
+        ``labels`` / ``predictions`` integers per row (-1 for unknown).
 
         Raises
         ------
         ActivationError
-            Missing file, or not a cnn2logic activations file.
+            Missing file, not an ``.npz``, damaged, or any array of the wrong type, shape
+            or range (the one-line message names the file and the array).
         """
-        p = Path(path)
-        if not p.is_file():
-            raise ActivationError(f"activations file not found: {p}")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                n = int(z["n_kernels"])
-                bits = np.unpackbits(z["bits"], axis=1, count=n).astype(bool)
-                variables = tuple(
-                    Variable(str(a), str(b), int(c))
-                    for a, b, c in zip(z["var_names"], z["var_layers"], z["var_index"])
-                )
-                return cls(
-                    bits, variables, tuple(str(c) for c in z["classes"]),
-                    z["labels"] if "labels" in z else None,
-                    z["predictions"] if "predictions" in z else None,
-                    tuple(str(i) for i in z["ids"]),
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise ActivationError(f"{p}: not a cnn2logic activations file ({exc})") from None
+        z = Schema(read_npz(path, "activations"), path, "cnn2logic activations")
+        n = z.integer("n_kernels", 0, MAX_INDEX)
+        bits = z.packed_bits("bits", n)
+        rows = len(bits)
+        variables = tuple(Variable(a, b, int(c)) for a, b, c in zip(
+            z.strings("var_names", n), z.strings("var_layers", n),
+            z.integers("var_index", n, 0, MAX_INDEX)))
+        classes = z.strings("classes")
+        if not classes:
+            raise z.fail("no classes")
+        ids = z.strings("ids", rows)
+        labels, predictions = (
+            z.integers(key, rows, -1, MAX_INDEX) if z.has(key) else None
+            for key in ("labels", "predictions"))
+        return cls(bits, variables, classes, labels, predictions, ids)
+
+    def check_fits(self, rules: RuleSet, where: str = "activations") -> None:
+        """Refuse codes that do not belong to ``rules``: other class names.
+
+        Codes of another data set (another class list) would make a program declare
+        classes the rules never saw; the kernels are checked where they are read
+        (:func:`cnn2logic.export.model` names the missing ones).
+
+        Parameters
+        ----------
+        rules : RuleSet
+        where : str
+            How to name the codes (their file) in the message.
+
+        Raises
+        ------
+        ActivationError
+            The rules' class heads and the codes' classes differ.
+        """
+        heads = tuple(h.name for h in rules.heads if h.kind == "class")
+        if heads and set(heads) != set(self.classes):
+            raise ActivationError(
+                f"{where}: classes {_short_list(self.classes)} differ from the rules' "
+                f"classes {_short_list(heads)}")
+
+
+def _short_list(names: Sequence[str], keep: int = 8) -> str:
+    """``[a, b, ... (n in all)]`` for a message."""
+    shown = ", ".join(repr(n)[:30] for n in names[:keep])
+    return f"[{shown}{f', ... ({len(names)} in all)' if len(names) > keep else ''}]"
 
 
 def check_binary(X: np.ndarray, what: str = "activations") -> np.ndarray:
@@ -183,8 +216,12 @@ def codes_for(model: nn.Module, layer: str, split: Any, thresholds: Thresholds |
     ------
     ModelError, ActivationError
         As :func:`~cnn2logic.units.capture` and :func:`~cnn2logic.units.fit_thresholds`.
+    DataError
+        As :func:`~cnn2logic.units.check_model_input` (images or labels the model cannot
+        take).
     """
     x, y = split.tensors()
+    check_model_input(model, x, y, getattr(split, "name", "data"))
     units = capture(model, layer, x, reduce=reduce, progress=progress,
                     qualified_names=qualified_names)
     preds = predict_logits(model, x).argmax(1).numpy()

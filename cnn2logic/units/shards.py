@@ -53,9 +53,11 @@ from .._io import atomic_path
 from ..data import iter_batches, open_split
 from ..errors import ActivationError, DataError
 from ..rules import Variable
-from .activations import iter_layer_units, unit_names
+from .activations import check_model_input, iter_layer_units, unit_names
 from .codes import BinaryCodes
-from .thresholds import RunningStats, Thresholds, check_half, fit_thresholds, same_thresholds
+from ._npz import MAX_INDEX, Schema, read_npz
+from .thresholds import (THRESHOLDS, RunningStats, Thresholds, check_half, fit_thresholds,
+                         same_thresholds)
 
 SHARD_FORMAT = "cnn2logic-activations-shard"
 FORMAT_VERSION = 1
@@ -200,43 +202,65 @@ class ActivationShard:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "ActivationShard":
-        """Read a shard written by :meth:`save`.
+        """Read a shard written by :meth:`save`, checking every array against the rest.
+
+        Besides the fields of :class:`ActivationShard` (each of its type, one per kernel
+        or per row as it should be), ``shard`` must be ``(i, n)`` with ``0 <= i < n``, the
+        image ``indices`` must lie in ``0..total-1``, raw ``units`` and statistics must be
+        finite, and ``info`` must map strings to strings.
 
         Raises
         ------
         ActivationError
-            Missing file, or not a cnn2logic activation shard.
+            Missing file, not an ``.npz``, not a shard, damaged, or any array of the wrong
+            type, shape or range (the one-line message names the file and the array).
         """
-        p = Path(path)
-        if not p.is_file():
-            raise ActivationError(f"shard file not found: {p}")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                if "format" not in z or str(z["format"]) != SHARD_FORMAT:
-                    raise ActivationError(f"{p}: not a cnn2logic activation shard")
-                if int(z["version"]) != FORMAT_VERSION:
-                    raise ActivationError(f"{p}: unsupported shard version {int(z['version'])}")
-                kind = str(z["kind"])
-                n = int(z["n_kernels"])
-                variables = tuple(Variable(str(a), str(b), int(c)) for a, b, c in
-                                  zip(z["var_names"], z["var_layers"], z["var_index"]))
-                thresholds = None
-                if kind == "bits":
-                    data = np.unpackbits(z["bits"], axis=1, count=n).astype(bool)
-                    thresholds = Thresholds(np.asarray(z["thresholds"], np.float64),
-                                            str(z["threshold_method"]),
-                                            json.loads(str(z["threshold_params"])))
-                else:
-                    data = np.asarray(z["units"], np.float32)
-                stats = RunningStats(int(z["stats_count"]), z["stats_sum"], z["stats_squares"],
-                                     z["stats_low"], z["stats_high"])
-                shard = tuple(int(v) for v in z["shard"])
-                return cls(kind, data, variables, tuple(str(c) for c in z["classes"]),
-                           z["labels"], z["predictions"], z["indices"], str(z["layer"]),
-                           str(z["reduce"]), stats, thresholds, (shard[0], shard[1]),
-                           int(z["total"]), json.loads(str(z["info"])))
-        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
-            raise ActivationError(f"{p}: not a readable activation shard ({exc})") from None
+        z = Schema(read_npz(path, "activation shard"), path, "cnn2logic activation shard")
+        if not z.has("format") or z.get("format").dtype.kind != "U" \
+                or z.get("format").ndim != 0 or str(z.get("format")) != SHARD_FORMAT:
+            raise ActivationError(f"{path}: not a cnn2logic activation shard")
+        version = z.scalar("version", "int")
+        if version != FORMAT_VERSION:
+            raise ActivationError(f"{path}: unsupported shard version {version}")
+        kind = z.scalar("kind", "str")
+        if kind not in KINDS:
+            raise z.fail(f"kind {kind[:40]!r} is not one of {KINDS}")
+        n = z.integer("n_kernels", 0, MAX_INDEX)
+        names = z.strings("var_names", n)
+        variables = tuple(Variable(a, b, int(c)) for a, b, c in zip(
+            names, z.strings("var_layers", n), z.integers("var_index", n, 0, MAX_INDEX)))
+        thresholds = None
+        if kind == "bits":
+            data = z.packed_bits("bits", n)
+            method = z.scalar("threshold_method", "str")
+            if method not in THRESHOLDS:
+                raise z.fail(f"threshold method {method[:40]!r} is not one of {THRESHOLDS}")
+            params = z.json_text("threshold_params")
+            if not isinstance(params, dict):
+                raise z.fail("'threshold_params' must be a JSON object")
+            thresholds = Thresholds(np.asarray(z.floats("thresholds", (n,)), np.float64),
+                                    method, params)
+        else:
+            units = z.get("units")
+            rows = units.shape[0] if units.ndim == 2 else -1
+            data = np.asarray(z.floats("units", (rows, n)), np.float32)
+        rows = len(data)
+        i, count = (int(v) for v in z.integers("shard", 2, 0, MAX_INDEX))
+        if not i < count:
+            raise z.fail(f"shard {i}/{count}: need 0 <= i < n")
+        total = z.integer("total", rows, MAX_INDEX)
+        info = z.json_text("info")
+        if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+            raise z.fail("'info' must be a JSON object of strings")
+        stats = RunningStats(z.integer("stats_count", 0, 2**62),
+                             z.floats("stats_sum", (n,)), z.floats("stats_squares", (n,)),
+                             z.floats("stats_low", (n,), allow_inf=True),
+                             z.floats("stats_high", (n,), allow_inf=True))
+        classes = z.strings("classes")
+        return cls(kind, data, variables, classes, z.integers("labels", rows, -1, MAX_INDEX),
+                   z.integers("predictions", rows, -1, MAX_INDEX),
+                   z.integers("indices", rows, 0, max(total - 1, 0)), z.scalar("layer", "str"),
+                   z.scalar("reduce", "str"), stats, thresholds, (i, count), total, info)
 
 
 def _as_batches(images: Any, labels: Any, batch_size: int
@@ -389,7 +413,9 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
     Raises
     ------
     DataError
-        Bad shard, or neither/both of ``images`` and ``source``.
+        Bad shard, neither/both of ``images`` and ``source``, ``size`` above the images
+        available, or images / labels the model cannot take
+        (:func:`~cnn2logic.units.check_model_input`).
     ActivationError, ModelError
         As :func:`capture_stream`.
     """
@@ -403,13 +429,22 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
     if source is not None:
         meta = open_split(source, split, size)
         start, stop = shard_range(meta.total, i, n)
+        if start < stop:
+            first, _ = next(iter(iter_batches(source, split, start, start + 1, 1)))
+            check_model_input(model, first, [meta.max_label] if meta.max_label >= 0 else None,
+                              f"{meta.source}/{split}")
         batches: Iterable = iter_batches(source, split, start, stop, batch_size)
         classes: tuple[str, ...] | None = meta.classes
         total = meta.total
         info["source"] = meta.source
     else:
-        total = len(images) if size is None else min(size, len(images))
+        if size is not None and size > len(images):
+            raise DataError(f"asked for {size} images but {len(images)} were given")
+        total = len(images) if size is None else size
         start, stop = shard_range(total, i, n)
+        if start < stop:
+            check_model_input(model, images[start:start + 1],
+                              None if labels is None else labels[:total], "images")
         batches = _as_batches(images[start:stop],
                               None if labels is None else labels[start:stop], batch_size)
         classes = None
