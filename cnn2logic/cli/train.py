@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     Cnn2LogicError
         Bad architecture, factory, data or training option (the CLI exits 2).
     """
+    _check_out(args.out)
     if getattr(args, "factory", None) or args.arch is None:
         return _run_factory(args)
     spec = spec_from_arg(args.arch)
@@ -111,6 +112,17 @@ def _beyond_options(args: argparse.Namespace) -> dict:
     return {"binary_units": args.binary_units, "binary_noise": args.binary_noise,
             "binary_penalty": args.binary_penalty, "binary_warmup": args.binary_warmup,
             "filter_loss": args.filter_loss}
+
+
+def _check_out(out: str) -> None:
+    # Before training, not after minutes of it: the checkpoint must be writable as a file.
+    path = Path(out)
+    if path.is_dir():
+        raise ModelError(f"--out {out} is a directory; give the checkpoint's file name, "
+                         f"e.g. {path / 'model.safetensors'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise ModelError(f"--out {out}: {parent} is not a directory")
 
 
 def _run_factory(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ Example
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
@@ -90,8 +91,8 @@ class TrainConfig:
             raise ModelError(f"batch size must be at least 1, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
             raise ModelError(f"unknown optimizer {self.optimizer!r}; choose from {OPTIMIZERS}")
-        if not self.lr > 0:
-            raise ModelError(f"learning rate must be positive, got {self.lr}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ModelError(f"learning rate must be a finite number > 0, got {self.lr}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ModelError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose "
                              f"from {LR_SCHEDULES}")
@@ -164,14 +165,14 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
     model.train()
     start = time.perf_counter()
     last_loss = float("nan")
-    for _ in iterator:
+    for step in iterator:
         if pos + config.batch_size > n:
             order = torch.randperm(n, generator=gen)
             pos = 0
         idx = order[pos:pos + config.batch_size]
         pos += config.batch_size
         xb, yb = x_train[idx], y_train[idx]
-        logits = model(xb)
+        logits = _forward_checked(model, xb, y_train, data, step)
         loss = loss_fn(logits, yb)
         if extra_loss is not None:
             loss = loss + extra_loss(model, xb, logits)
@@ -181,9 +182,29 @@ def train(spec: ModelSpec | str | SpecCNN, data: DataSplits, config: TrainConfig
         if sched is not None:
             sched.step()
         last_loss = float(loss.detach())
+        if not math.isfinite(last_loss):  # never hand back a NaN network
+            raise ModelError(f"training diverged: the loss is {last_loss} at iteration "
+                             f"{step + 1} (learning rate {config.lr}); lower --lr")
     seconds = time.perf_counter() - start
     model.eval()
     return model, _metrics(model, data, config, seconds, last_loss)
+
+
+def _forward_checked(model: nn.Module, xb: torch.Tensor, y_train: torch.Tensor,
+                     data: DataSplits, step: int) -> torch.Tensor:
+    """The forward pass; on the first step, data the model cannot read is named."""
+    if step:
+        return model(xb)
+    try:
+        logits = model(xb)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ModelError(f"the model cannot read the training images of shape "
+                         f"{tuple(xb.shape[1:])} from {data.source}: {first}") from None
+    if logits.ndim == 2 and int(y_train.max()) >= logits.shape[1]:
+        raise ModelError(f"label {int(y_train.max())} in {data.source} has no output unit: "
+                         f"the model has {logits.shape[1]} outputs")
+    return logits
 
 
 def _metrics(model: nn.Module, data: DataSplits, config: TrainConfig, seconds: float,
