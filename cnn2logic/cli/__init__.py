@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
+from .._io import Terminated, remove_live_temporaries
 from ..errors import Cnn2LogicError
 
 COMMANDS = ("demo", "train", "extract", "export", "query", "visualize", "graph", "report",
@@ -61,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first.replace("-", "_") if first in COMMANDS_CLI else None)
     args = parser.parse_args(argv)
+    if getattr(args, "progress", False) is None:
+        # Bars only on a terminal unless asked: a log file would hold hundreds of frames.
+        args.progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    previous = _terminate_like_interrupt()
     stdout = sys.stdout
     if stdout is not None:
         sys.stdout = _NamedStdout(stdout)
@@ -78,11 +85,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, _StdoutError):
             _silence_stdout()  # else the interpreter's final flush fails again, loudly
         return _fail(args.command, _os_message(exc))
-    except KeyboardInterrupt:
-        print(f"cnn2logic {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        remove_live_temporaries()
+        terminated = isinstance(exc, Terminated)
+        print(f"cnn2logic {args.command}: {'terminated' if terminated else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if terminated else 130
     finally:
         sys.stdout = stdout
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _terminate_like_interrupt():
+    """Make SIGTERM unwind like Ctrl-C (temporary files removed); return the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None  # only the main thread may set signal handlers
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):
+        return None
 
 
 class _StdoutError(OSError):

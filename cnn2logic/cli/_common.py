@@ -44,5 +44,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--progress`` / ``--no-progress``.
+
+    The default (None) means: bars only when standard error is a terminal
+    (``cnn2logic.cli.main`` decides), so a log file gets no bar frames.
+    """
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="draw progress bars on standard error (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")

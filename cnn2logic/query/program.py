@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..errors import QueryError
 from ..export.asp import to_asp
-from ..export.layout import DATA_MARKER, IMAGE_LINE, PATTERNS_PREFIX
+from ..export.layout import DATA_MARKER, IMAGE_LINE, PATTERNS_PREFIX, check_complete
 from ..names import asp_string, is_identifier
 from ..rules import RuleSet
 
@@ -73,15 +73,24 @@ class Program:
         Raises
         ------
         QueryError
-            The file does not exist or is not UTF-8 text.
+            The file does not exist, is not UTF-8 text, or is an exported program that
+            was cut short or lost lines (its end line counts them; see
+            :func:`cnn2logic.export.layout.check_complete`).
         """
         p = Path(path)
         if not p.is_file():
             raise QueryError(f"program file not found: {p}")
         try:
-            return cls(p.read_text(encoding="utf-8"), p)
+            # newline="": no translation, so a name holding "\r" reaches clingo as written
+            # (universal newlines would turn it into a line break inside a string).
+            with open(p, encoding="utf-8", newline="") as fh:
+                text = fh.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise QueryError(f"cannot read program {p}: {exc}") from None
+        problem = check_complete(text)
+        if problem is not None:
+            raise QueryError(f"program {p} is incomplete: {problem}")
+        return cls(text, p)
 
     @classmethod
     def from_rules(cls, rules: RuleSet, codes: BinaryCodes | None = None, *,
