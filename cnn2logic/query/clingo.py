@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -33,6 +34,11 @@ import clingo
 
 from ..errors import QueryError, SolverError
 from .program import Program
+
+#: A ``time.monotonic()`` by which every timed search must stop, or None.  Set only in the
+#: child process of :func:`cnn2logic.query.bounded.run_bounded`, where one time limit
+#: covers loading, grounding and solving: a search then gets what is left of it.
+DEADLINE: float | None = None
 
 # A #script statement outside comments and strings (clingo's Python API here runs no
 # embedded scripts: loading one fails without a message, so we say why).
@@ -210,6 +216,8 @@ class Session:
                 answers.append(Answer(list(model.symbols(shown=True)), list(model.cost),
                                       model.optimality_proven))
 
+        if timeout is not None and DEADLINE is not None:
+            timeout = max(min(timeout, DEADLINE - time.monotonic()), 0.001)
         try:
             if timeout is None:
                 result = self.ctl.solve(on_model=on_model)

@@ -131,21 +131,23 @@ class Program:
         m = IMAGE_LINE.match(line) if line else None
         return _unquote(m.group(2)) if m else None
 
-    def candidate_lines(self, image: str) -> list[str]:
+    def candidate_lines(self, image: str, by: str = "any") -> list[str]:
         """Data lines that may be the image ``image`` names (by id, identifier or index).
 
-        Which one is meant is decided by the query program itself, exactly as when the
-        whole program is loaded.  Empty for a program without the layout.
+        ``by`` is ``"any"`` (all three), ``"id"`` (the original id only) or ``"index"``
+        (the position only).  Which line is meant is decided by the query program itself,
+        exactly as when the whole program is loaded.  Empty for a program without the
+        layout.
         """
         lines = []
-        pos = self._data.find(f", {asp_string(image)}). image_index(")
+        pos = self._data.find(f", {asp_string(image)}). image_index(") if by != "index" else -1
         if pos >= 0:
             lines.append(self._line_at(pos))
-        if is_identifier(image):
+        if by == "any" and is_identifier(image):
             line = self._line_of(image)
             if line is not None:
                 lines.append(line)
-        if image.isdigit():
+        if by != "id" and image.isdigit():
             m = re.search(rf"\. image_index\([a-z][a-zA-Z0-9_]*, {int(image)}\)\.",
                           self._data)
             if m:
