@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from pathlib import Path
@@ -137,6 +138,9 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     LIVE_TEMPORARIES.add(tmp)
     try:
         yield tmp
+        # Ctrl-C / SIGTERM wait until every file is moved: the set is never half replaced
+        # (each move is one rename on the same file system, microseconds each).
+        blocked = _block_signals()
         try:
             target.mkdir(exist_ok=True)
             for item in sorted(tmp.iterdir()):
@@ -145,9 +149,22 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
                 os.replace(item, dest)
         except OSError as exc:
             raise _user_error(exc, target) from None
+        finally:
+            _unblock_signals(blocked)
     finally:
         LIVE_TEMPORARIES.discard(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _block_signals() -> set | None:
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+def _unblock_signals(previous: set | None) -> None:
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def remove_live_temporaries() -> None:

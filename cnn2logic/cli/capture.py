@@ -55,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
     """
+    from .._io import refuse_overwriting_inputs
     from ..byo import file_digest, model_from_args
     from ..errors import ActivationError
     from ..units import capture_shard, load_thresholds, parse_shard
 
+    refuse_overwriting_inputs([args.out], [args.model, args.thresholds])
     shard = parse_shard(args.shard)
     thresholds = None
     if args.thresholds:
