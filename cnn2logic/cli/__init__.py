@@ -17,6 +17,7 @@ from typing import Sequence
 
 from .._io import Terminated, remove_live_temporaries
 from ..errors import Cnn2LogicError
+from ._common import resolve_progress
 
 COMMANDS = ("demo", "train", "extract", "export", "query", "visualize", "graph", "report",
             "capture", "merge", "extract_part")
@@ -64,9 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first.replace("-", "_") if first in COMMANDS_CLI else None)
     args = parser.parse_args(argv)
-    if getattr(args, "progress", False) is None:
-        # Bars only on a terminal unless asked: a log file would hold hundreds of frames.
-        args.progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    resolve_progress(args)
     previous = _terminate_like_interrupt()
     stdout = sys.stdout
     if stdout is not None:
