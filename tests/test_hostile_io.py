@@ -225,7 +225,7 @@ def test_bounded_queries_answer_as_before(small):
                                    "1" * 5000])
 def test_constants_clingo_cannot_hold_are_refused(small, capsys, value):
     q = small / "q.lp"
-    q.write_text("#const cls = 0.\nshow(cls).\n")
+    q.write_text("#const cls = 0.\nshow(cls).\n#show show/1.\n")
     code, _, err = cli(capsys, "query", small / "small.lp", "--program", q, "-c",
                        f"cls={value}")
     assert code == 2 and "does not fit clingo's 32-bit integers" in one_error_line(err)
