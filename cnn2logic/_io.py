@@ -101,8 +101,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         except OSError as exc:
             raise _user_error(exc, target) from None
     except OSError as exc:
-        # A writer failing on the temporary file (a full disk) names it: name the target.
-        if exc.filename is not None and Path(exc.filename) == tmp_path:
+        # A writer failing on the temporary file (a full disk) names it, or names no file
+        # at all (zipfile, for np.savez): name the target.
+        if exc.filename is None or Path(exc.filename) == tmp_path:
             raise _user_error(exc, target) from None
         raise
     finally:
