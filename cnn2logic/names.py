@@ -92,20 +92,39 @@ def is_identifier(text: str) -> bool:
     return bool(_IDENT.match(text))
 
 
+#: Characters that Python's ``splitlines`` (and many editors) treat as line breaks, besides
+#: ``\n``.  Prolog atoms escape them; clingo strings cannot (clingo knows only ``\\``,
+#: ``\"`` and ``\n``), so they stay raw there and programs are read without newline
+#: translation (``open(..., newline="")``).
+LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
 def asp_string(text: str) -> str:
-    """``text`` as a clingo string literal (``"..."`` with ``\\``, ``"`` and newline escaped)."""
+    """``text`` as a clingo string literal (``"..."`` with ``\\``, ``"`` and newline escaped).
+
+    clingo has no escape for ``\\r`` and the other :data:`LINE_BREAKS`: they are kept raw,
+    which clingo reads back exactly as long as the file is read without newline
+    translation.
+    """
     escaped = str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
 
 
 def prolog_atom(text: str) -> str:
-    """``text`` as a quoted SWI-Prolog atom (``'...'`` with ``\\`` and ``'`` escaped)."""
+    """``text`` as a quoted SWI-Prolog atom (``'...'``, every line break escaped).
+
+    ``\\``, ``'``, ``\\n`` and ``\\r`` get their usual escapes and the other
+    :data:`LINE_BREAKS` the ``\\xHEX\\`` form, so the atom stays on one physical line.
+    """
     escaped = (
         str(text).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+        .replace("\r", "\\r")
     )
+    for char in LINE_BREAKS[1:]:
+        escaped = escaped.replace(char, f"\\x{ord(char):x}\\")
     return f"'{escaped}'"
 
 
 def comment_safe(text: str) -> str:
     """``text`` fit for one line of a ``%`` comment in either language."""
-    return re.sub(r"[\r\n]+", " ", str(text))
+    return re.sub(f"[\n{LINE_BREAKS}]+", " ", str(text))

@@ -17,7 +17,8 @@ from cnn2logic.names import NameTable, asp_string, comment_safe, identifier, is_
 
 HOSTILE = ["3", "Conv1", "cat-dog", "Cat_Dog", "cat dog", "it's", 'say "hi"', "back\\slash",
            "end\\", "new\nline", "tab\there", "cr\rlf", "größe", "猫", "🐈", "%*", "*%",
-           ":-", "not", "_", "", " ", "c_3", "k_k6", "i_img0", "\x7f", "\x1b[0m", "\u2028"]
+           ":-", "not", "_", "", " ", "c_3", "k_k6", "i_img0", "\x7f", "\x1b[0m", "\u2028",
+           "\r", "\r\n", "a\r\nb", "nel\x85", "ls\u2028ps\u2029", "\x0b\x0c"]
 
 # Any text but NUL, which no clingo string can hold (the exporters reject it).
 names_st = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),

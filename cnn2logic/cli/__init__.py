@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
+from .._io import Terminated, remove_live_temporaries
 from ..errors import Cnn2LogicError
+from ._common import resolve_progress
 
 COMMANDS = ("demo", "train", "extract", "export", "query", "visualize", "graph", "report",
             "capture", "merge", "extract_part")
@@ -61,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first.replace("-", "_") if first in COMMANDS_CLI else None)
     args = parser.parse_args(argv)
+    resolve_progress(args)
+    previous = _terminate_like_interrupt()
     stdout = sys.stdout
     if stdout is not None:
         sys.stdout = _NamedStdout(stdout)
@@ -78,11 +84,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, _StdoutError):
             _silence_stdout()  # else the interpreter's final flush fails again, loudly
         return _fail(args.command, _os_message(exc))
-    except KeyboardInterrupt:
-        print(f"cnn2logic {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        remove_live_temporaries()
+        terminated = isinstance(exc, Terminated)
+        print(f"cnn2logic {args.command}: {'terminated' if terminated else 'interrupted'}",
+              file=sys.stderr)
+        return 143 if terminated else 130
     finally:
         sys.stdout = stdout
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _terminate_like_interrupt():
+    """Make SIGTERM unwind like Ctrl-C (temporary files removed); return the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None  # only the main thread may set signal handlers
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError):
+        return None
 
 
 class _StdoutError(OSError):

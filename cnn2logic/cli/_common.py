@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def _int_at_least(text: str, minimum: int, requirement: str) -> int:
@@ -43,6 +44,27 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="use only the first N test images")
 
 
+def resolve_progress(args: argparse.Namespace) -> None:
+    """Decide an unset ``args.progress``: bars only when standard error is a terminal.
+
+    A log file would otherwise hold hundreds of ``\\r``-joined bar frames before the one
+    line that matters; ``--progress`` / ``--no-progress`` decide explicitly.
+    """
+    if getattr(args, "progress", False) is None:
+        isatty = getattr(sys.stderr, "isatty", None)
+        try:
+            args.progress = bool(isatty()) if isatty is not None else False
+        except (ValueError, OSError):  # a closed stderr
+            args.progress = False
+
+
 def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    """Add ``--progress`` / ``--no-progress``.
+
+    The default (None) means: bars only when standard error is a terminal
+    (:func:`resolve_progress`, called by ``cnn2logic.cli.main``).
+    """
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="draw progress bars on standard error (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")

@@ -55,11 +55,13 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
     """
+    from .._io import refuse_overwriting_inputs
     from ..model import file_digest
     from ._model_args import model_from_args
     from ..errors import ActivationError
     from ..units import capture_shard, load_thresholds, parse_shard
 
+    refuse_overwriting_inputs([args.out], [args.model, args.thresholds])
     shard = parse_shard(args.shard)
     thresholds = None
     if args.thresholds:

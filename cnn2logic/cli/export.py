@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .._io import refuse_overwriting_inputs
 from ..errors import ExportError
 from ..export.logic import FORMATS, program_text, write_program
 from ..export.model import basename
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         fmt = suffix
     if args.module is not None and "module" not in FORMATS[fmt].options:
         raise ExportError("--module applies to Prolog output only (--format pl)")
+    refuse_overwriting_inputs([args.out], [args.rules, args.activations])
     rules = load_rules(args.rules)
     codes = BinaryCodes.load(args.activations) if args.activations else None
     if codes is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dataclasses import fields
 
-from .._io import atomic_write_text
+from .._io import atomic_directory, atomic_write_text, refuse_overwriting_inputs
 from ._model_args import add_model_args, model_from_args
 from ..data import load_data
 from ..errors import ExtractionError
@@ -22,6 +22,10 @@ from ._common import add_data_args, add_progress_arg, positive_float, positive_i
 # How a settings field's ``parse`` (cnn2logic.extract.config.setting) reads its option.
 _PARSERS = {"str": str, "int": int, "float": float, "positive_int": positive_int,
             "positive_float": positive_float}
+
+
+#: The files one run writes into --out, replaced together.
+OUTPUTS = ("rules.json", "rules.md", "codes-train.npz", "codes-test.npz")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -96,17 +100,22 @@ def run(args: argparse.Namespace) -> int:
     if args.order is not None and args.order < 1:
         raise ExtractionError(f"order k must be ≥ 1, got {args.order}")
     config = _settings_from(args)
+    out = Path(args.out)
+    # Before any work: extraction can take long.
+    if out.exists() and not out.is_dir():
+        raise ExtractionError(f"--out {out} exists and is not a directory")
+    refuse_overwriting_inputs([out / name for name in OUTPUTS], [args.model])
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
     result = extract_model(model, data, config, progress=args.progress,
                            model_name=Path(args.model).name)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ExtractionError(f"--out {out} exists and is not a directory")
-    atomic_write_text(out / "rules.json", result.rules.to_json())
-    atomic_write_text(out / "rules.md", to_markdown(result.rules))
-    result.train_codes.save(out / "codes-train.npz")
-    result.test_codes.save(out / "codes-test.npz")
+    # The four files are one set: written into a temporary sibling folder and moved in
+    # together at the end, so an interrupted run never mixes new files with old ones.
+    with atomic_directory(out) as tmp:
+        atomic_write_text(tmp / "rules.json", result.rules.to_json())
+        atomic_write_text(tmp / "rules.md", to_markdown(result.rules))
+        result.train_codes.save(tmp / "codes-train.npz")
+        result.test_codes.save(tmp / "codes-test.npz")
     arch = result.rules.meta.get("architecture", "")
     print(metrics_table(result.metrics, PAPER_FIGURES.get(arch)))
     print()

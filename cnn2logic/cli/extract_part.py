@@ -50,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
     """
     import time
 
-    from .._io import atomic_write_text
+    from .._io import atomic_write_text, refuse_overwriting_inputs
     from ._model_args import model_from_args
     from ..extract.layers import output_layer
     from ..extract.parts import extract_part, parse_classes
     from ..units import BinaryCodes
 
+    refuse_overwriting_inputs([args.out], [args.codes, args.model])
     codes = BinaryCodes.load(args.codes)
     model = model_from_args(args)
     W, b = output_layer(model, args.output, len(codes.names))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from .._io import refuse_overwriting_inputs
 from ..rules import load_rules
 from ..visual.graph import kernel_graph, write_graph
 from ..visual.relations import RELATIONS, table_ruleset
@@ -48,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     Cnn2LogicError
         An unreadable rules or visuals file, or a bad relation name.
     """
+    refuse_overwriting_inputs(
+        [Path(args.out) / f"{args.name}.{ext}" for ext in ("graphml", "dot", "png")],
+        [args.rules])
     rules = load_rules(args.rules)
     if args.terms == "table":
         rules = table_ruleset(rules)

@@ -54,13 +54,15 @@ def run(args: argparse.Namespace) -> int:
     int
         0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
     """
-    from .._io import atomic_write_text
+    from .._io import atomic_write_text, refuse_overwriting_inputs
     from ..errors import ActivationError, RulesFileError
     from ..rules import load_rules
     from ..extract.parts import merge_rule_parts
     from ..units import (ActivationShard, BinaryCodes, load_thresholds, merge_shards,
                          save_thresholds)
 
+    refuse_overwriting_inputs([args.out, args.thresholds_out],
+                              [*args.inputs, args.codes, args.thresholds])
     kinds = {_is_json(p) for p in args.inputs}
     if len(kinds) > 1:
         raise ActivationError("mix of rule parts (.json) and activation shards (.npz); merge "

@@ -13,12 +13,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from ..errors import QueryError
 from ..query import QUESTIONS, WHEN, Program, run_program
+from ..query.bounded import default_memory_mb, run_bounded
 from ..rules import load_rules
-from ._common import non_negative_int, positive_float
+from ._common import non_negative_int, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the question to ask")
     p.add_argument("--class", dest="cls", metavar="C",
                    help="class name as in the rules (e.g. 3), or its identifier (c_3)")
-    p.add_argument("--image", metavar="N",
-                   help="image id (img17), identifier (i_img17) or position in the data (17)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--image", metavar="N",
+                       help="image id (img17), identifier (i_img17) or position in the data "
+                            "(17); a number that is one image's id and another's position "
+                            "is refused as ambiguous")
+    which.add_argument("--image-id", metavar="ID", help="the image with this id, exactly")
+    which.add_argument("--image-index", metavar="N", type=non_negative_int,
+                       help="the image at this position in the data (0, 1, ...)")
     p.add_argument("--to", metavar="C", help="flip: the class wanted")
     p.add_argument("--when", choices=WHEN, default="predicted",
                    help="necessary: the rules predict the class (rank order, default), "
@@ -59,7 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rows", type=non_negative_int, default=20,
                    help="most table rows to print per section, 0 for all (default 20)")
     p.add_argument("--timeout", type=positive_float, default=None,
-                   help="stop clingo's search after this many seconds")
+                   help="stop after this many seconds: the search returns what it found so "
+                        "far; loading or grounding that takes too long is stopped with an "
+                        "error")
+    p.add_argument("--max-memory", type=positive_int, default=None, metavar="MB",
+                   help="most memory (address space) clingo may use, in MiB (default: 3/4 "
+                        "of the physical memory)")
     p.add_argument("--activations", metavar="DATA",
                    help="with a rules .json: binarised activations (.npz) to include")
     p.add_argument("--unminimized", action="store_true",
@@ -109,7 +122,17 @@ def run(args: argparse.Namespace) -> int:
         raise QueryError(f"say what to ask: one of {', '.join(QUESTIONS)}, or --program FILE.lp")
     if args.const and not args.user_program:
         raise QueryError("-c/--const applies to --program only")
+    if args.image_id is not None:
+        args.image, args.image_by = args.image_id, "id"
+    elif args.image_index is not None:
+        args.image, args.image_by = str(args.image_index), "index"
+    else:
+        args.image_by = "any"
     program = _load(args)
+    # clingo runs in a child process: --timeout then bounds loading and grounding too
+    # (clingo's own limit stops the search only) and the memory is capped.
+    bounds = {"timeout": args.timeout,
+              "memory_mb": args.max_memory if args.max_memory else default_memory_mb()}
     if args.user_program:
         consts = {}
         for item in args.const:
@@ -117,12 +140,13 @@ def run(args: argparse.Namespace) -> int:
             if not sep or not name:
                 raise QueryError(f"-c expects NAME=VALUE, got {item!r}")
             consts[name] = value
-        result = run_program(program, args.user_program, consts=consts, models=args.models,
-                             timeout=args.timeout)
+        ask = functools.partial(run_program, program, args.user_program, consts=consts,
+                                models=args.models, timeout=args.timeout)
+        result = run_bounded(ask, **bounds)
     else:
         question = QUESTIONS[args.question]
         _need(args, *question.needs)
-        result = question.run(program, vars(args))
+        result = run_bounded(functools.partial(question.run, program, vars(args)), **bounds)
     if args.json:
         print(result.to_json(), end="")
     else:

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .._io import refuse_overwriting_inputs
 from ._model_args import add_model_args, load_model, model_from_args
 from ..data import load_data
 from ..errors import Cnn2LogicError, ModelError, VisualizationError
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     Cnn2LogicError
         An unreadable rules file, model or data, or a bad visualisation parameter.
     """
+    refuse_overwriting_inputs([args.out], [args.rules, args.model])
     rules = load_rules(args.rules)
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._io import refuse_overwriting_inputs
 from ._model_args import add_model_args, model_from_args
 from ..data import load_data
 from ..errors import VisualizationError
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.top < 0:
         raise VisualizationError(f"--top must be >= 0, got {args.top}")
+    refuse_overwriting_inputs([Path(args.out) / n for n in ("grid.png", "visuals.json")],
+                              [args.model])
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     images = None
     if args.data != "none":

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..names import asp_string
 from ..rules import RuleSet
-from .layout import DATA_MARKER, PATTERNS_MARKER, image_facts
+from .layout import DATA_MARKER, PATTERNS_MARKER, image_facts, trailer
 from .model import ProgramModel, RuleDecl, prepare
 
 if TYPE_CHECKING:  # annotations only: importing units loads torch
@@ -163,7 +163,10 @@ def render(model: ProgramModel) -> str:
             facts += [f"active({ident}, {d.input_kernels[j]})."
                       for j in d.active[n].nonzero()[0]]
             out.append(" ".join(facts))
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    # The last line counts the rules, patterns and images, so a reader can refuse a
+    # program that was cut short (cnn2logic.query.program.Program.from_file does).
+    return text + trailer(text)
 
 
 def to_asp(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: bool = False,

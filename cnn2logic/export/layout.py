@@ -58,3 +58,49 @@ def image_facts(ident: str, quoted_id: str, index: int) -> list[str]:
     """
     return [f"image({ident}).", f"image_id({ident}, {quoted_id}).",
             f"image_index({ident}, {index})."]
+
+
+#: How the first line of every exported program (ASP or Prolog) starts.
+HEADER_PREFIX = "% cnn2logic "
+
+#: The last line of every exported program: its own counts, so a reader can tell a
+#: program cut short (at a line boundary, too) or missing lines from a complete one.
+TRAILER = re.compile(r"% cnn2logic end: (\d+) rules, (\d+) patterns, (\d+) images\n\Z")
+
+
+def program_counts(text: str) -> tuple[int, int, int]:
+    """``(rules, patterns, images)``: the rule/derives facts, pattern and image lines of ``text``.
+
+    Both languages open these facts at the start of a line (``rule(``, ``derives(``,
+    ``pattern(``, ``image(``), and no other line of an exported program does.
+    """
+    return (text.count("\nrule(") + text.count("\nderives("), text.count("\npattern("),
+            text.count("\nimage("))
+
+
+def trailer(text: str) -> str:
+    """The end line for the program ``text`` (which ends with a newline)."""
+    rules, patterns, images = program_counts(text)
+    return f"% cnn2logic end: {rules} rules, {patterns} patterns, {images} images\n"
+
+
+def check_complete(text: str) -> str | None:
+    """Why the exported program ``text`` is incomplete, or None when it is whole.
+
+    Text that does not open with the exporter's header is someone's own program and is
+    not checked.
+    """
+    if not text.startswith(HEADER_PREFIX):
+        return None
+    end = text.rfind("\n", 0, len(text) - 1) + 1
+    m = TRAILER.match(text, end)
+    if m is None:
+        return ("it has no end line '% cnn2logic end: ...' (cut short, or written by an "
+                "older cnn2logic): export it again")
+    expected = tuple(int(g) for g in m.groups())
+    found = program_counts(text[:end])
+    if found != expected:
+        return (f"it holds {found[0]} rules, {found[1]} patterns and {found[2]} images but "
+                f"was exported with {expected[0]}, {expected[1]} and {expected[2]} (lines "
+                "lost or edited): export it again")
+    return None

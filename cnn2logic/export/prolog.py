@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Mapping
 from ..errors import ExportError
 from ..names import is_identifier, prolog_atom
 from ..rules import RuleSet
+from .layout import trailer
 from .model import ProgramModel, RuleDecl, prepare
 
 if TYPE_CHECKING:  # annotations only: importing units loads torch
@@ -120,7 +121,10 @@ def render(model: ProgramModel, module: str = DEFAULT_MODULE) -> str:
     if chained:
         out += ["", " ".join(f"chained({k})." for k in chained)]
     out += ["", "% ---- semantics", SEMANTICS.rstrip("\n")]
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    # The last line counts the rules, patterns and images, so a reader can refuse a
+    # program that was cut short (cnn2logic.query.program.Program.from_file does).
+    return text + trailer(text)
 
 
 def _clauses(model: ProgramModel) -> dict[tuple[str, int], list[str]]:

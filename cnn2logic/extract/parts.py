@@ -79,6 +79,9 @@ def parse_classes(text: str, heads: Sequence[str]) -> tuple[str, ...]:
             if a not in heads or b not in heads:
                 raise ExtractionError(f"unknown class range {part!r}; classes: {list(heads)}")
             ia, ib = heads.index(a), heads.index(b)
+            if ia > ib:  # an empty range would otherwise drop silently
+                raise ExtractionError(f"class range {part!r} is empty: {a!r} comes after "
+                                      f"{b!r} (write {b}-{a})")
             out.extend(heads[ia:ib + 1])
         elif part in heads:
             out.append(part)

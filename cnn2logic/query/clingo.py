@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -33,6 +34,15 @@ import clingo
 
 from ..errors import QueryError, SolverError
 from .program import Program
+
+#: A ``time.monotonic()`` by which every timed search must stop, or None.  Set only in the
+#: child process of :func:`cnn2logic.query.bounded.run_bounded`, where one time limit
+#: covers loading, grounding and solving: a search then gets what is left of it.
+DEADLINE: float | None = None
+
+# A #script statement outside comments and strings (clingo's Python API here runs no
+# embedded scripts: loading one fails without a message, so we say why).
+_SCRIPT = re.compile(r'(?m)^[^%\n"]*?#script\b')
 
 # The location clingo's messages open with: "file:line:col[-col | -line:col]: ".
 _LOCATION = re.compile(r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+)(?:-\d+(?::\d+)?)?: ")
@@ -149,7 +159,7 @@ class Session:
         try:
             self.ctl.add("base", [], text)
         except RuntimeError:
-            raise self._fail("parsing", origin) from None
+            raise _script_error(text, origin) or self._fail("parsing", origin) from None
 
     def load(self, path: Path) -> None:
         """Load a program file.
@@ -162,7 +172,11 @@ class Session:
         try:
             self.ctl.load(str(path))
         except RuntimeError:
-            raise self._fail(f"reading {path}") from None
+            try:
+                text = Path(path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            raise _script_error(text, str(path)) or self._fail(f"reading {path}") from None
 
     def ground(self) -> None:
         """Ground the base program.
@@ -202,6 +216,8 @@ class Session:
                 answers.append(Answer(list(model.symbols(shown=True)), list(model.cost),
                                       model.optimality_proven))
 
+        if timeout is not None and DEADLINE is not None:
+            timeout = max(min(timeout, DEADLINE - time.monotonic()), 0.001)
         try:
             if timeout is None:
                 result = self.ctl.solve(on_model=on_model)
@@ -225,6 +241,18 @@ class Session:
                 if c != clingo.MessageCode.RuntimeError]
 
 
+def _script_error(text: str, origin: str) -> SolverError | None:
+    """The error for a program holding a ``#script`` block, or None when it holds none."""
+    m = _SCRIPT.search(text)
+    if m is None:
+        return None
+    line = text.count("\n", 0, m.end()) + 1
+    return SolverError(f"{origin}:{line}: #script blocks are not run: cnn2logic queries are "
+                       "pure ASP (no embedded Python or Lua); compute such values beforehand "
+                       "and pass them as facts or -c constants",
+                       location=(origin, line, 1))
+
+
 def const_args(name: str, value: str) -> list[str]:
     """clingo arguments ``-c name=value``, checked first.
 
@@ -244,6 +272,17 @@ def const_args(name: str, value: str) -> list[str]:
         detail = " ".join(str(exc).split()).replace("<string>:", "")
         raise QueryError(f"constant {name}={value!r} is not a clingo term ({detail}); strings "
                          "need double quotes, e.g. -c name='\"text\"'") from None
+    # clingo integers are 32-bit signed and parse_term wraps larger ones silently
+    # (4294967297 becomes 1): refuse them, naming the value.
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', value)
+    for m in re.finditer(r"(?<![A-Za-z0-9_'])(-?)\s*(\d+)", bare):
+        digits = m.group(2).lstrip("0") or "0"
+        # len() first: int() refuses strings over 4,300 digits
+        number = int(digits) * (-1 if m.group(1) else 1) if len(digits) <= 10 else 2**31
+        if not -2**31 <= number < 2**31:
+            shown = digits if len(digits) <= 30 else f"{digits[:12]}... ({len(digits)} digits)"
+            raise QueryError(f"constant {name}={value[:60]!r}: {shown} does not fit clingo's "
+                             "32-bit integers (-2147483648 to 2147483647)")
     return ["-c", f"{name}={value}"]
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..errors import QueryError
 from ..export.asp import to_asp
-from ..export.layout import DATA_MARKER, IMAGE_LINE, PATTERNS_PREFIX
+from ..export.layout import DATA_MARKER, IMAGE_LINE, PATTERNS_PREFIX, check_complete
 from ..names import asp_string, is_identifier
 from ..rules import RuleSet
 
@@ -73,15 +73,24 @@ class Program:
         Raises
         ------
         QueryError
-            The file does not exist or is not UTF-8 text.
+            The file does not exist, is not UTF-8 text, or is an exported program that
+            was cut short or lost lines (its end line counts them; see
+            :func:`cnn2logic.export.layout.check_complete`).
         """
         p = Path(path)
         if not p.is_file():
             raise QueryError(f"program file not found: {p}")
         try:
-            return cls(p.read_text(encoding="utf-8"), p)
+            # newline="": no translation, so a name holding "\r" reaches clingo as written
+            # (universal newlines would turn it into a line break inside a string).
+            with open(p, encoding="utf-8", newline="") as fh:
+                text = fh.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise QueryError(f"cannot read program {p}: {exc}") from None
+        problem = check_complete(text)
+        if problem is not None:
+            raise QueryError(f"program {p} is incomplete: {problem}")
+        return cls(text, p)
 
     @classmethod
     def from_rules(cls, rules: RuleSet, codes: BinaryCodes | None = None, *,
@@ -122,21 +131,23 @@ class Program:
         m = IMAGE_LINE.match(line) if line else None
         return _unquote(m.group(2)) if m else None
 
-    def candidate_lines(self, image: str) -> list[str]:
+    def candidate_lines(self, image: str, by: str = "any") -> list[str]:
         """Data lines that may be the image ``image`` names (by id, identifier or index).
 
-        Which one is meant is decided by the query program itself, exactly as when the
-        whole program is loaded.  Empty for a program without the layout.
+        ``by`` is ``"any"`` (all three), ``"id"`` (the original id only) or ``"index"``
+        (the position only).  Which line is meant is decided by the query program itself,
+        exactly as when the whole program is loaded.  Empty for a program without the
+        layout.
         """
         lines = []
-        pos = self._data.find(f", {asp_string(image)}). image_index(")
+        pos = self._data.find(f", {asp_string(image)}). image_index(") if by != "index" else -1
         if pos >= 0:
             lines.append(self._line_at(pos))
-        if is_identifier(image):
+        if by == "any" and is_identifier(image):
             line = self._line_of(image)
             if line is not None:
                 lines.append(line)
-        if image.isdigit():
+        if by != "id" and image.isdigit():
             m = re.search(rf"\. image_index\([a-z][a-zA-Z0-9_]*, {int(image)}\)\.",
                           self._data)
             if m:

@@ -67,13 +67,39 @@ def _class_args(value: str, name: str = "class") -> list[str]:
     return args
 
 
-def _image_args(value: str) -> list[str]:
-    args = const_args("image", asp_string(value))
-    if is_identifier(value):
+#: How an image value is read: as an id, an identifier or a position (``"any"``; an id
+#: that is also another image's position is refused as ambiguous), as an id only, or as a
+#: position only.
+IMAGE_BY = ("any", "id", "index")
+
+
+def _image_args(value: str, by: str = "any") -> list[str]:
+    if by not in IMAGE_BY:
+        raise QueryError(f"image_by must be one of {', '.join(IMAGE_BY)}, got {by!r}")
+    if by == "index" and not value.isdigit():
+        raise QueryError(f"an image position is a number 0, 1, ..., got {value!r}")
+    args = const_args("image", asp_string(value)) if by != "index" else []
+    if by == "any" and is_identifier(value):
         args += const_args("image_ident", value)
-    if value.isdigit():
+    if by != "id" and value.isdigit():
         args += const_args("image_index", str(int(value)))
     return args
+
+
+def _check_unambiguous(s: Session, value: str, by: str) -> None:
+    """Refuse ``--image 0`` when an image has the id "0" and another sits at position 0."""
+    if by != "any" or not value.isdigit():
+        return
+    named = {str(a.arguments[0]) for a in s.atoms("image_id", 2)
+             if a.arguments[1].type == clingo.SymbolType.String
+             and a.arguments[1].string == value}
+    placed = {str(a.arguments[0]) for a in s.atoms("image_index", 2)
+              if a.arguments[1].type == clingo.SymbolType.Number
+              and a.arguments[1].number == int(value)}
+    if named and placed and named != placed:
+        raise QueryError(f"image {value!r} is ambiguous: one image has the id {value!r} and "
+                         f"another is at position {int(value)}; say which with --image-id "
+                         f"{value} or --image-index {value} (image_by='id' or 'index')")
 
 
 def _check_class(s: Session, names: Names, value: str, what: str = "class") -> str:
@@ -271,24 +297,30 @@ def necessary(program: Program | str | os.PathLike[str], cls: str, *, when: str 
         round(time.perf_counter() - start, 4))
 
 
-def explain(program: Program | str | os.PathLike[str], image: str | int) -> ExplainResult:
+def explain(program: Program | str | os.PathLike[str], image: str | int, *,
+            image_by: str = "any") -> ExplainResult:
     """Which rules fire for ``image`` (id, identifier or position), and the predictions.
+
+    ``image_by`` (see :data:`IMAGE_BY`) says how ``image`` is read; with ``"any"`` a number
+    that is one image's id and another's position is refused as ambiguous.
 
     Raises
     ------
     QueryError
-        The image is unknown or the program has no images.
+        The image is unknown or ambiguous, or the program has no images.
     SolverError
         clingo rejects the program.
     """
     start = time.perf_counter()
     prog = as_program(program)
     image = str(image)
-    lines = prog.candidate_lines(image) if prog.layered else []
+    iargs = _image_args(image, image_by)
+    lines = prog.candidate_lines(image, image_by) if prog.layered else []
     if prog.layered and not lines:
         raise unknown_image(prog, image)
-    s = open_session(prog, "explain", images=lines, patterns=False, args=_image_args(image))
+    s = open_session(prog, "explain", images=lines, patterns=False, args=iargs)
     names = Names(s, prog)
+    _check_unambiguous(s, image, image_by)
     _check_image(s, prog, image)
     answers, _ = s.solve()
     d = by_name(answers[0].symbols)
@@ -309,28 +341,31 @@ def explain(program: Program | str | os.PathLike[str], image: str | int) -> Expl
 
 
 def flip(program: Program | str | os.PathLike[str], image: str | int, to: str, *,
-         limit: int = 20, timeout: float | None = None) -> FlipResult:
+         limit: int = 20, timeout: float | None = None, image_by: str = "any") -> FlipResult:
     """The fewest input-kernel flips that make the rules predict ``to`` for ``image``.
 
-    All optimal solutions are enumerated, at most ``limit`` (0: all).
+    All optimal solutions are enumerated, at most ``limit`` (0: all).  ``image_by`` is as
+    in :func:`explain`.
 
     Raises
     ------
     QueryError
-        Unknown image or class.
+        Unknown or ambiguous image, or unknown class.
     SolverError
         clingo rejects the program.
     """
     start = time.perf_counter()
     prog = as_program(program)
     image = str(image)
-    lines = prog.candidate_lines(image) if prog.layered else []
+    iargs = _image_args(image, image_by)
+    lines = prog.candidate_lines(image, image_by) if prog.layered else []
     if prog.layered and not lines:
         raise unknown_image(prog, image)
     s = open_session(prog, "flip", images=lines, patterns=False,
-                 args=["--opt-mode=optN", str(max(limit, 0))] + _image_args(image)
-                 + _class_args(to, "to"))
+                     args=["--opt-mode=optN", str(max(limit, 0))] + iargs
+                     + _class_args(to, "to"))
     names = Names(s, prog)
+    _check_unambiguous(s, image, image_by)
     image_name = names.image(_check_image(s, prog, image))
     target = _check_class(s, names, to)
     before = [names.c(a.arguments[0]) for a in s.atoms("flip_from", 1)]
@@ -456,8 +491,9 @@ QUESTIONS: Mapping[str, Question] = {q.name: q for q in (
              "conflicts"),
     Question("necessary", necessary, ("cls",), ("when", "timeout"),
              f"necessary --class C [--when {'|'.join(WHEN)}]"),
-    Question("explain", explain, ("image",), (), "explain --image N"),
-    Question("flip", flip, ("image", "to"), ("limit", "timeout"), "flip --image N --to C"),
+    Question("explain", explain, ("image",), ("image_by",), "explain --image N"),
+    Question("flip", flip, ("image", "to"), ("limit", "timeout", "image_by"),
+             "flip --image N --to C"),
 )}
 
 #: The names of :data:`QUESTIONS` (kept for code that imported it).

@@ -27,7 +27,8 @@ import os
 import shutil
 import subprocess
 
-from ..errors import SolverError
+from ..errors import QueryError, SolverError
+from ..export.layout import check_complete
 
 SWIPL = "swipl"
 
@@ -53,7 +54,10 @@ def run_goal(program: str | os.PathLike[str], goal: str, *, timeout: float = 300
     SolverError
         ``swipl`` is missing, loading printed a warning or an error, the goal failed or
         raised, or it ran longer than ``timeout`` seconds.  The message quotes SWI-Prolog.
+    QueryError
+        ``program`` is an exported program that was cut short or lost lines.
     """
+    _check_complete(program)
     wrapped = f"(catch(({goal}), E, (print_message(error, E), halt(3))) -> halt(0) ; halt(4))"
     try:
         proc = subprocess.run(
@@ -69,6 +73,18 @@ def run_goal(program: str | os.PathLike[str], goal: str, *, timeout: float = 300
         detail = " ".join(proc.stderr.split())[:2000]
         raise SolverError(f"swipl on {program}: {reason}: {detail}")
     return proc.stdout
+
+
+def _check_complete(program: str | os.PathLike[str]) -> None:
+    # An exported module ends with a line counting its rules and images (as .lp does).
+    try:
+        with open(program, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError):
+        return  # swipl reports what it cannot read, in its own words
+    problem = check_complete(text)
+    if problem is not None:
+        raise QueryError(f"program {os.fspath(program)} is incomplete: {problem}")
 
 
 def check_program(program: str | os.PathLike[str]) -> None:
