@@ -70,7 +70,14 @@ def table1(table: list[dict]) -> str:
 
 
 def rules_section(rules: RuleSet) -> str:
-    """Every rule, grouped by head in head order, each group in rank order."""
+    """Every rule: a decision list top to bottom, else grouped by head in rank order."""
+    if rules.meta.get("ordered"):
+        # Order is meaning here: rule i applies only where no rule above it fired.
+        lines = ["| # | if | then |", "|---:|---|---|"]
+        lines += [f"| {i} | {rule.format()} | {rule.head} |"
+                  for i, rule in enumerate(rules.rules, 1)]
+        lines.append(f"| | otherwise | {rules.default} |")
+        return "\n".join(lines)
     lines = ["| class | rule |", "|---|---|"]
     for head in rules.head_names:
         for rule in rules.rules_for(head):
@@ -121,5 +128,16 @@ def to_markdown(rules: RuleSet) -> str:
                   ""]
     if "table" in meta:
         parts += ["## One term per class (as the paper's Table 1)", "", table1(meta["table"]), ""]
-    parts += [f"## All rules ({len(rules.rules)})", "", rules_section(rules), ""]
+    title = "The program, in order" if meta.get("ordered") else "All rules"
+    parts += [f"## {title} ({len(rules.rules)})", "", rules_section(rules), ""]
+    curve = (meta.get("rulelist") or {}).get("curve") if isinstance(meta.get("rulelist"),
+                                                                     Mapping) else None
+    if curve:
+        parts += ["## Fidelity against size (training codes)", "",
+                  "How fidelity grows along the list: the first *n* rules with their best "
+                  "default. (`--max-rules n` refits the best *n*-rule program.)", "",
+                  "| rules | literals | training fidelity |", "|---:|---:|---:|"]
+        parts += [f"| {p.get('rules')} | {p.get('literals')} | {p.get('train_fidelity')} |"
+                  for p in curve if isinstance(p, Mapping)]
+        parts.append("")
     return "\n".join(parts)

@@ -16,6 +16,10 @@
 ``pedagogical``
     The baseline: the lookup table of observed codes, minimised with espresso (unseen
     codes are don't-cares).
+``rulelist`` (the default)
+    A compact decision list fitted to the network's predictions within a budget
+    (``max_rules``, ``max_literals``): conjunctions and M-of-N rules, an earlier rule an
+    exception to the later ones, on bits thresholded for fidelity.
 
 Layout: :mod:`~cnn2logic.extract.base` (the :class:`Extractor` base class and the
 :data:`REGISTRY` of methods), :mod:`~cnn2logic.extract.config` (the settings:
@@ -32,6 +36,7 @@ from .mofn import MofNExtractor
 from .eric import EricExtractor
 from .chaining import ChainingExtractor
 from .pedagogical import PedagogicalExtractor
+from .rulelist import RuleListExtractor
 from .base import REGISTRY, Extractor
 from .config import ExtractConfig
 from .run import ExtractionResult, extract_model
@@ -39,5 +44,5 @@ from .run import ExtractionResult, extract_model
 METHODS = {name: method.extractor for name, method in REGISTRY.items()}
 
 __all__ = ["ApproximationExtractor", "ChainingExtractor", "EricExtractor", "MofNExtractor",
-           "PedagogicalExtractor", "METHODS", "REGISTRY", "Extractor", "ExtractConfig",
+           "PedagogicalExtractor", "RuleListExtractor", "METHODS", "REGISTRY", "Extractor", "ExtractConfig",
            "ExtractionResult", "extract_model"]

@@ -215,7 +215,10 @@ class MinimizeSettings(Settings):
 class MethodChoice(Settings):
     """Common: which registered method runs."""
 
-    method: str = setting("approximation", check=one_of("method", lambda: list(REGISTRY)))
+    method: str | None = setting(
+        None, check=one_of("method", lambda: list(REGISTRY)),
+        help="default: rulelist, or approximation when one of its settings (--order, "
+             "--mode, --search, --data-limited, --min-support, --max-terms) is given")
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,18 @@ class PedagogicalSettings(Settings):
 
 
 @dataclass(frozen=True)
+class RuleListSettings(Settings):
+    """The rule list's budget (the default method: a program a person can read)."""
+
+    max_rules: int = setting(30, parse="positive_int", check=at_least_one("max_rules"),
+                             help="rulelist: at most this many rules (the default class "
+                                  "comes on top)")
+    max_literals: int = setting(300, parse="positive_int",
+                                check=at_least_one("max_literals"),
+                                help="rulelist: at most this many literals in all rules")
+
+
+@dataclass(frozen=True)
 class LearnedSettings(Settings):
     """Common to the learned methods (all but approximation)."""
 
@@ -280,13 +295,31 @@ class LearnedSettings(Settings):
 # ExtractConfig's fields, in this order (also the order of the CLI options).
 SECTIONS: tuple[type[Settings], ...] = (
     CaptureSettings, ApproximationSettings, MinimizeSettings, MethodChoice, MofNSettings,
-    EricSettings, ChainingSettings, PedagogicalSettings, LearnedSettings)
+    EricSettings, ChainingSettings, PedagogicalSettings, RuleListSettings, LearnedSettings)
 # Checked for every config; the others only when another method is chosen or
 # chain_layers is given (as before the split: an approximation run ignores them).
 ALWAYS_CHECKED = (CaptureSettings, ApproximationSettings, MinimizeSettings)
 
 
+#: The method of a config that names none (see :func:`default_method`).
+DEFAULT_METHOD = "rulelist"
+
+
+def default_method(config: Any) -> str:
+    """The method a config without ``method`` runs.
+
+    :data:`DEFAULT_METHOD`, unless a setting only the approximation method reads differs
+    from its default: asking for ``order=3`` or ``mode="per-logit"`` means that method.
+    """
+    for f in fields(ApproximationSettings):
+        if getattr(config, f.name) != f.default:
+            return "approximation"
+    return DEFAULT_METHOD
+
+
 def _post_init(self: Any) -> None:
+    if self.method is None:
+        object.__setattr__(self, "method", default_method(self))
     if self.chain_layers is not None:
         object.__setattr__(self, "chain_layers", tuple(self.chain_layers))
     if self.method != "approximation" or self.chain_layers is not None:
