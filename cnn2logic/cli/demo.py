@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .._io import atomic_write_text
     from ..data import load_data
-    from ..export.markdown import metrics_table, table1, to_markdown
+    from ..export.markdown import metrics_table, rules_section, table1, to_markdown
     from ..model.spec import (PAPER_FIGURES, PAPER_ITERATIONS, build_model, save_checkpoint,
                               spec_from_arg)
     from ..units import check_model_input
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     save_checkpoint(model, out / "model.safetensors")
     atomic_write_text(out / "model.metrics.json", metrics_json(train_metrics))
 
-    print("[2/4] extracting rules (approximation method, argmax-sound, espresso)")
+    print("[2/4] extracting rules (a decision list of at most 30 rules fitted to the network)")
     result = extract_model(model, data, ExtractConfig(), progress=args.progress,
                            model_name="model.safetensors")
     atomic_write_text(out / "rules.json", result.rules.to_json())
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(metrics_table(result.metrics, PAPER_FIGURES.get(spec.name)))
     print()
-    print(table1(result.table))
+    print(rules_section(result.rules) if result.rules.meta.get("ordered")
+          else table1(result.table))  # the program itself, when it is short enough to read
     print()
 
     written = [out / "rules.json", out / "rules.md"]
