@@ -1,0 +1,402 @@
+"""A compact decision list with conjunction and M-of-N rules, fitted to the network.
+
+The program is an **ordered list** of rules, each a conjunction of literals or an M-of-N
+threshold over them, ending in a default class: the prediction is the head of the first
+satisfied rule (exactly :class:`~cnn2logic.rules.RuleSet`'s semantics, so every exporter
+and query reads it).  An earlier rule is an exception to the later ones, which is what
+ASP and Prolog state with ordered clauses / negation as failure.
+
+The learner works on the **distinct codes** with a class-count table (the network's
+predictions, optionally weighted), so it costs the same for 50,000 images with 700
+distinct codes as for 700 images.  Three stages, all deterministic:
+
+1. **Construction** (sequential covering).  With ``G[s, c]`` the change in training
+   fidelity when code ``s`` moves from the current default class to ``c``, minus
+   ``alpha`` times the images of ``s`` that ``c`` gets wrong (a look-ahead: an error
+   made now cannot be repaired by a later rule), each step adds the rule of largest
+   ``sum G[cover, head] - literal_cost * literals`` among
+
+   * conjunctions, found by a beam search (``beam`` bodies per depth, up to
+     ``max_depth`` literals, bodies pruned by the optimistic bound ``sum max(G, 0)``);
+   * M-of-N rules per class: literals ranked by how much more often they hold for the
+     class than for the rest of the uncovered images, every ``1 <= M <= N <= max_n``
+     scored at once from a histogram (the linear read-out of a wide layer that
+     conjunctions miss).
+
+   The default is re-chosen after each step (the majority of what is left).
+2. **Revision**: each rule in turn is taken out and the best rule for its place is
+   searched with the exact gain (``alpha = 0``, later rules and the default held fixed);
+   it replaces the old one when it is strictly better, a rule with no gain is dropped,
+   and freed budget is spent on new rules at the end.  Up to ``passes`` rounds.
+3. **Curve**: every prefix of the list with its best default is itself a program; their
+   sizes and training fidelities are ``curve_``, so a user can pick a smaller point.
+
+The ``alphas`` knob runs construction for each value and keeps the most faithful result
+on the training codes (ties: the first).
+
+Example
+-------
+>>> import numpy as np
+>>> X = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=bool)
+>>> y = np.where(X[:, 0] & X[:, 1], 0, np.where(X[:, 2], 1, 2))   # planted list
+>>> ext = RuleListExtractor(max_rules=4).fit(X, y, variables=["a", "b", "c"],
+...                                          heads=["p", "q", "r"])
+>>> [str(r) for r in ext.rules_.rules], ext.rules_.default
+(['p ← a ∧ b', 'q ← c'], 'r')
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ExtractionError, NotFittedError
+from ..rules import Head, Literal, Rule, RuleSet, Variable
+from ._common import as_codes, as_target, check_count
+
+
+@dataclass(frozen=True)
+class _Cand:
+    """A candidate rule over literal indices (``j < k``: ``x_j``; ``j >= k``: ``¬x_{j-k}``)."""
+
+    lits: tuple[int, ...]
+    min_true: int | None
+    head: int
+    score: float
+    gain: float
+
+    @property
+    def size(self) -> int:
+        return len(self.lits)
+
+
+def _as_names(items: Sequence[Any] | None, n: int, make, default_prefix: str, what: str):
+    if items is None:
+        return tuple(make(f"{default_prefix}{i + (default_prefix == 'k')}", i)
+                     for i in range(n))
+    items = tuple(items)
+    if len(items) != n:
+        raise ExtractionError(f"{len(items)} {what} for {n} columns")
+    return tuple(x if not isinstance(x, str) else make(x, i) for i, x in enumerate(items))
+
+
+class RuleListExtractor:
+    """Ordered rule list (conjunctions and M-of-N rules) under a rule and literal budget.
+
+    Parameters
+    ----------
+    max_rules : int
+        Most rules in the list (the default class is not a rule).
+    max_literals : int
+        Most literals in all rule bodies together.
+    max_depth : int
+        Most literals in one conjunction.
+    max_n : int
+        Most literals in one M-of-N rule (0: conjunctions only).
+    beam : int
+        Bodies kept per depth of the conjunction search.
+    alphas : sequence of float
+        Look-ahead weights of construction (module docstring); the best on the training
+        codes is kept.
+    literal_cost : float
+        Score charged per literal, as a share of the total weight (0.0002: a literal must
+        win 0.02 % of the training images).
+    min_support : float
+        Least share of the total weight a new rule must cover.
+    passes : int
+        Rounds of revision (0: construction only).
+
+    Attributes
+    ----------
+    rules_ : RuleSet
+        The fitted list; ``meta["rulelist"]`` holds the settings, ``curve`` and timing.
+    curve_ : list of dict
+        Per prefix of the list: ``rules``, ``literals``, ``train_fidelity``, ``default``.
+    """
+
+    def __init__(self, max_rules: int = 30, max_literals: int = 300, *, max_depth: int = 8,
+                 max_n: int = 24, beam: int = 6, alphas: Sequence[float] = (0.0, 0.5, 1.0),
+                 literal_cost: float = 2e-4, min_support: float = 1e-3,
+                 passes: int = 2) -> None:
+        check_count("max_rules", max_rules)
+        check_count("max_literals", max_literals)
+        check_count("max_depth", max_depth)
+        check_count("beam", beam)
+        if not isinstance(max_n, (int, np.integer)) or max_n < 0:
+            raise ExtractionError(f"max_n must be an integer ≥ 0, got {max_n!r}")
+        if not isinstance(passes, (int, np.integer)) or passes < 0:
+            raise ExtractionError(f"passes must be an integer ≥ 0, got {passes!r}")
+        alphas = tuple(float(a) for a in alphas)
+        if not alphas or any(not np.isfinite(a) or a < 0 for a in alphas):
+            raise ExtractionError(f"alphas must be finite numbers ≥ 0, got {alphas!r}")
+        for name, value in (("literal_cost", literal_cost), ("min_support", min_support)):
+            if not np.isfinite(value) or not 0 <= value < 1:
+                raise ExtractionError(f"{name} must be in [0, 1), got {value!r}")
+        self.max_rules, self.max_literals = int(max_rules), int(max_literals)
+        self.max_depth, self.max_n, self.beam = int(max_depth), int(max_n), int(beam)
+        self.alphas, self.literal_cost = alphas, float(literal_cost)
+        self.min_support, self.passes = float(min_support), int(passes)
+
+    # -- public API ----------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, *,
+            variables: Sequence[Variable | str] | None = None,
+            heads: Sequence[Head | str] | None = None) -> "RuleListExtractor":
+        """Fit the list to ``y`` (the network's predicted class per row of ``X``).
+
+        Parameters
+        ----------
+        X : (n, k) bool or 0/1 array
+            Kernel bits; rows may be distinct codes with their counts in ``sample_weight``.
+        y : (n,) int
+            Class index per row, into ``heads``.
+        sample_weight : (n,) array of numbers ≥ 0, optional
+        variables, heads : sequences of Variable/Head or names, optional
+            ``k1..kn`` and ``c0..`` when omitted.
+
+        Raises
+        ------
+        ExtractionError
+            Bad shapes, non-binary ``X``, class indices out of range, negative weights.
+        """
+        started = time.perf_counter()
+        X = as_codes(X, "codes")
+        n, k = X.shape
+        variables = _as_names(variables, k, lambda s, i: Variable(s, "", i), "k", "variables")
+        n_heads = len(heads) if heads is not None else int(np.max(y)) + 1 if len(y) else 1
+        heads = _as_names(heads, n_heads, lambda s, i: Head(s), "c", "heads")
+        y = as_target(y, n, len(heads))
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ExtractionError("sample_weight must hold one finite number ≥ 0 per row, "
+                                  "not all 0")
+        codes, inverse = np.unique(X, axis=0, return_inverse=True)
+        C = np.zeros((len(codes), len(heads)))
+        np.add.at(C, (inverse.reshape(-1), y), w)
+        self._setup(codes, C)
+        best = None
+        for alpha in self.alphas:
+            rules = self._construct(alpha)
+            rules = self._revise(rules)
+            fid = self._fidelity(rules)[0]
+            if best is None or fid > best[0] + 1e-12:
+                best = (fid, alpha, rules)
+        _, alpha, rules = best
+        self.curve_ = self._curve(rules)
+        self.rules_ = self._ruleset(rules, variables, heads, alpha,
+                                    time.perf_counter() - started)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Head index per row (the first satisfied rule's, else the default).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
+        if not hasattr(self, "rules_"):
+            raise NotFittedError("RuleListExtractor is not fitted; call fit first")
+        return self.rules_.predict_index(as_codes(X, "codes"))
+
+    # -- data on the distinct codes ------------------------------------------------------
+    def _setup(self, codes: np.ndarray, C: np.ndarray) -> None:
+        self._k = codes.shape[1]
+        self._L = np.concatenate([codes, ~codes], axis=1)  # (D, 2k) literal truth
+        self._Lf = self._L.astype(np.float64)
+        self._C = C
+        self._rowsum = C.sum(axis=1)
+        self._total = float(C.sum())
+        self._lit_penalty = self.literal_cost * self._total
+        self._min_cover = self.min_support * self._total
+
+    def _cover(self, cand: _Cand, rows: np.ndarray | None = None) -> np.ndarray:
+        L = self._L if rows is None else self._L[rows]
+        lits = np.asarray(cand.lits, dtype=np.int64)
+        count = L[:, lits].sum(axis=1) if len(lits) else np.zeros(len(L), np.int64)
+        need = len(lits) if cand.min_true is None else cand.min_true
+        return count >= need
+
+    def _predict_codes(self, rules: list[_Cand]) -> tuple[np.ndarray, np.ndarray, int]:
+        """(class per code, rule index per code or -1, default) with the best default."""
+        D = len(self._C)
+        pred = np.full(D, -1)
+        which = np.full(D, -1)
+        for i, cand in enumerate(rules):
+            free = which < 0
+            hit = free & self._cover(cand)
+            pred[hit], which[hit] = cand.head, i
+        left = which < 0
+        default = int(np.argmax(self._C[left].sum(axis=0))) if left.any() else int(
+            np.argmax(self._C.sum(axis=0)))
+        pred[left] = default
+        return pred, which, default
+
+    def _fidelity(self, rules: list[_Cand]) -> tuple[float, int]:
+        pred, _, default = self._predict_codes(rules)
+        return float(self._C[np.arange(len(pred)), pred].sum() / self._total), default
+
+    # -- search --------------------------------------------------------------------------
+    def _best_rule(self, G: np.ndarray, active: np.ndarray, lit_cap: int) -> _Cand | None:
+        """The rule of largest ``sum G[cover, head] - penalty`` over the ``active`` codes."""
+        rows = np.nonzero(active)[0]
+        if len(rows) == 0 or lit_cap < 1:
+            return None
+        Ga, La, Lfa = G[rows], self._L[rows], self._Lf[rows]
+        ra = self._rowsum[rows]
+        best = self._best_conjunction(Ga, La, Lfa, ra, min(lit_cap, self.max_depth))
+        if self.max_n >= 2 and lit_cap >= 2:
+            m = self._best_mofn(Ga, La, ra, rows, min(lit_cap, self.max_n))
+            if m is not None and (best is None or m.score > best.score + 1e-9):
+                best = m
+        return best
+
+    def _best_conjunction(self, G, L, Lf, rowsum, depth_cap) -> _Cand | None:
+        k2 = L.shape[1]
+        k = k2 // 2
+        Gpos = np.maximum(G, 0.0)
+        best: _Cand | None = None
+        beam: list[tuple[tuple[int, ...], np.ndarray]] = [((), np.ones(len(G), dtype=bool))]
+        for depth in range(1, depth_cap + 1):
+            pool: dict[bytes, tuple[float, tuple[int, ...], np.ndarray]] = {}
+            for body, cover in beam:
+                Gc, Pc, rc = G * cover[:, None], Gpos * cover[:, None], rowsum * cover
+                scores = Lf.T @ Gc            # (2k, K): gain of body + literal per head
+                bounds = (Lf.T @ Pc).max(axis=1)
+                support = Lf.T @ rc
+                used = set(body) | {(j + k) % k2 for j in body}
+                penalty = self._lit_penalty * depth
+                for j in range(k2):
+                    if j in used or support[j] < self._min_cover:
+                        continue
+                    c = int(np.argmax(scores[j]))
+                    s = float(scores[j, c]) - penalty
+                    new_body = tuple(sorted(body + (j,)))
+                    if best is None or s > best.score + 1e-9:
+                        best = _Cand(new_body, None, c, s, float(scores[j, c]))
+                    bound = float(bounds[j]) - penalty - self._lit_penalty
+                    if depth < depth_cap and (best is None or bound > best.score + 1e-9):
+                        new_cover = cover & L[:, j]
+                        key = np.packbits(new_cover).tobytes()
+                        if key not in pool or pool[key][1] > new_body:
+                            pool[key] = (s, new_body, new_cover)
+            ranked = sorted(pool.values(), key=lambda t: (-t[0], t[1]))[:self.beam]
+            beam = [(b, cov) for _, b, cov in ranked]
+            if not beam:
+                break
+        return best
+
+    def _best_mofn(self, G, L, rowsum, rows, n_cap) -> _Cand | None:
+        k2 = L.shape[1]
+        k = k2 // 2
+        best: _Cand | None = None
+        Lf = L.astype(np.float64)
+        for c in range(G.shape[1]):
+            pos = self._C[rows, c]
+            neg = rowsum - pos
+            if pos.sum() <= 0 or neg.sum() <= 0:
+                continue
+            diff = (Lf.T @ pos) / pos.sum() - (Lf.T @ neg) / neg.sum()
+            order = [j for j in np.argsort(-diff, kind="stable") if diff[j] > 0][:n_cap]
+            count = np.zeros(len(G), dtype=np.int64)
+            for N, j in enumerate(order, start=1):
+                count += L[:, j]
+                if N < 2:
+                    continue
+                gain_at = np.bincount(count, weights=G[:, c], minlength=N + 1)
+                supp_at = np.bincount(count, weights=rowsum, minlength=N + 1)
+                gains = np.cumsum(gain_at[::-1])[::-1]  # gains[M]: count >= M
+                supps = np.cumsum(supp_at[::-1])[::-1]
+                penalty = self._lit_penalty * N
+                for M in range(1, N):  # M = N is a conjunction: the beam's job
+                    if supps[M] < self._min_cover:
+                        continue
+                    s = float(gains[M]) - penalty
+                    if best is None or s > best.score + 1e-9:
+                        best = _Cand(tuple(sorted(int(x) for x in order[:N])), M, c, s,
+                                     float(gains[M]))
+        del k
+        return best
+
+    # -- stages --------------------------------------------------------------------------
+    def _gain_matrix(self, value: np.ndarray, alpha: float) -> np.ndarray:
+        """``G[s, c]``: fidelity change moving code ``s`` from ``value`` to class ``c``."""
+        return self._C - value[:, None] - alpha * (self._rowsum[:, None] - self._C)
+
+    def _construct(self, alpha: float, rules: list[_Cand] | None = None) -> list[_Cand]:
+        rules = list(rules or [])
+        while len(rules) < self.max_rules:
+            used = sum(r.size for r in rules)
+            pred, which, default = self._predict_codes(rules)
+            active = which < 0
+            G = self._gain_matrix(self._C[:, default], alpha)
+            cand = self._best_rule(G, active, self.max_literals - used)
+            if cand is None or cand.score <= 0:
+                break
+            rules.append(cand)
+        return rules
+
+    def _revise(self, rules: list[_Cand]) -> list[_Cand]:
+        for _ in range(self.passes):
+            changed = False
+            i = 0
+            while i < len(rules):
+                rest = rules[:i] + rules[i + 1:]
+                pred, which, _ = self._predict_codes(rest)
+                # codes claimed by an earlier rule are out of reach of rule i
+                earlier = (which >= 0) & (which < i)
+                value = self._C[np.arange(len(pred)), pred]
+                G = self._gain_matrix(value, 0.0)
+                old = rules[i]
+                old_cover = self._cover(old) & ~earlier
+                old_gain = float(G[old_cover, old.head].sum())
+                used = sum(r.size for r in rest)
+                cand = self._best_rule(G, ~earlier, self.max_literals - used)
+                old_score = old_gain - self._lit_penalty * old.size
+                if cand is not None and cand.score > old_score + 1e-9 and cand.score > 0:
+                    rules[i] = cand
+                    changed = True
+                elif old_gain <= 0:
+                    del rules[i]
+                    changed = True
+                    continue
+                i += 1
+            before = len(rules)
+            rules = self._construct(0.0, rules)
+            if not changed and len(rules) == before:
+                break
+        return rules
+
+    def _curve(self, rules: list[_Cand]) -> list[dict]:
+        out = []
+        for r in range(len(rules) + 1):
+            fid, default = self._fidelity(rules[:r])
+            out.append({"rules": r, "literals": int(sum(c.size for c in rules[:r])),
+                        "train_fidelity": round(fid, 6), "default": default})
+        return out
+
+    def _ruleset(self, rules: list[_Cand], variables, heads, alpha: float,
+                 seconds: float) -> RuleSet:
+        k = self._k
+        pred, which, default = self._predict_codes(rules)
+        out = []
+        for i, cand in enumerate(rules):
+            mine = which == i
+            support = float(self._rowsum[mine].sum())
+            correct = float(self._C[mine, cand.head].sum())
+            body = tuple(Literal(variables[j % k].name, j < k) for j in cand.lits)
+            out.append(Rule(heads[cand.head].name, body, cand.min_true,
+                            {"support": round(support / self._total, 6),
+                             "precision": round(correct / support, 6) if support else 0.0}))
+        curve = [{**p, "default": heads[p["default"]].name} for p in self.curve_]
+        meta = {"method": "rulelist", "rulelist": {
+            "max_rules": self.max_rules, "max_literals": self.max_literals,
+            "max_depth": self.max_depth, "max_n": self.max_n, "beam": self.beam,
+            "alphas": list(self.alphas), "alpha": alpha, "literal_cost": self.literal_cost,
+            "min_support": self.min_support, "passes": self.passes,
+            "distinct_codes": int(len(self._C)), "curve": curve,
+            "train_fidelity": self.curve_[-1]["train_fidelity"],
+            "seconds": round(seconds, 3)}}
+        return RuleSet(tuple(variables), tuple(heads), tuple(out), heads[default].name, meta)
