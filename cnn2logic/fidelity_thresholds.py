@@ -26,8 +26,9 @@ Example
 -------
 >>> import numpy as np
 >>> u = np.array([[0.1], [0.2], [3.0], [4.0]])     # ReLU-like, unbounded
->>> fit_fidelity_thresholds(u, np.array([0, 0, 1, 1]), candidates=8).values.tolist()
-[1.6]
+>>> th = fit_fidelity_thresholds(u, np.array([0, 0, 1, 1]), candidates=8)
+>>> bool(0.2 < th.values[0] <= 3.0), th.apply(u).ravel().tolist()
+(True, [False, False, True, True])
 """
 
 from __future__ import annotations

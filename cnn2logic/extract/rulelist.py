@@ -205,7 +205,7 @@ class RuleListExtractor:
     def _setup(self, codes: np.ndarray, C: np.ndarray) -> None:
         self._k = codes.shape[1]
         self._L = np.concatenate([codes, ~codes], axis=1)  # (D, 2k) literal truth
-        self._Lf = self._L.astype(np.float64)
+        self._Lf = self._L.astype(np.float32)
         self._C = C
         self._rowsum = C.sum(axis=1)
         self._total = float(C.sum())
@@ -244,11 +244,14 @@ class RuleListExtractor:
         rows = np.nonzero(active)[0]
         if len(rows) == 0 or lit_cap < 1:
             return None
-        Ga, La, Lfa = G[rows], self._L[rows], self._Lf[rows]
-        ra = self._rowsum[rows]
+        if len(rows) == len(active):  # no copies of the literal matrices when all are active
+            Ga, La, Lfa, ra = G, self._L, self._Lf, self._rowsum
+        else:
+            Ga, La, Lfa = G[rows], self._L[rows], self._Lf[rows]
+            ra = self._rowsum[rows]
         best = self._best_conjunction(Ga, La, Lfa, ra, min(lit_cap, self.max_depth))
         if self.max_n >= 2 and lit_cap >= 2:
-            m = self._best_mofn(Ga, La, ra, rows, min(lit_cap, self.max_n))
+            m = self._best_mofn(Ga, La, Lfa, ra, rows, min(lit_cap, self.max_n))
             if m is not None and (best is None or m.score > best.score + 1e-9):
                 best = m
         return best
@@ -260,45 +263,69 @@ class RuleListExtractor:
         best: _Cand | None = None
         beam: list[tuple[tuple[int, ...], np.ndarray]] = [((), np.ones(len(G), dtype=bool))]
         for depth in range(1, depth_cap + 1):
-            pool: dict[bytes, tuple[float, tuple[int, ...], np.ndarray]] = {}
+            pool: list = []
             for body, cover in beam:
-                Gc, Pc, rc = G * cover[:, None], Gpos * cover[:, None], rowsum * cover
-                scores = Lf.T @ Gc            # (2k, K): gain of body + literal per head
-                bounds = (Lf.T @ Pc).max(axis=1)
-                support = Lf.T @ rc
-                used = set(body) | {(j + k) % k2 for j in body}
+                # one product gives, per literal added to the body, the gain per head, the
+                # optimistic bound and the support (float32: BLAS; the sums are of counts
+                # and small multiples of alpha, exact well past a million images)
+                idx = np.flatnonzero(cover)
+                if len(idx) == len(cover):
+                    A, Lsub = np.concatenate([G, Gpos, rowsum[:, None]], axis=1), Lf
+                else:
+                    A = np.concatenate([G[idx], Gpos[idx], rowsum[idx, None]], axis=1)
+                    Lsub = Lf[idx]
+                prod = (Lsub.T @ A.astype(np.float32)).astype(np.float64)
+                K = G.shape[1]
+                scores, bounds, support = prod[:, :K], prod[:, K:2 * K].max(axis=1), prod[:, -1]
+                used = list(body) + [(j + k) % k2 for j in body]
                 penalty = self._lit_penalty * depth
-                for j in range(k2):
-                    if j in used or support[j] < self._min_cover:
-                        continue
-                    c = int(np.argmax(scores[j]))
-                    s = float(scores[j, c]) - penalty
-                    new_body = tuple(sorted(body + (j,)))
+                ok = support >= self._min_cover
+                ok[used] = False
+                heads = scores.argmax(axis=1)
+                gains = scores[np.arange(k2), heads]
+                for j in np.flatnonzero(ok):
+                    s = float(gains[j]) - penalty
                     if best is None or s > best.score + 1e-9:
-                        best = _Cand(new_body, None, c, s, float(scores[j, c]))
-                    bound = float(bounds[j]) - penalty - self._lit_penalty
-                    if depth < depth_cap and (best is None or bound > best.score + 1e-9):
-                        new_cover = cover & L[:, j]
-                        key = np.packbits(new_cover).tobytes()
-                        if key not in pool or pool[key][1] > new_body:
-                            pool[key] = (s, new_body, new_cover)
-            ranked = sorted(pool.values(), key=lambda t: (-t[0], t[1]))[:self.beam]
-            beam = [(b, cov) for _, b, cov in ranked]
+                        best = _Cand(tuple(sorted(body + (int(j),))), None, int(heads[j]), s,
+                                     float(gains[j]))
+                if depth < depth_cap:
+                    for j in np.flatnonzero(ok):
+                        pool.append((float(gains[j]) - penalty,
+                                     tuple(sorted(body + (int(j),))), cover, int(j),
+                                     float(bounds[j]) - penalty - self._lit_penalty))
+            # keep the best-scoring refinable bodies, one per distinct cover
+            pool = [p for p in pool if p[4] > best.score + 1e-9] if best is not None else pool
+            pool.sort(key=lambda t: (-t[0], t[1]))
+            beam, seen = [], set()
+            for _, new_body, cover, j, _ in pool:
+                if new_body in seen:
+                    continue
+                seen.add(new_body)
+                new_cover = cover & L[:, j]
+                key = np.packbits(new_cover).tobytes()
+                if key in seen:
+                    continue
+                seen.add(key)
+                beam.append((new_body, new_cover))
+                if len(beam) == self.beam:
+                    break
             if not beam:
                 break
         return best
 
-    def _best_mofn(self, G, L, rowsum, rows, n_cap) -> _Cand | None:
+    def _best_mofn(self, G, L, Lf, rowsum, rows, n_cap) -> _Cand | None:
         k2 = L.shape[1]
         k = k2 // 2
         best: _Cand | None = None
-        Lf = L.astype(np.float64)
-        for c in range(G.shape[1]):
-            pos = self._C[rows, c]
-            neg = rowsum - pos
-            if pos.sum() <= 0 or neg.sum() <= 0:
+        P = self._C[rows]
+        rates = (Lf.T @ np.concatenate([P, rowsum[:, None] - P], axis=1).astype(np.float32)
+                 ).astype(np.float64)
+        K = G.shape[1]
+        for c in range(K):
+            pos_total, neg_total = P[:, c].sum(), (rowsum - P[:, c]).sum()
+            if pos_total <= 0 or neg_total <= 0:
                 continue
-            diff = (Lf.T @ pos) / pos.sum() - (Lf.T @ neg) / neg.sum()
+            diff = rates[:, c] / pos_total - rates[:, K + c] / neg_total
             order = [j for j in np.argsort(-diff, kind="stable") if diff[j] > 0][:n_cap]
             count = np.zeros(len(G), dtype=np.int64)
             for N, j in enumerate(order, start=1):
@@ -317,7 +344,6 @@ class RuleListExtractor:
                     if best is None or s > best.score + 1e-9:
                         best = _Cand(tuple(sorted(int(x) for x in order[:N])), M, c, s,
                                      float(gains[M]))
-        del k
         return best
 
     # -- stages --------------------------------------------------------------------------
@@ -365,9 +391,51 @@ class RuleListExtractor:
                 i += 1
             before = len(rules)
             rules = self._construct(0.0, rules)
-            if not changed and len(rules) == before:
+            rules, inserted = self._insert(rules)
+            if not changed and not inserted and len(rules) == before:
                 break
         return rules
+
+    def _insert(self, rules: list[_Cand]) -> tuple[list[_Cand], bool]:
+        """Insert rules anywhere (exceptions before general rules), swapping out the weakest.
+
+        Each round finds the best rule for every position (exact gain against the whole
+        list's predictions, among the codes no earlier rule claims); at the budget the
+        rule whose removal costs least makes room.  A change is kept only when the exact
+        training fidelity rises.
+        """
+        changed = False
+        fid = self._fidelity(rules)[0]
+        for _ in range(self.max_rules):
+            pred, which, _ = self._predict_codes(rules)
+            G = self._gain_matrix(self._C[np.arange(len(pred)), pred], 0.0)
+            used = sum(r.size for r in rules)
+            full = len(rules) >= self.max_rules
+            if full:
+                losses = [fid - self._fidelity(rules[:j] + rules[j + 1:])[0]
+                          for j in range(len(rules))]
+                weakest = int(np.argmin(losses))
+            options = []
+            for i in range(len(rules) + 1):
+                earlier = (which >= 0) & (which < i)
+                cap = self.max_literals - used + (rules[weakest].size if full else 0)
+                cand = self._best_rule(G, ~earlier, cap)
+                if cand is not None and cand.score > 0:
+                    options.append((cand.score, -i, i, cand))
+            improved = False
+            for _, _, i, cand in sorted(options, key=lambda o: (o[0], o[1]), reverse=True)[:3]:
+                trial = rules[:i] + [cand] + rules[i:]
+                if full:
+                    trial.pop(weakest + (weakest >= i))
+                if sum(r.size for r in trial) > self.max_literals:
+                    continue
+                new_fid = self._fidelity(trial)[0]
+                if new_fid > fid + 1e-12:
+                    rules, fid, improved, changed = trial, new_fid, True, True
+                    break
+            if not improved:
+                break
+        return rules, changed
 
     def _curve(self, rules: list[_Cand]) -> list[dict]:
         out = []
