@@ -281,6 +281,31 @@ def run_net(net: str, seed: int, args) -> dict:
     return out
 
 
+def markdown(result: dict) -> str:
+    """The tables of one result: methods on the default bits, then the binarisations."""
+    lines = ["| network (kernels) | method | rules | literals | test fidelity | fit s (CPU s) |",
+             "|---|---|---:|---:|---:|---:|"]
+    refs = ["| network | binarisation | distinct codes | lookup | refit on bits | "
+            "rule list: rules / literals / test fidelity |", "|---|---|---:|---:|---:|---|"]
+    for net, seeds in result["networks"].items():
+        for seed, r in seeds.items():
+            name = f"{net} ({r['kernels']}), seed {seed}"
+            for label, m in r["methods"].items():
+                if "test_fidelity" not in m:
+                    lines.append(f"| {name} | {label} | – | – | – | {m} |")
+                    continue
+                cpu = f" ({m['fit_cpu_seconds']})" if "fit_cpu_seconds" in m else ""
+                shown = f"{label} [{r['default_binarisation']}]" if label == "rulelist" else label
+                lines.append(f"| {name} | {shown} | {m['rules']} | {m['literals']} | "
+                             f"{m['test_fidelity']:.4f} | {m['fit_seconds']}{cpu} |")
+            for b, v in r["binarisations"].items():
+                rl = v["rulelist"]
+                refs.append(f"| {name} | {b} | {v['distinct_train_codes']} | "
+                            f"{v['lookup_reference']:.4f} | {v['refit_reference']:.4f} | "
+                            f"{rl['rules']} / {rl['literals']} / {rl['test_fidelity']:.4f} |")
+    return "\n".join(lines + [""] + refs) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -292,7 +317,12 @@ def main() -> None:
     ap.add_argument("--data", default="/work/shared/data/mnist",
                     help="MNIST, only to train and capture networks missing from the cache")
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--table", default=None, metavar="JSON",
+                    help="print the Markdown tables of an earlier run's JSON and stop")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())), end="")
+        return
     result = {"command": "python bench/readable.py " + " ".join(sys.argv[1:]),
               "budget": {"max_rules": MAX_RULES, "max_literals": MAX_LITERALS},
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "codes": str(CODES),

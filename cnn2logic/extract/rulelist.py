@@ -32,7 +32,13 @@ distinct codes as for 700 images.  Three stages, all deterministic:
    sizes and training fidelities are ``curve_``, so a user can pick a smaller point.
 
 The ``alphas`` knob runs construction for each value and keeps the most faithful result
-on the training codes (ties: the first).
+on the training codes (ties: the first).  Finally rules, then literals, whose removal
+costs no training fidelity are dropped, and a rule moved earlier is kept when that makes
+a rule between redundant (how a planted exception-first list is recovered exactly).
+
+The module is longer than the usual ~500 lines on purpose: it is one learner whose
+stages share the same per-code tables (literal truth, class counts, cover cache);
+splitting it would pass those arrays between modules for no reader's benefit.
 
 Example
 -------
@@ -383,8 +389,6 @@ class RuleListExtractor:
         return best
 
     def _best_mofn(self, G, L, Lf, rowsum, rows, n_cap) -> _Cand | None:
-        k2 = L.shape[1]
-        k = k2 // 2
         best: _Cand | None = None
         P = self._C[rows]
         rates = (Lf.T @ np.concatenate([P, rowsum[:, None] - P], axis=1).astype(np.float32)
