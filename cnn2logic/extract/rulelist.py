@@ -68,9 +68,9 @@ RANKINGS = ("auto", "contrast", "linear")
 #: ``ranking="auto"`` ranks M-of-N literals by a linear read-out above this many kernels
 #: (measured: +0.016 test fidelity on 128 kernels; on 10 kernels the contrast is enough).
 LINEAR_RANKING_FROM = 16
-#: The fixed-default starts run only up to this many distinct codes: each start costs a
-#: whole fit, and on wide layers (every image its own code) the adaptive start is the one
-#: that wins anyway (measured on the 48- and 128-kernel networks of bench/readable.py).
+#: The fixed-default starts and all but the first ``alphas`` run only up to this many
+#: distinct codes: each costs a whole fit, and wide layers (every image its own code)
+#: would exceed 30 s per fit on 2 cores.
 FIXED_DEFAULTS_UP_TO = 5000
 
 
@@ -116,7 +116,7 @@ class RuleListExtractor:
         Bodies kept per depth of the conjunction search.
     alphas : sequence of float
         Look-ahead weights of construction (module docstring); the best on the training
-        codes is kept.
+        codes is kept.  Above 5,000 distinct codes only the first is run.
     literal_cost : float
         Score charged per literal, as a share of the total weight (1e-5: a literal must
         win 0.001 % of the training images).
@@ -147,7 +147,7 @@ class RuleListExtractor:
     """
 
     def __init__(self, max_rules: int = 30, max_literals: int = 300, *, max_depth: int = 8,
-                 max_n: int = 24, beam: int = 6, alphas: Sequence[float] = (0.75,),
+                 max_n: int = 40, beam: int = 6, alphas: Sequence[float] = (0.75, 0.5, 1.0),
                  literal_cost: float = 1e-5, min_support: float = 1e-4,
                  passes: int = 2, ranking: str = "auto", defaults: int = 2,
                  insert_rounds: int = 10) -> None:
@@ -219,8 +219,9 @@ class RuleListExtractor:
         # frequent classes (a list whose natural default is not the majority, e.g. a
         # large class stated by one M-of-N rule, is out of the greedy's reach otherwise)
         frequent = [int(c) for c in np.argsort(-C.sum(axis=0), kind="stable")]
-        starts = [None] + frequent[:self.defaults if len(C) <= FIXED_DEFAULTS_UP_TO else 0]
-        for alpha in self.alphas:
+        small = len(C) <= FIXED_DEFAULTS_UP_TO
+        starts = [None] + frequent[:self.defaults if small else 0]
+        for alpha in (self.alphas if small else self.alphas[:1]):
             for start in starts:
                 rules = self._construct(alpha, fixed_default=start)
                 rules = self._revise(rules)
