@@ -61,7 +61,8 @@ def fitted():
     rng = np.random.default_rng(0)
     weights = rng.integers(1, 20, len(X)).astype(float)  # distinct codes with counts
     y = planted(X)
-    ext = RuleListExtractor(max_rules=6).fit(X, y, sample_weight=weights, heads=["a", "b", "c", "d"])
+    ext = RuleListExtractor(max_rules=6).fit(X, y, sample_weight=weights,
+                                             heads=["a", "b", "c", "d"])
     return X, y, weights, ext
 
 
@@ -96,7 +97,8 @@ def test_budget_is_respected():
 
 def test_deterministic(fitted):
     X, y, weights, ext = fitted
-    again = RuleListExtractor(max_rules=6).fit(X, y, sample_weight=weights, heads=["a", "b", "c", "d"])
+    again = RuleListExtractor(max_rules=6).fit(X, y, sample_weight=weights,
+                                               heads=["a", "b", "c", "d"])
     assert again.rules_.to_json() == ext.rules_.to_json()
 
 
