@@ -45,7 +45,8 @@ def core_paper1_extraction(core_paper1, core_embedded):
     from cnn2logic.extract import ExtractConfig, extract_model
 
     model, _ = core_paper1
-    return extract_model(model, core_embedded, ExtractConfig(), progress=False,
+    return extract_model(model, core_embedded, ExtractConfig(method="approximation"),
+                         progress=False,
                          model_name="core_paper1")
 
 

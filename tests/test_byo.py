@@ -272,6 +272,7 @@ def test_cli_train_and_extract_with_factory(byo_cli_checkpoint, byo_factory_file
     rc = main(["extract", str(byo_cli_checkpoint), "--factory", f"{byo_factory_file}:make",
                "--factory-kwargs", '{"kernels": 6}', "--layer", "features.relu2",
                "--reduce", "mean", "--output", "head", "--threshold", "median",
+               "--method", "approximation",
                "--train-size", "800", "--test-size", "200", "--out", str(out), "--no-progress"])
     assert rc == 0
     from cnn2logic.rules import load_rules
@@ -291,8 +292,8 @@ def test_cli_train_and_extract_with_factory(byo_cli_checkpoint, byo_factory_file
 def test_cli_errors_are_one_line(byo_cli_checkpoint, byo_factory_file, tmp_path, capsys, extra,
                                  message):
     args = ["extract", str(byo_cli_checkpoint), "--layer", "features.relu2", "--threshold",
-            "median", "--train-size", "300", "--test-size", "100", "--out", str(tmp_path / "x"),
-            "--no-progress"]
+            "median", "--method", "approximation", "--train-size", "300", "--test-size", "100",
+            "--out", str(tmp_path / "x"), "--no-progress"]
     if extra and extra[0] == "--output":
         args += ["--factory", f"{byo_factory_file}:make", "--factory-kwargs", '{"kernels": 6}']
         args += extra

@@ -105,7 +105,7 @@ def test_binary_units_make_the_rules_exact(byo_ste_model, byo_small_data, tmp_pa
     """The network decides on the bits the rules read: full-order rules are faithful."""
     model, metrics = byo_ste_model
     assert model.spec.binary_units == "ste" and metrics["binary_units"] == "ste"
-    res = extract_model(model, byo_small_data, ExtractConfig(), progress=False)
+    res = extract_model(model, byo_small_data, ExtractConfig(method="approximation"), progress=False)
     m = res.metrics
     assert m["fidelity"] == 1.0
     assert m["rule_accuracy"] == m["network_accuracy"] == metrics["test_accuracy"]
@@ -123,7 +123,7 @@ def test_ordinary_training_is_not_exact(byo_small_data):
     """The contrast: without binary units the network is not a function of the bits."""
     model, _ = train("paper1", byo_small_data, TrainConfig(iterations=300, seed=0,
                                                            progress=False))
-    m = extract_model(model, byo_small_data, ExtractConfig(), progress=False).metrics
+    m = extract_model(model, byo_small_data, ExtractConfig(method="approximation"), progress=False).metrics
     assert m["fidelity"] < 1.0
 
 
@@ -135,7 +135,7 @@ def test_other_modes_train_and_stay_exact(mode, extra, byo_small_data):
                            TrainConfig(iterations=120, seed=1, progress=False, binary_units=mode,
                                        **extra))
     assert metrics["binary_units"] == mode
-    res = extract_model(model, byo_small_data, ExtractConfig(), progress=False)
+    res = extract_model(model, byo_small_data, ExtractConfig(method="approximation"), progress=False)
     assert res.metrics["fidelity"] == 1.0
 
 

@@ -38,7 +38,8 @@ def planted_data():
 
 
 def test_planted_rule_is_recovered_exactly():
-    result = extract_model(planted_network(), planted_data(), ExtractConfig(layer="act"),
+    result = extract_model(planted_network(), planted_data(), ExtractConfig(method="approximation",
+                                                                            layer="act"),
                            progress=False)
     rules = result.rules
     assert [r.format() for r in rules.rules_for("zero")] == ["k1 ∧ ¬k2"]
@@ -81,7 +82,8 @@ def test_minimised_rules_equal_unminimised_on_every_code(core_paper1_extraction)
 
 def test_on_codes_minimisation_agrees_on_training_codes(core_paper1, core_embedded):
     model, _ = core_paper1
-    res = extract_model(model, core_embedded, ExtractConfig(minimize="on-codes"), progress=False)
+    res = extract_model(model, core_embedded, ExtractConfig(method="approximation",
+                                                            minimize="on-codes"), progress=False)
     X = res.train_codes.bits
     assert np.array_equal(res.rules.fires(X), res.unminimized.fires(X))
     assert res.metrics["literals"] <= res.metrics["unminimized"]["literals"]
@@ -89,7 +91,8 @@ def test_on_codes_minimisation_agrees_on_training_codes(core_paper1, core_embedd
 
 def test_per_logit_mode_and_order_limit(core_paper1, core_embedded):
     model, _ = core_paper1
-    res = extract_model(model, core_embedded, ExtractConfig(mode="per-logit", order=4),
+    res = extract_model(model, core_embedded, ExtractConfig(method="approximation",
+                                                            mode="per-logit", order=4),
                         progress=False)
     assert all(len(r.body) <= 4 for r in res.unminimized.rules)
     m = res.metrics
@@ -103,10 +106,11 @@ def test_output_layer_must_read_the_kernel_units(core_paper1, core_embedded):
     small = core_embedded.__class__(core_embedded.train.subset(50), core_embedded.test.subset(20),
                                     "embedded")
     with pytest.raises(ModelError, match="'out' has 12 inputs but the captured layer gives 10"):
-        extract_model(hidden, small, ExtractConfig(), progress=False)
+        extract_model(hidden, small, ExtractConfig(method="approximation"), progress=False)
     model, _ = core_paper1
     with pytest.raises(ModelError, match="not nn.Linear"):
-        extract_model(model, small, ExtractConfig(output="pool"), progress=False)
+        extract_model(model, small, ExtractConfig(method="approximation",
+                                                  output="pool"), progress=False)
 
 
 @pytest.mark.slow
@@ -117,6 +121,6 @@ def test_paper1_on_full_mnist_reaches_paper_accuracy():
     data = load_data(full_mnist_or_skip(), train_size=50000)
     model, metrics = train("paper1", data, TrainConfig(iterations=10_000, seed=0, progress=False))
     assert metrics["test_accuracy"] > 0.939 - 0.01  # the paper's figure, within 0.01
-    res = extract_model(model, data, ExtractConfig(), progress=False)
+    res = extract_model(model, data, ExtractConfig(method="approximation"), progress=False)
     assert res.metrics["rule_accuracy"] == res.metrics["binarized_network_accuracy"]
     assert res.metrics["fidelity"] > 0.85

@@ -1,5 +1,9 @@
 """Cross-checks on real rules of the paper's configuration 1 (paper1).
 
+Both kinds of program are checked: the approximation method's exact terms and the
+default extractor's decision list (ordered rules with M-of-N rules, where an earlier rule
+is an exception to the later ones).
+
 * The Python evaluator, clingo on the exported ``.lp`` and SWI-Prolog on the exported
   ``.pl`` predict the same class for every image: the 4,000 + 1,000 embedded images, and
   the 10,000 MNIST test images when the full data set is present.
@@ -65,7 +69,7 @@ def lp_full_paper1():
 
     data = load_data(full_mnist_or_skip(), train_size=10_000)
     model, _ = train("paper1", data, TrainConfig(iterations=300, seed=0, progress=False))
-    return extract_model(model, data, ExtractConfig(), progress=False, model_name="lp_full")
+    return extract_model(model, data, ExtractConfig(method="approximation"), progress=False, model_name="lp_full")
 
 
 def test_full_mnist_paper1_three_way(lp_full_paper1, tmp_path):
@@ -76,8 +80,25 @@ def test_full_mnist_paper1_three_way(lp_full_paper1, tmp_path):
 # -- brute force over all 2^10 activations -----------------------------------------------
 
 @pytest.fixture(scope="module")
-def lp_real(core_paper1_extraction, tmp_path_factory):
-    result = core_paper1_extraction
+def rulelist_paper1(core_paper1, core_embedded):
+    """The default extractor's decision list (M-of-N rules, exceptions by order)."""
+    from cnn2logic.extract import ExtractConfig, extract_model
+
+    model, _ = core_paper1
+    return extract_model(model, core_embedded, ExtractConfig(), progress=False,
+                         model_name="core_paper1")
+
+
+def test_embedded_paper1_rulelist_three_way(rulelist_paper1, tmp_path):
+    assert rulelist_paper1.rules.meta["ordered"]
+    three_way(rulelist_paper1.rules, rulelist_paper1.test_codes, tmp_path, "rulelist")
+    three_way(rulelist_paper1.rules, rulelist_paper1.train_codes, tmp_path, "rulelist-train")
+
+
+@pytest.fixture(scope="module", params=["approximation", "rulelist"])
+def lp_real(request, core_paper1_extraction, rulelist_paper1, tmp_path_factory):
+    """Real rules with every activation enumerable: the exact terms and the decision list."""
+    result = core_paper1_extraction if request.param == "approximation" else rulelist_paper1
     path = tmp_path_factory.mktemp("real") / "rules.lp"
     write_program(path, result.rules, result.test_codes)
     names = result.rules.variable_names

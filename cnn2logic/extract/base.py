@@ -21,7 +21,7 @@ Example
 -------
 >>> import cnn2logic.extract
 >>> list(REGISTRY)
-['approximation', 'mofn', 'eric', 'chaining', 'pedagogical']
+['approximation', 'mofn', 'eric', 'chaining', 'pedagogical', 'rulelist']
 """
 
 from __future__ import annotations
