@@ -43,6 +43,7 @@ _LAZY = {
     "capture": "units", "fit_thresholds": "units", "BinaryCodes": "units",
     "extract_model": "extract.run", "ExtractConfig": "extract.config",
     "ApproximationExtractor": "extract.approximation",
+    "RuleListExtractor": "extract.rulelist",
     "load_model": "model", "save_weights": "model",
     "write_program": "export.logic", "program_text": "export.logic",
     "Program": "query", "implies": "query", "conflicts": "query", "necessary": "query",
