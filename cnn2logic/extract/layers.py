@@ -29,7 +29,8 @@ from ..errors import ExtractionError, ModelError
 from ..evaluate import binarized_network_accuracy
 from ..model.spec import predict_logits
 from ..rules import Head
-from ..units import BinaryCodes, KernelUnits, capture
+from .base import Outcome
+from ..units import BinaryCodes, KernelUnits, capture, fit_binarisation
 
 
 def output_layer(model: nn.Module, name: str, n_units: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +61,23 @@ def output_layer(model: nn.Module, name: str, n_units: int) -> tuple[np.ndarray,
     b = (layer.bias.detach().double().numpy() if layer.bias is not None
          else np.zeros(layer.out_features))
     return W, b
+
+
+@dataclass
+class BinaryInputs:
+    """A learned method's inputs: ``config.layer``'s units binarised by ``thresholds``.
+
+    ``W, b`` is the output layer when it reads these units (else ``None``), ``heads``
+    one per class.
+    """
+
+    units: KernelUnits
+    W: np.ndarray | None
+    b: np.ndarray | None
+    heads: tuple[Head, ...]
+    thresholds: Any
+    bits_tr: np.ndarray
+    bits_te: np.ndarray
 
 
 @dataclass
@@ -162,6 +180,42 @@ class ModelInputs:
         if W is None or not reads_directly(self.model, self.config.layer, self.config.output):
             return None
         return binarized_network_accuracy(W, b, bits_te, self.labels_te)[0]
+
+
+def binarise(inputs: "ModelInputs", threshold: str) -> BinaryInputs:
+    """``inputs.config.layer`` captured, reduced and binarised with ``threshold`` (any of
+    :data:`cnn2logic.units.BINARISATIONS`, fitted on the training images against
+    ``inputs.target_tr``): the common first step of the learned methods on bits.
+
+    Raises
+    ------
+    ModelError
+        ``config.layer`` does not exist.
+    ActivationError
+        The binarisation cannot apply to these units.
+    """
+    config = inputs.config
+    U_tr, U_te, units = inputs.grab(config.layer, config.reduce)
+    W, b = inputs.output_or_none(U_tr.shape[1], required=False)
+    th = fit_binarisation(U_tr, threshold, inputs.target_tr, alpha=config.alpha,
+                          gamma=config.gamma)
+    return BinaryInputs(units, W, b, inputs.heads(W), th, th.apply(U_tr), th.apply(U_te))
+
+
+def learned_outcome(inputs: "ModelInputs", bin_: BinaryInputs, rules: Any,
+                    meta: dict[str, Any]) -> Outcome:
+    """The :class:`~cnn2logic.extract.base.Outcome` of a learned method fitted on
+    ``bin_``'s bits (ranked against ``inputs.target_tr``, its own default)."""
+    train, test = inputs.codes(bin_.bits_tr, bin_.bits_te, bin_.units.variables, bin_.heads)
+    return Outcome(rules, train, test, inputs.target_tr, rules.default,
+                   inputs.binarized_accuracy(bin_.W, bin_.b, bin_.bits_te),
+                   thresholds_meta(bin_.thresholds), meta=meta)
+
+
+def bits_fit_args(inputs: "ModelInputs", bin_: BinaryInputs) -> dict[str, Any]:
+    """``extractor.fit``'s arguments for a learned method on ``bin_``'s training bits."""
+    return {"X": bin_.bits_tr, "y": inputs.target_tr, "output": None,
+            "variables": bin_.units.variables, "heads": bin_.heads}
 
 
 def thresholds_meta(th, **params: Any) -> dict[str, Any]:

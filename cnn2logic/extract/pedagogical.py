@@ -35,12 +35,11 @@ import numpy as np
 from ..errors import ExtractionError, NotFittedError
 from ..evaluate import rank_rules
 from ..rules import Head, RuleSet, Variable
-from ..units import fit_binarisation
 from ._common import (as_codes, as_target, check_count, espresso_on_off, majority_per_code,
                       most_frequent, names_for, term_rule)
 from .base import Extractor, Method, Outcome, Prepared, register
 from .config import PedagogicalSettings
-from .layers import ModelInputs, thresholds_meta
+from .layers import ModelInputs, binarise, bits_fit_args, learned_outcome
 
 
 class PedagogicalExtractor(Extractor):
@@ -157,23 +156,14 @@ def prepare(inputs: ModelInputs) -> Prepared:
         ``config.layer`` does not exist.
     """
     config = inputs.config
-    U_tr, U_te, units = inputs.grab(config.layer, config.reduce)
-    W, b = inputs.output_or_none(U_tr.shape[1], required=False)
-    heads = inputs.heads(W)
-    th = fit_binarisation(U_tr, config.threshold, inputs.target_tr, alpha=config.alpha,
-                          gamma=config.gamma)
-    bits_tr, bits_te = th.apply(U_tr), th.apply(U_te)
+    bin_ = binarise(inputs, config.threshold)
     extractor = PedagogicalExtractor(timeout=config.minimize_timeout)
 
     def finish(ext: PedagogicalExtractor) -> Outcome:
-        train, test = inputs.codes(bits_tr, bits_te, units.variables, heads)
         lookup = {k: v for k, v in ext.stats_.items() if k != "seconds"}
-        return Outcome(ext.rules_, train, test, inputs.target_tr, ext.rules_.default,
-                       inputs.binarized_accuracy(W, b, bits_te), thresholds_meta(th),
-                       meta={"pedagogical": {"lookup": lookup}})
+        return learned_outcome(inputs, bin_, ext.rules_, {"pedagogical": {"lookup": lookup}})
 
-    return Prepared(extractor, {"X": bits_tr, "y": inputs.target_tr, "output": None,
-                                "variables": units.variables, "heads": heads}, finish)
+    return Prepared(extractor, bits_fit_args(inputs, bin_), finish)
 
 
 register(Method("pedagogical", PedagogicalExtractor, PedagogicalSettings, prepare,

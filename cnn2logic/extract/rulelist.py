@@ -61,11 +61,10 @@ import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
 from ..rules import Head, Literal, Rule, RuleSet, Variable
-from ..units import fit_binarisation
 from ._common import as_codes, as_target, check_count
 from .base import Extractor, Method, Outcome, Prepared, register
 from .config import RuleListSettings
-from .layers import ModelInputs, thresholds_meta
+from .layers import ModelInputs, binarise, bits_fit_args, learned_outcome
 
 
 RANKINGS = ("auto", "contrast", "linear")
@@ -634,23 +633,14 @@ def prepare(inputs: ModelInputs) -> Prepared:
         ``config.layer`` does not exist.
     """
     config = inputs.config
-    U_tr, U_te, units = inputs.grab(config.layer, config.reduce)
-    W, b = inputs.output_or_none(U_tr.shape[1], required=False)
-    heads = inputs.heads(W)
-    method = "lookup" if config.threshold == "auto" else config.threshold
-    th = fit_binarisation(U_tr, method, inputs.target_tr, alpha=config.alpha,
-                          gamma=config.gamma)
-    bits_tr, bits_te = th.apply(U_tr), th.apply(U_te)
+    bin_ = binarise(inputs, "lookup" if config.threshold == "auto" else config.threshold)
     extractor = RuleListExtractor(max_rules=config.max_rules, max_literals=config.max_literals)
 
     def finish(ext: RuleListExtractor) -> Outcome:
-        train, test = inputs.codes(bits_tr, bits_te, units.variables, heads)
-        return Outcome(ext.rules_, train, test, inputs.target_tr, ext.rules_.default,
-                       inputs.binarized_accuracy(W, b, bits_te), thresholds_meta(th),
-                       meta={"rulelist": dict(ext.rules_.meta.get("rulelist") or {})})
+        return learned_outcome(inputs, bin_, ext.rules_,
+                               {"rulelist": dict(ext.rules_.meta.get("rulelist") or {})})
 
-    return Prepared(extractor, {"X": bits_tr, "y": inputs.target_tr, "output": None,
-                                "variables": units.variables, "heads": heads}, finish)
+    return Prepared(extractor, bits_fit_args(inputs, bin_), finish)
 
 
 register(Method("rulelist", RuleListExtractor, RuleListSettings, prepare,
