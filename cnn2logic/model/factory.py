@@ -90,7 +90,8 @@ def _module_from_file(path: Path):
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise ModelError(f"importing {path} failed: {exc.__class__.__name__}: {exc}") from None
+        raise ModelError(f"importing {path} failed: {exc.__class__.__name__}: "
+                         f"{_first_line(exc)}") from None
     return module
 
 
@@ -109,7 +110,8 @@ def _module_from_name(name: str):
     except ModuleNotFoundError:
         raise ModelError(f"factory module {name!r} not found on the Python path or in {cwd}") from None
     except Exception as exc:
-        raise ModelError(f"importing {name} failed: {exc.__class__.__name__}: {exc}") from None
+        raise ModelError(f"importing {name} failed: {exc.__class__.__name__}: "
+                         f"{_first_line(exc)}") from None
     finally:
         if sys.path and sys.path[0] == cwd:
             sys.path.pop(0)
@@ -181,3 +183,8 @@ def build_from_factory(factory: str, factory_kwargs: Mapping[str, Any] | str | N
         raise ModelError(f"factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
     return model
 
+
+def _first_line(exc: BaseException) -> str:
+    # An error raised by the user's module may span lines; ours stay on one.
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

@@ -269,6 +269,10 @@ def save_thresholds(thresholds: Thresholds, path: str | os.PathLike[str], *, lay
     atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
+#: A thresholds file is small JSON; anything larger is not one (and is not read whole).
+_MAX_THRESHOLDS_BYTES = 64 << 20
+
+
 def load_thresholds(path: str | os.PathLike[str]) -> tuple[Thresholds, dict[str, Any]]:
     """Thresholds from a file of :func:`save_thresholds` or a rules JSON's ``meta``.
 
@@ -285,22 +289,49 @@ def load_thresholds(path: str | os.PathLike[str]) -> tuple[Thresholds, dict[str,
     p = Path(path)
     if not p.is_file():
         raise ActivationError(f"thresholds file not found: {p}")
+    if p.stat().st_size > _MAX_THRESHOLDS_BYTES:
+        raise ActivationError(f"{p}: {p.stat().st_size} bytes is too large for a thresholds "
+                              f"file (at most {_MAX_THRESHOLDS_BYTES})")
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ActivationError(f"{p}: not a JSON thresholds file ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ActivationError(f"{p}: not a JSON thresholds file "
+                              f"({str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    meta = doc.get("meta") if isinstance(doc, dict) else None
     if isinstance(doc, dict) and doc.get("format") == THRESHOLDS_FORMAT:
         th, info = doc, {k: doc.get(k) for k in ("layer", "reduce", "names")}
-    elif isinstance(doc, dict) and isinstance(doc.get("meta", {}).get("thresholds"), dict):
-        th = doc["meta"]["thresholds"]
-        settings = doc["meta"].get("settings", {})
-        info = {"layer": doc["meta"].get("layer", ""), "reduce": settings.get("reduce", ""),
-                "names": [v["name"] for v in doc.get("variables", [])]}
+    elif isinstance(meta, dict) and isinstance(meta.get("thresholds"), dict):
+        th = meta["thresholds"]
+        settings = meta.get("settings") if isinstance(meta.get("settings"), dict) else {}
+        variables = doc.get("variables") if isinstance(doc.get("variables"), list) else []
+        info = {"layer": meta.get("layer", ""), "reduce": settings.get("reduce", ""),
+                "names": [v.get("name") for v in variables if isinstance(v, dict)]}
     else:
         raise ActivationError(f"{p}: holds no thresholds (a thresholds file from "
                               "'cnn2logic merge' or a rules.json from 'cnn2logic extract')")
-    try:
-        values = np.asarray([float(v) for v in th["values"]], np.float64)
-        return Thresholds(values, str(th["method"]), dict(th.get("params", {}))), info
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ActivationError(f"{p}: malformed thresholds ({exc!r})") from None
+    return _thresholds_from(p, th), _checked_info(p, info)
+
+
+def _thresholds_from(p: Path, th: dict) -> Thresholds:
+    # Strict: numbers only (no "0.5" strings, no booleans), finite, one per kernel.
+    values, method, params = th.get("values"), th.get("method"), th.get("params", {})
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ActivationError(f"{p}: thresholds 'values' must be a non-empty list of numbers")
+    out = np.asarray(values, np.float64)
+    if not np.isfinite(out).all():
+        raise ActivationError(f"{p}: thresholds 'values' must be finite numbers")
+    if not isinstance(method, str) or not isinstance(params, dict):
+        raise ActivationError(f"{p}: thresholds need a 'method' string and a 'params' object")
+    return Thresholds(out, method, dict(params))
+
+
+def _checked_info(p: Path, info: dict) -> dict[str, Any]:
+    for key in ("layer", "reduce"):
+        if info.get(key) is not None and not isinstance(info[key], str):
+            raise ActivationError(f"{p}: thresholds {key!r} must be a string")
+    names = info.get("names")
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(n, str) for n in names)):
+        raise ActivationError(f"{p}: thresholds 'names' must be a list of strings")
+    return info
