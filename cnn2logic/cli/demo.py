@@ -13,6 +13,7 @@ from ._common import add_progress_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` subcommand to ``sub``."""
     p = sub.add_parser("demo", help="train paper1 on the embedded data, extract, report",
                        description=__doc__)
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
@@ -27,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train, extract, export and report in one go (what ``make demo`` runs).
+
+    Returns
+    -------
+    int
+        0 on success (a :class:`~cnn2logic.errors.Cnn2LogicError` is exit status 2).
+    """
     import importlib.util
 
     from .._io import atomic_write_text

@@ -168,6 +168,27 @@ class ApproximationExtractor(Extractor):
         ExtractionError
             No ``output``, or weights, bias and codes of inconsistent shapes.
         """
+        W, b, X, variables, heads = self._checked(X, y, output, variables, heads)
+        C, n = W.shape
+        order = min(self.order if self.order is not None else default_order(n), n)
+        start = time.perf_counter()
+        classes = range(C)
+        if self.progress:
+            from tqdm import tqdm  # only for the progress bar
+
+            classes = tqdm(classes, desc="extract", unit="class", leave=False)
+        search = self._class_search(W, b, X, order)
+        terms = {heads[c].name: search(c) for c in classes}
+        seconds = time.perf_counter() - start
+        self.terms_ = {k: sorted(v) for k, v in terms.items()}
+        self.stats_ = {"seconds": seconds, "order": order,
+                       "terms_found": {k: len(v) for k, v in self.terms_.items()}}
+        self.rules_ = self._ranked_rules(variables, heads, X, y)
+        self.weight_, self.bias_ = W, b
+        return self
+
+    def _checked(self, X, y, output, variables, heads):
+        """fit's arguments checked and completed: ``(W, b, X, variables, heads)``."""
         if output is None:
             raise ExtractionError("the approximation method needs output=(weight, bias)")
         W = np.asarray(output[0], dtype=np.float64)
@@ -197,52 +218,40 @@ class ApproximationExtractor(Extractor):
             raise ExtractionError("y needs X with one class per row")
         if self.data_limited and X is None:
             raise ExtractionError("data_limited extraction needs the training codes X")
-        order = self.order if self.order is not None else default_order(n)
-        order = min(order, n)
-        start = time.perf_counter()
-        terms: dict[str, list[Term]] = {}
-        classes = range(C)
-        if self.progress:
-            from tqdm import tqdm  # only for the progress bar
+        return W, b, X, variables, heads
 
-            classes = tqdm(classes, desc="extract", unit="class", leave=False)
+    def _class_search(self, W: np.ndarray, b: np.ndarray, X, order: int):
+        """``search(c) -> terms`` of class ``c`` for this extractor's search and mode."""
+        C, n = W.shape
         if self.search == "truth-table":
             if self.order is not None and self.order < n:
                 warnings.warn("truth-table search returns the exact function; order is ignored",
-                              stacklevel=2)
+                              stacklevel=3)
             tables = truth_table(W, b, self.mode)
+            return lambda c: espresso_truth_table(tables[:, c], n)
         if self.data_limited:
             uniq, counts = np.unique(X, axis=0, return_counts=True)
             rounded = exact_round(uniq.astype(np.float64) @ W.T + b[None, :], uniq, W, b,
                                   self.mode)
-        # The classes whose logits are hardest to beat: the conditions most likely to
-        # rule a class out, probed first.
-        probe = np.argsort(-(b + np.maximum(W, 0.0).sum(axis=1)), kind="stable")[:33]
-        for c in classes:
-            name = heads[c].name
-            if self.search == "truth-table":
-                terms[name] = espresso_truth_table(tables[:, c], n)
-            elif self.data_limited:
-                ok = rounded[:, c]
+
+            def limited(c: int) -> list[Term]:
                 if self.mode == "per-logit":
                     cands = [(j, W[c, j] > 0) for j in range(n) if W[c, j] != 0]
                 else:
                     cands = [(j, p) for j in range(n) for p in (True, False)]
-                terms[name] = data_limited_terms(ok, uniq, counts, cands, order,
-                                                 self.min_support)
-            else:
-                if self.mode == "argmax" and C > 33 and argmax_probably_infeasible(
-                        W, b, c, order, probe):
-                    terms[name] = []
-                    continue
-                terms[name] = class_terms(W, b, c, self.mode, self.search, order)
-        seconds = time.perf_counter() - start
-        self.terms_ = {k: sorted(v) for k, v in terms.items()}
-        self.stats_ = {"seconds": seconds, "order": order,
-                       "terms_found": {k: len(v) for k, v in self.terms_.items()}}
-        self.rules_ = self._ranked_rules(variables, heads, X, y)
-        self.weight_, self.bias_ = W, b
-        return self
+                return data_limited_terms(rounded[:, c], uniq, counts, cands, order,
+                                          self.min_support)
+            return limited
+        # The classes whose logits are hardest to beat: the conditions most likely to
+        # rule a class out, probed first.
+        probe = np.argsort(-(b + np.maximum(W, 0.0).sum(axis=1)), kind="stable")[:33]
+
+        def exact(c: int) -> list[Term]:
+            if self.mode == "argmax" and C > 33 and argmax_probably_infeasible(
+                    W, b, c, order, probe):
+                return []
+            return class_terms(W, b, c, self.mode, self.search, order)
+        return exact
 
     def _ranked_rules(self, variables, heads, X, y) -> RuleSet:
         names = [v.name for v in variables]

@@ -79,6 +79,44 @@ def _log_comb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
+def _rule_errors(X: np.ndarray, W: np.ndarray, targets: np.ndarray, max_n: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Training error of every rule ``(N, M)`` of every unit, and the inputs' order.
+
+    ``errors[c, N-1, M-1]``: unit ``c``'s rule over its ``N`` largest-``|w|`` inputs (each
+    with its weight's sign) firing when at least ``M`` hold; NaN where ``M > N``.
+    """
+    C, n = W.shape
+    S = len(X)
+    errors = np.full((C, max_n, max_n), np.nan)
+    order = np.zeros((C, n), dtype=np.int64)
+    for c in range(C):
+        # Inputs by decreasing |w|; the stable sort breaks ties by lower index.
+        order[c] = np.argsort(-np.abs(W[c]), kind="stable")
+        lits = X[:, order[c][:max_n]] == (W[c, order[c][:max_n]] > 0)[None, :]
+        counts = np.cumsum(lits, axis=1, dtype=np.int64)
+        t = targets[:, c]
+        for N in range(1, max_n + 1):
+            k = counts[:, N - 1]
+            on = np.bincount(k[t], minlength=N + 1)
+            off = np.bincount(k[~t], minlength=N + 1)
+            # Fires for M <= k: false positives are off-samples with k >= M, false
+            # negatives on-samples with k < M.
+            fp = np.cumsum(off[::-1])[::-1][1:]          # M = 1..N
+            fn = np.cumsum(on)[:-1]                       # M = 1..N
+            errors[c, N - 1, :N] = (fp + fn) / S
+    return errors, order
+
+
+def _complexities(n: int, max_n: int) -> np.ndarray:
+    """``complexity(n, N, M)`` for every ``1 <= M <= N <= max_n`` (NaN elsewhere)."""
+    cx = np.full((max_n, max_n), np.nan)
+    for N in range(1, max_n + 1):
+        for M in range(1, N + 1):
+            cx[N - 1, M - 1] = complexity(n, N, M)
+    return cx
+
+
 def mofn_value(X: np.ndarray, literals: Sequence[tuple[int, bool]], m: int) -> np.ndarray:
     """Rows of the bool matrix ``X`` where at least ``m`` of ``literals`` hold."""
     count = np.zeros(len(X), dtype=np.int64)
@@ -242,50 +280,10 @@ class MofNExtractor(Extractor):
         self.fit_splits(U, y)
         X = self.transform(U)
         max_n = n if self.max_n is None else min(self.max_n, n)
-        S = len(X)
-        errors = np.full((C, max_n, max_n), np.nan)
-        order = np.zeros((C, n), dtype=np.int64)
-        for c in range(C):
-            # Inputs by decreasing |w|; the stable sort breaks ties by lower index.
-            order[c] = np.argsort(-np.abs(W[c]), kind="stable")
-            lits = X[:, order[c][:max_n]] == (W[c, order[c][:max_n]] > 0)[None, :]
-            counts = np.cumsum(lits, axis=1, dtype=np.int64)
-            t = targets[:, c]
-            for N in range(1, max_n + 1):
-                k = counts[:, N - 1]
-                on = np.bincount(k[t], minlength=N + 1)
-                off = np.bincount(k[~t], minlength=N + 1)
-                # Fires for M <= k: false positives are off-samples with k >= M, false
-                # negatives on-samples with k < M.
-                fp = np.cumsum(off[::-1])[::-1][1:]          # M = 1..N
-                fn = np.cumsum(on)[:-1]                       # M = 1..N
-                errors[c, N - 1, :N] = (fp + fn) / S
-        cx = np.full((max_n, max_n), np.nan)
-        for N in range(1, max_n + 1):
-            for M in range(1, N + 1):
-                cx[N - 1, M - 1] = complexity(n, N, M)
-        self.errors_, self.order_, self.complexity_ = errors, order, cx
-        self.curve_ = []
-        for beta in self.betas:
-            picks = [self._pick(c, beta) for c in range(C)]
-            self.curve_.append({
-                "beta": beta,
-                "mean_error": float(np.mean([errors[c, N - 1, M - 1]
-                                             for c, (N, M) in enumerate(picks)])),
-                "mean_complexity": float(np.mean([cx[N - 1, M - 1] for N, M in picks])),
-                "mean_n": float(np.mean([N for N, _ in picks])),
-                "rules": [[int(N), int(M)] for N, M in picks],
-            })
-        rules, chosen = [], {}
-        for c in range(C):
-            N, M = self._pick(c, self.beta)
-            lits = tuple(Literal(variables[int(j)].name, bool(W[c, j] > 0))
-                         for j in order[c][:N])
-            rules.append(Rule(heads[c].name, lits, M))
-            chosen[heads[c].name] = {"N": N, "M": M, "error": float(errors[c, N - 1, M - 1]),
-                                     "complexity": float(cx[N - 1, M - 1])}
-        self.chosen_ = chosen
-        raw = RuleSet(variables, heads, tuple(rules), None,
+        self.errors_, self.order_ = _rule_errors(X, W, targets, max_n)
+        self.complexity_ = _complexities(n, max_n)
+        self.curve_ = [self._curve_point(beta, C) for beta in self.betas]
+        raw = RuleSet(variables, heads, tuple(self._chosen_rules(W, variables, heads)), None,
                       {"method": "mofn", "settings": self.get_params()})
         if np.ndim(y) == 1:
             self.rules_ = rank_rules(raw, X, y)
@@ -295,6 +293,33 @@ class MofNExtractor(Extractor):
         self.stats_ = {"seconds": time.perf_counter() - start, "max_n": max_n,
                        "inputs": n, "units": C}
         return self
+
+    def _curve_point(self, beta: float, C: int) -> dict[str, Any]:
+        """The rules every unit picks at ``beta``, with their mean error and complexity."""
+        errors, cx = self.errors_, self.complexity_
+        picks = [self._pick(c, beta) for c in range(C)]
+        return {
+            "beta": beta,
+            "mean_error": float(np.mean([errors[c, N - 1, M - 1]
+                                         for c, (N, M) in enumerate(picks)])),
+            "mean_complexity": float(np.mean([cx[N - 1, M - 1] for N, M in picks])),
+            "mean_n": float(np.mean([N for N, _ in picks])),
+            "rules": [[int(N), int(M)] for N, M in picks],
+        }
+
+    def _chosen_rules(self, W: np.ndarray, variables, heads) -> list[Rule]:
+        """Each unit's rule at ``self.beta``; sets ``chosen_``."""
+        rules, chosen = [], {}
+        for c in range(W.shape[0]):
+            N, M = self._pick(c, self.beta)
+            lits = tuple(Literal(variables[int(j)].name, bool(W[c, j] > 0))
+                         for j in self.order_[c][:N])
+            rules.append(Rule(heads[c].name, lits, M))
+            chosen[heads[c].name] = {"N": N, "M": M,
+                                     "error": float(self.errors_[c, N - 1, M - 1]),
+                                     "complexity": float(self.complexity_[N - 1, M - 1])}
+        self.chosen_ = chosen
+        return rules
 
     def _pick(self, c: int, beta: float) -> tuple[int, int]:
         return _argmin_rule(self.errors_[c] + beta * self.complexity_, self.complexity_)

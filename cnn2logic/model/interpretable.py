@@ -127,6 +127,7 @@ class InterpretableMask(nn.Module):
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
 
     def extra_repr(self) -> str:
+        """``beta`` in the module's repr."""
         return f"beta={self.beta}"
 
     def _shapes(self, h: int, w: int, device: torch.device) -> torch.Tensor:
@@ -136,6 +137,13 @@ class InterpretableMask(nn.Module):
         return self._cache[key].to(device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Each map times its own template (the one centred on its peak).
+
+        Raises
+        ------
+        ModelError
+            ``x`` is not ``(n, c, h, w)``.
+        """
         if x.ndim != 4:
             raise ModelError(f"the interpretable mask needs (n, c, h, w) maps, got {tuple(x.shape)}")
         n, c, h, w = x.shape

@@ -87,9 +87,11 @@ class BinaryUnits(nn.Module):
         self.warming = False
 
     def extra_repr(self) -> str:
+        """``mode`` and ``threshold`` in the module's repr."""
         return f"mode={self.mode!r}, threshold={self.threshold}"
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Hard 0/1 units (in training, with the mode's gradient or noise)."""
         hard = (u >= self.threshold).to(u.dtype)
         if not self.training:
             self.penalty = None
