@@ -174,7 +174,7 @@ class CaptureSettings(Settings):
     threshold: str = setting(
         "auto", choices=BINARISATIONS, check=one_of("threshold", BINARISATIONS),
         help="binarisation: 'auto' (default: 'half' on units in [0, 1], else 'infogain'; "
-             "'lookup' for rulelist), 'half' (0.5, sigmoid units, the paper), per-kernel "
+             "rulelist: 'lookup' up to 16 kernels), 'half' (0.5, sigmoid units), per-kernel "
              "statistics, or fitted for fidelity to the network ('infogain', 'lookup')")
     reduce: str = setting("max", choices=REDUCTIONS, check=one_of("reduction", REDUCTIONS),
                           help="how a kernel's map becomes one unit")

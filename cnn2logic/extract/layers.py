@@ -182,10 +182,11 @@ class ModelInputs:
         return binarized_network_accuracy(W, b, bits_te, self.labels_te)[0]
 
 
-def binarise(inputs: "ModelInputs", threshold: str) -> BinaryInputs:
+def binarise(inputs: "ModelInputs", threshold: str | Any) -> BinaryInputs:
     """``inputs.config.layer`` captured, reduced and binarised with ``threshold`` (any of
     :data:`cnn2logic.units.BINARISATIONS`, fitted on the training images against
-    ``inputs.target_tr``): the common first step of the learned methods on bits.
+    ``inputs.target_tr``), or with the name ``threshold(training units)`` returns: the
+    common first step of the learned methods on bits.
 
     Raises
     ------
@@ -197,6 +198,8 @@ def binarise(inputs: "ModelInputs", threshold: str) -> BinaryInputs:
     config = inputs.config
     U_tr, U_te, units = inputs.grab(config.layer, config.reduce)
     W, b = inputs.output_or_none(U_tr.shape[1], required=False)
+    if callable(threshold):  # a method's own choice, made on the training units
+        threshold = threshold(U_tr)
     th = fit_binarisation(U_tr, threshold, inputs.target_tr, alpha=config.alpha,
                           gamma=config.gamma)
     return BinaryInputs(units, W, b, inputs.heads(W), th, th.apply(U_tr), th.apply(U_te))
