@@ -38,7 +38,10 @@ from .chaining import ChainingExtractor
 from .pedagogical import PedagogicalExtractor
 from .rulelist import RuleListExtractor
 from .base import REGISTRY, Extractor
-from .config import ExtractConfig
+from . import config as _config
+
+# Every method has registered its own settings section: the config can be assembled.
+ExtractConfig = _config.build()
 from .run import ExtractionResult, extract_model
 
 METHODS = {name: method.extractor for name, method in REGISTRY.items()}

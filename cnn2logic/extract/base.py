@@ -14,8 +14,11 @@ A method is registered as a :class:`Method`: its extractor class, its settings d
 (:mod:`cnn2logic.extract.config` builds ``ExtractConfig``, the CLI options and the
 settings check from these) and the ``prepare`` step the driver
 (:mod:`cnn2logic.extract.run`) calls to capture and binarise the model's units for it.
-Adding a method is one module that calls :func:`register`, plus its import in
-``cnn2logic/extract/__init__.py``.
+Adding a method is one module that declares its extractor, its settings section and its
+``prepare`` step and calls :func:`register`, plus its import line in
+``cnn2logic/extract/__init__.py`` (which fixes its place in the registry).  The CLI
+options, the settings check, ``ExtractConfig``'s fields, the contract test and the docs
+check all follow from the registry.
 
 Example
 -------

@@ -74,7 +74,7 @@ from ._common import (as_codes, as_target, check_count, check_tree_params, espre
                       most_frequent, names_for, term_rule, tree_leaf_terms)
 from .approximation import ApproximationExtractor, default_order, vertices
 from .base import Extractor, Method, Outcome, Prepared, register
-from .config import LEARNERS, ChainingSettings
+from .config import CHAIN_THRESHOLDS, LEARNERS, Settings, one_of, setting
 from .eric import EricExtractor
 from .layers import ModelInputs, default_chain, linear_into, spatial_size
 
@@ -85,6 +85,31 @@ DEFAULT_MAX_DEPTH = 6
 TOPS = ("auto", "approximation", "tree")
 COMPOSE = ("auto", "truth-table", "codes")
 MINIMIZE = ("exact", "on-codes")
+
+
+def _check_chain_layers(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str) or len(value) < 2:
+        raise ExtractionError("chain_layers needs at least two layer names, lowest first")
+    if len(set(value)) != len(value):
+        raise ExtractionError(f"chain_layers repeats a layer: {list(value)}")
+
+
+@dataclass(frozen=True)
+class ChainingSettings(Settings):
+    """Chaining's settings."""
+
+    chain_layers: tuple[str, ...] | None = setting(
+        None, parse="names", check=_check_chain_layers,
+        help="chaining: comma-separated layers, lowest first (default: act1,...,pool for "
+             "conv stacks, pool,hidden_act1,... with hidden FC layers)")
+    chain_threshold: str = setting("median", choices=CHAIN_THRESHOLDS,
+                                   check=one_of("chain threshold", list(CHAIN_THRESHOLDS)),
+                                   help="chaining: binarisation of intermediate conv maps")
+    learner: str = setting("auto", choices=LEARNERS, check=one_of("learner", LEARNERS),
+                           help="chaining: approximation method (linear layers) or CART "
+                                "trees")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ Every setting is declared once, as a field made with :func:`setting`: its defaul
 ``cnn2logic extract`` option (flags, parser, choices, help text) and its check.  From these
 declarations come
 
+Common sections are declared here; each method declares its own section in its module
+and registers it (:class:`~cnn2logic.extract.base.Method`), and :func:`build` assembles
+
 * :class:`ExtractConfig`, the flat settings object every caller uses (all fields of
   :data:`SECTIONS`, in order, so ``ExtractConfig(order=3, method="mofn")`` keeps working
   and ``dataclasses.asdict`` gives the ``settings`` stored in a rules file);
@@ -16,6 +19,8 @@ method's ``order``); each is still declared in one place.
 
 Example
 -------
+>>> from cnn2logic.extract import ExtractConfig
+>>> from cnn2logic.extract.mofn import MofNSettings
 >>> c = ExtractConfig(method="mofn", beta=0.1)
 >>> c.section(MofNSettings)
 MofNSettings(beta=0.1, max_n=None)
@@ -118,15 +123,6 @@ def finite(label: str, minimum: float | None = None) -> Check:
     return check
 
 
-def _check_chain_layers(value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, str) or len(value) < 2:
-        raise ExtractionError("chain_layers needs at least two layer names, lowest first")
-    if len(set(value)) != len(value):
-        raise ExtractionError(f"chain_layers repeats a layer: {list(value)}")
-
-
 class Settings:
     """Base of the settings dataclasses: checks every field on construction.
 
@@ -222,68 +218,6 @@ class MethodChoice(Settings):
 
 
 @dataclass(frozen=True)
-class MofNSettings(Settings):
-    """M-of-N's settings."""
-
-    beta: float = setting(0.01, parse="float", check=finite("beta", 0),
-                          help="mofn: loss = error + BETA * complexity")
-    max_n: int | None = setting(None, parse="positive_int", check=at_least_one("max_n"),
-                                help="mofn: largest N of an M-of-N rule (default: all "
-                                     "inputs)")
-
-
-@dataclass(frozen=True)
-class EricSettings(Settings):
-    """ERIC's settings (chaining's lower layers and pedagogical share some)."""
-
-    alpha: float = setting(0.6, parse="float", check=finite("alpha"),
-                           help="eric: threshold ALPHA * mean + GAMMA * std of each "
-                                "kernel's norm")
-    gamma: float = setting(0.7, parse="float", check=finite("gamma"))
-    norm: str = setting("l2", choices=REDUCTIONS, check=one_of("norm", REDUCTIONS),
-                        help="eric / chaining: norm of a kernel's activation map")
-    max_depth: int | None = setting(None, parse="positive_int", check=at_least_one("max_depth"),
-                                    help="eric / chaining: depth limit of the CART trees "
-                                         "(default: unlimited for eric, 6 for chaining)")
-    min_samples_leaf: int = setting(1, parse="positive_int",
-                                    check=at_least_one("min_samples_leaf"),
-                                    help="eric / chaining: fewest training images per leaf")
-
-
-@dataclass(frozen=True)
-class ChainingSettings(Settings):
-    """Chaining's settings."""
-
-    chain_layers: tuple[str, ...] | None = setting(
-        None, parse="names", check=_check_chain_layers,
-        help="chaining: comma-separated layers, lowest first (default: act1,...,pool for "
-             "conv stacks, pool,hidden_act1,... with hidden FC layers)")
-    chain_threshold: str = setting("median", choices=CHAIN_THRESHOLDS,
-                                   check=one_of("chain threshold", list(CHAIN_THRESHOLDS)),
-                                   help="chaining: binarisation of intermediate conv maps")
-    learner: str = setting("auto", choices=LEARNERS, check=one_of("learner", LEARNERS),
-                           help="chaining: approximation method (linear layers) or CART "
-                                "trees")
-
-
-@dataclass(frozen=True)
-class PedagogicalSettings(Settings):
-    """Pedagogical has no settings of its own (it uses threshold, alpha, gamma, timeout)."""
-
-
-@dataclass(frozen=True)
-class RuleListSettings(Settings):
-    """The rule list's budget (the default method: a program a person can read)."""
-
-    max_rules: int = setting(30, parse="positive_int", check=at_least_one("max_rules"),
-                             help="rulelist: at most this many rules (the default class "
-                                  "comes on top)")
-    max_literals: int = setting(300, parse="positive_int",
-                                check=at_least_one("max_literals"),
-                                help="rulelist: at most this many literals in all rules")
-
-
-@dataclass(frozen=True)
 class LearnedSettings(Settings):
     """Common to the learned methods (all but approximation)."""
 
@@ -292,10 +226,13 @@ class LearnedSettings(Settings):
                                "the true label")
 
 
-# ExtractConfig's fields, in this order (also the order of the CLI options).
-SECTIONS: tuple[type[Settings], ...] = (
-    CaptureSettings, ApproximationSettings, MinimizeSettings, MethodChoice, MofNSettings,
-    EricSettings, ChainingSettings, PedagogicalSettings, RuleListSettings, LearnedSettings)
+# The common sections before and after the methods' own: ExtractConfig's fields and the
+# CLI options come in this order (build() puts each registered method's section between).
+COMMON_FIRST: tuple[type[Settings], ...] = (
+    CaptureSettings, ApproximationSettings, MinimizeSettings, MethodChoice)
+COMMON_LAST: tuple[type[Settings], ...] = (LearnedSettings,)
+#: Every section, common and per method (set by :func:`build`).
+SECTIONS: tuple[type[Settings], ...] = ()
 # Checked for every config; the others only when another method is chosen or
 # chain_layers is given (as before the split: an approximation run ignores them).
 ALWAYS_CHECKED = (CaptureSettings, ApproximationSettings, MinimizeSettings)
@@ -341,21 +278,40 @@ def _section(self: Any, cls: type) -> Any:
     return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
 
 
-def _config_fields() -> list[tuple[str, Any, Any]]:
+def _config_fields(sections: Sequence[type]) -> list[tuple[str, Any, Any]]:
     out = []
-    for section in SECTIONS:
+    for section in sections:
         for f in fields(section):
             default = f.default if f.default is not MISSING else None
             out.append((f.name, f.type, field(default=default, metadata=f.metadata)))
     return out
 
 
-ExtractConfig = make_dataclass(
-    "ExtractConfig", _config_fields(), frozen=True,
-    namespace={"__post_init__": _post_init, "section": _section,
-               "__module__": __name__,
-               "__doc__": "Settings of one extraction: the fields of every section of "
-                          ":data:`SECTIONS` (all of them end up in the rules file's "
-                          "``meta``).\n\n    ``section(cls)`` returns one section's "
-                          "values.\n\n    Raises\n    ------\n    ExtractionError\n"
-                          "        A setting fails its check.\n"})
+def build() -> type:
+    """Make :data:`SECTIONS` and :class:`ExtractConfig` from the registered methods.
+
+    Called once by ``cnn2logic/extract/__init__.py`` after every method module has
+    registered itself (each declares its own settings section), so that a method's
+    settings live in its module and reach the config and the CLI from the registry.
+
+    Returns
+    -------
+    type
+        ``ExtractConfig``.
+    """
+    global SECTIONS, ExtractConfig
+    own = []
+    for method in REGISTRY.values():
+        if method.settings not in COMMON_FIRST + COMMON_LAST + tuple(own):
+            own.append(method.settings)
+    SECTIONS = COMMON_FIRST + tuple(own) + COMMON_LAST
+    ExtractConfig = make_dataclass(
+        "ExtractConfig", _config_fields(SECTIONS), frozen=True,
+        namespace={"__post_init__": _post_init, "section": _section,
+                   "__module__": __name__,
+                   "__doc__": "Settings of one extraction: the fields of every section of "
+                              ":data:`SECTIONS` (all of them end up in the rules file's "
+                              "``meta``).\n\n    ``section(cls)`` returns one section's "
+                              "values.\n\n    Raises\n    ------\n    ExtractionError\n"
+                              "        A setting fails its check.\n"})
+    return ExtractConfig

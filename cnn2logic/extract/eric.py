@@ -30,6 +30,7 @@ Example
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,14 +38,32 @@ import numpy as np
 from ..errors import ExtractionError, NotFittedError
 from ..evaluate import rank_rules
 from ..rules import Head, RuleSet, Variable
-from ..units import Thresholds, fit_thresholds
+from ..units import REDUCTIONS, Thresholds, fit_thresholds
 from .base import Extractor, Method, Outcome, Prepared, register
-from .config import EricSettings
+from .config import Settings, at_least_one, finite, one_of, setting
 from .layers import ModelInputs, thresholds_meta
 from ._common import (as_matrix, as_target, check_tree_params, names_for, term_rule,
                       tree_leaf_terms)
 
 CRITERIA = ("gini", "entropy", "log_loss")
+
+
+@dataclass(frozen=True)
+class EricSettings(Settings):
+    """ERIC's settings (chaining's lower layers and pedagogical share some)."""
+
+    alpha: float = setting(0.6, parse="float", check=finite("alpha"),
+                           help="eric: threshold ALPHA * mean + GAMMA * std of each "
+                                "kernel's norm")
+    gamma: float = setting(0.7, parse="float", check=finite("gamma"))
+    norm: str = setting("l2", choices=REDUCTIONS, check=one_of("norm", REDUCTIONS),
+                        help="eric / chaining: norm of a kernel's activation map")
+    max_depth: int | None = setting(None, parse="positive_int", check=at_least_one("max_depth"),
+                                    help="eric / chaining: depth limit of the CART trees "
+                                         "(default: unlimited for eric, 6 for chaining)")
+    min_samples_leaf: int = setting(1, parse="positive_int",
+                                    check=at_least_one("min_samples_leaf"),
+                                    help="eric / chaining: fewest training images per leaf")
 
 
 class EricExtractor(Extractor):

@@ -36,6 +36,8 @@ Example
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 import time
 from typing import Any, Sequence
@@ -46,7 +48,7 @@ from ..errors import ExtractionError, NotFittedError
 from ..evaluate import rank_rules
 from ..rules import Head, Literal, Rule, RuleSet, Variable
 from .base import Extractor, Method, Outcome, Prepared, register
-from .config import MofNSettings
+from .config import Settings, at_least_one, finite, setting
 from .layers import ModelInputs
 from ._common import (as_matrix, as_target, check_count, entropy, information_gain_split,
                       names_for)
@@ -123,6 +125,17 @@ def mofn_value(X: np.ndarray, literals: Sequence[tuple[int, bool]], m: int) -> n
     for v, p in literals:
         count += X[:, v] if p else ~X[:, v]
     return count >= m
+
+
+@dataclass(frozen=True)
+class MofNSettings(Settings):
+    """M-of-N's settings."""
+
+    beta: float = setting(0.01, parse="float", check=finite("beta", 0),
+                          help="mofn: loss = error + BETA * complexity")
+    max_n: int | None = setting(None, parse="positive_int", check=at_least_one("max_n"),
+                                help="mofn: largest N of an M-of-N rule (default: all "
+                                     "inputs)")
 
 
 class MofNExtractor(Extractor):

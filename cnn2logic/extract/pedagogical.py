@@ -27,6 +27,8 @@ Example
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import time
 from typing import Any, Sequence
 
@@ -38,8 +40,13 @@ from ..rules import Head, RuleSet, Variable
 from ._common import (as_codes, as_target, check_count, espresso_on_off, majority_per_code,
                       most_frequent, names_for, term_rule)
 from .base import Extractor, Method, Outcome, Prepared, register
-from .config import PedagogicalSettings
+from .config import Settings
 from .layers import ModelInputs, binarise, bits_fit_args, learned_outcome
+
+
+@dataclass(frozen=True)
+class PedagogicalSettings(Settings):
+    """Pedagogical has no settings of its own (it uses threshold, alpha, gamma, timeout)."""
 
 
 class PedagogicalExtractor(Extractor):

@@ -64,7 +64,7 @@ from ..rules import Head, Literal, Rule, RuleSet, Variable
 from ..units import auto_binarisation
 from ._common import as_codes, as_target, check_count
 from .base import Extractor, Method, Outcome, Prepared, register
-from .config import RuleListSettings
+from .config import Settings, at_least_one, setting
 from .layers import ModelInputs, binarise, bits_fit_args, learned_outcome
 
 
@@ -76,6 +76,18 @@ LINEAR_RANKING_FROM = 16
 #: distinct codes: each costs a whole fit, and wide layers (every image its own code)
 #: would exceed 30 s per fit on 2 cores.
 FIXED_DEFAULTS_UP_TO = 5000
+
+
+@dataclass(frozen=True)
+class RuleListSettings(Settings):
+    """The rule list's budget (the default method: a program a person can read)."""
+
+    max_rules: int = setting(30, parse="positive_int", check=at_least_one("max_rules"),
+                             help="rulelist: at most this many rules (the default class "
+                                  "comes on top)")
+    max_literals: int = setting(300, parse="positive_int",
+                                check=at_least_one("max_literals"),
+                                help="rulelist: at most this many literals in all rules")
 
 
 @dataclass(frozen=True)
