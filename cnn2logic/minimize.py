@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import multiprocessing
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np

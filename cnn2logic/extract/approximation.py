@@ -73,6 +73,12 @@ from .terms import (TRUTH_TABLE_MAX_VARS, LinearConditions, argmax_probably_infe
                     exact_round, exactly_implies, naive_terms, pruned_terms, sound_terms,
                     truth_table, vertices)
 
+__all__ = ["ApproximationExtractor", "MODES", "SEARCHES", "TRUTH_TABLE_MAX_VARS",
+           "LinearConditions", "argmax_probably_infeasible", "class_conditions",
+           "class_terms", "data_limited_terms", "default_order", "exact_round",
+           "exactly_implies", "naive_terms", "prepare", "pruned_terms", "sound_terms",
+           "truth_table", "vertices"]
+
 class ApproximationExtractor(Extractor):
     """Rules for each output class of a linear layer over binary kernel units.
 

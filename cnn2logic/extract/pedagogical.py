@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ExtractionError, NotFittedError
+from ..errors import ExtractionError
 from ..evaluate import rank_rules
 from ..rules import Head, RuleSet, Variable
 from ._common import (as_codes, as_target, check_count, espresso_on_off, majority_per_code,

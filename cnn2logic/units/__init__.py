@@ -45,8 +45,9 @@ from .activations import (REDUCTIONS, KernelUnits, LayerBatch, capture, check_mo
 from .codes import BinaryCodes, check_binary, codes_for
 from .fidelity import (BINARISATIONS, FIDELITY_THRESHOLDS, auto_binarisation,
                        fit_binarisation, fit_fidelity_thresholds)
-from .shards import (FORMAT_VERSION, KINDS, SHARD_FORMAT, ActivationShard, capture_shard,
-                     capture_stream, merge_shards, parse_shard, shard_range)
+from .shards import (FORMAT_VERSION, KINDS, SHARD_FORMAT, ActivationShard, merge_shards,
+                     parse_shard, shard_range)
+from .stream import capture_shard, capture_stream
 from .thresholds import (THRESHOLDS, THRESHOLDS_FORMAT, RunningStats, Thresholds,
                          fit_stream_thresholds, fit_thresholds, load_thresholds,
                          save_thresholds, stream_statistics)
