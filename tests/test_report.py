@@ -215,3 +215,25 @@ def test_report_in_headless_chromium(vis_report, tmp_path):
         assert im.size == (1280, 2600)
         colours = im.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is not None and len(colours) > 200  # text, tables and pictures
+
+
+def test_ordered_program_is_shown_in_order_with_its_kind():
+    """A decision list (meta.ordered) reads top to bottom, ending in its default."""
+    from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable
+    from cnn2logic.visual.report import render_report
+
+    rules = RuleSet(
+        variables=tuple(Variable(f"k{i}", "pool", i - 1) for i in (1, 2, 3)),
+        heads=(Head("a"), Head("b"), Head("c")),
+        rules=(Rule("b", (Literal("k1"), Literal("k2", False)), stats={"support": 0.25}),
+               Rule("a", (Literal("k1"), Literal("k2"), Literal("k3")), min_true=2)),
+        default="c", meta={"ordered": True, "rule_kind": "learned",
+                           "metrics": {"fidelity": 0.9}})
+    page = render_report(rules)
+    assert "The program, read with the kernels&#x27; images" in page
+    first, second, otherwise = (page.index(s) for s in ("<td class=num>1</td>",
+                                                          "<td class=num>2</td>",
+                                                          "<td>otherwise</td>"))
+    assert first < second < otherwise
+    assert "at least 2 of" in page and "else " in page
+    assert "<b>learned</b>" in page and "90.0%" in page

@@ -291,7 +291,30 @@ def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
 
 
 
+def _program_pictures(rules: RuleSet, thumbs: _Thumbs) -> str:
+    # An ordered program is read top to bottom: rule i decides where rules 1..i-1 did
+    # not fire, so it is shown whole and in order, not as one term per class.
+    rows = ["<tr><th>#</th><th>if (each literal with its kernel's maximising image)</th>"
+            "<th>then</th><th>share of training images it decides</th>"
+            "<th>agreement there</th></tr>"]
+    for i, rule in enumerate(rules.rules, 1):
+        rows.append(f"<tr><td class=num>{i}</td><td>{'' if i == 1 else 'else '}"
+                    f"{_rule_pictures(rule, thumbs)}</td>"
+                    f"<td><b>{html.escape(rule.head)}</b></td>"
+                    f"<td class=num>{_fmt(rule.stats.get('support'))}</td>"
+                    f"<td class=num>{_fmt(rule.stats.get('precision'))}</td></tr>")
+    if rules.default is not None:
+        rows.append(f"<tr><td></td><td>otherwise</td><td><b>{html.escape(rules.default)}"
+                    f"</b></td><td></td><td></td></tr>")
+    return ("<p>The program in order: each rule decides the images on which no rule above "
+            "it fired. Green frame: the kernel must fire (its pooled unit ≥ threshold); red "
+            "dashed, faded: it must not. Share and agreement (with the network) are "
+            f"measured on the training images.</p><table>{''.join(rows)}</table>")
+
+
 def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> str:
+    if rules.meta.get("ordered"):
+        return _program_pictures(rules, thumbs)
     class_rows = _class_terms(rules, meta.get("table"))
     source = ("the per-class table terms chosen by the extractor (short, accurate terms, "
               "as in the paper's Table 1)" if any(r["source"] == "table" for r in class_rows)
@@ -384,7 +407,9 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
     else:
         notes.append("metrics table omitted: the rules file has no meta['metrics'] and no "
                      "model + data were given to compute them")
-    sections.append(("rules", "Rules per class, read with the kernels' images",
+    sections.append(("rules", "The program, read with the kernels' images"
+                     if rules.meta.get("ordered") else
+                     "Rules per class, read with the kernels' images",
                      _rules_section(rules, thumbs, meta)))
     sections.append(("all-rules", "All rules", _all_rules_section(rules, max_rules)))
     if thumbs.vis is not None:
