@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -62,7 +61,7 @@ from ..errors import CheckpointError, ModelError
 from .exported import load_exported, load_program
 from .factory import build_from_factory
 from .safeload import check_torchscript
-from .spec import load_checkpoint
+from .spec import load_checkpoint, read_safetensors, read_weights_only
 
 FACTORY_KEY = "cnn2logic_factory"
 FACTORY_KWARGS_KEY = "cnn2logic_factory_kwargs"
@@ -144,20 +143,10 @@ def read_state_dict(path: str | os.PathLike[str], *, trust: bool = False
     kind = checkpoint_kind(p)
     meta: dict[str, str] = {}
     if kind == "safetensors":
-        try:
-            with safe_open(str(p), framework="pt") as fh:
-                meta = dict(fh.metadata() or {})
-                state = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"{p}: corrupt safetensors file ({exc.__class__.__name__})") from None
+        state, meta = read_safetensors(p)
     elif kind == "torch-save":
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt or unsafe archives
-            raise CheckpointError(
-                f"{p}: not a weights-only torch file ({exc.__class__.__name__}); save it with "
-                "torch.save(model.state_dict(), path)"
-            ) from None
+        obj = read_weights_only(p, "not a weights-only torch file",
+                                "; save it with torch.save(model.state_dict(), path)")
         if isinstance(obj, Mapping):
             for key in ("state_dict", "model_state_dict", "model"):
                 if isinstance(obj.get(key), Mapping):
@@ -280,14 +269,13 @@ def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
         model = build_from_factory(factory, factory_kwargs)
         state, _ = read_state_dict(p, trust=trust)
         try:
-            result = model.load_state_dict(state, strict=strict)
+            model.load_state_dict(state, strict=strict)
         except RuntimeError as exc:
             lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
             detail = " ".join(lines[1:3]) if len(lines) > 1 else lines[0]
             raise CheckpointError(
                 f"{p}: weights do not fit the module built by {factory}: {detail[:400]}"
             ) from None
-        del result
         model.eval()
         return model
     if kind == "torchscript":

@@ -381,22 +381,50 @@ def load_checkpoint(path: str | os.PathLike[str]) -> SpecCNN:
     return model
 
 
+def read_safetensors(p: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and string metadata of a safetensors file (nothing else can be in one).
+
+    Raises
+    ------
+    CheckpointError
+        Not a readable safetensors file.
+    """
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{p}: corrupt or not a safetensors file "
+                              f"({exc.__class__.__name__})") from None
+    return state, metadata
+
+
+def read_weights_only(p: Path, refusal: str = "not a readable weights-only checkpoint",
+                      advice: str = "") -> Any:
+    """What a ``torch.save`` file holds, read with ``weights_only=True`` (tensors and plain
+    containers; nothing is unpickled beyond them).  ``refusal`` and ``advice`` word the
+    error for the caller.
+
+    Raises
+    ------
+    CheckpointError
+        Unreadable, or it holds objects ``weights_only`` refuses.
+    """
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe archives
+        raise CheckpointError(f"{p}: {refusal} ({exc.__class__.__name__}){advice}") from None
+
+
 def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
-    head = p.read_bytes()[:8]
+    with open(p, "rb") as fh:
+        head = fh.read(8)
     if p.suffix in (".pt", ".pth") or head[:2] == b"PK":
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt archives
-            raise CheckpointError(f"{p}: not a readable weights-only checkpoint ({exc.__class__.__name__})") from None
+        obj = read_weights_only(p)
         if not isinstance(obj, dict) or "state_dict" not in obj or "spec" not in obj:
             raise CheckpointError(f"{p}: expected a dict with 'state_dict' and 'spec'")
         return dict(obj["state_dict"]), str(obj["spec"])
-    try:
-        with safe_open(str(p), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-            state = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"{p}: corrupt or not a safetensors checkpoint ({exc.__class__.__name__})") from None
+    state, metadata = read_safetensors(p)
     if CHECKPOINT_SPEC_KEY not in metadata:
         raise CheckpointError(f"{p}: checkpoint has no cnn2logic model spec")
     return state, metadata[CHECKPOINT_SPEC_KEY]
