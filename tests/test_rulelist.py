@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from cnn2logic.errors import ActivationError, ExtractionError, NotFittedError
-from cnn2logic.export.logic import program_text
 from cnn2logic.extract.rulelist import RuleListExtractor
 from cnn2logic.units.fidelity import fit_fidelity_thresholds, infogain_split
 from cnn2logic.rules import RuleSet
 from cnn2logic.units import BinaryCodes
+
+from .test_extractor_contract import clingo_predictions
 
 
 def all_codes(k: int) -> np.ndarray:
@@ -113,23 +114,11 @@ def test_predictions_equal_brute_force():
 
 
 def test_asp_export_agrees_with_python(fitted):
-    clingo = pytest.importorskip("clingo")
     X, _, _, ext = fitted
     rs = ext.rules_
     ids = tuple(f"img{i}" for i in range(len(X)))
     codes = BinaryCodes(X, rs.variables, rs.head_names, ids=ids)
-    ctl = clingo.Control(["--warn=none"])
-    ctl.add("base", [], program_text(rs, codes, format="lp"))
-    ctl.ground([("base", [])])
-    found: dict[str, list] = {"prediction": [], "image_id": [], "class_name": []}
-    with ctl.solve(yield_=True) as handle:
-        for model in handle:
-            for sym in model.symbols(atoms=True):
-                if sym.name in found and len(sym.arguments) == 2:
-                    found[sym.name].append(sym.arguments)
-    image = {str(a[0]): a[1].string for a in found["image_id"]}
-    cls = {str(a[0]): a[1].string for a in found["class_name"]}
-    asp = {image[str(a[0])]: cls[str(a[1])] for a in found["prediction"]}
+    asp = clingo_predictions(rs, codes)
     python = dict(zip(ids, (str(p) for p in rs.predict(X))))
     # images where only the default answers may carry no prediction atom in ASP; every
     # image with one must agree, and the defaults must be the default class
