@@ -98,7 +98,9 @@ def checkpoint_kind(path: str | os.PathLike[str]) -> str:
         try:
             with zipfile.ZipFile(p) as zf:
                 names = zf.namelist()
-        except zipfile.BadZipFile:
+        # A damaged directory raises more than BadZipFile (a mangled member name is a
+        # UnicodeDecodeError, a bad offset an OSError or ValueError).
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
             raise CheckpointError(f"{p}: corrupt zip archive") from None
         if any("/code/" in n for n in names):
             return "torchscript"

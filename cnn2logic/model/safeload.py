@@ -85,7 +85,10 @@ def check_export_archive(path: str | Path) -> None:
                                           f"{TRUST_HINT}")
                 if name.endswith("_weights_config.json") or name.endswith("_constants_config.json"):
                     _check_payload_config(p, name, _read_config(p, zf, info))
-    except zipfile.BadZipFile:
+    except CheckpointError:  # our own refusals (a ValueError too): pass them on as they are
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
+        # ValueError covers a mangled member name (UnicodeDecodeError) as well
         raise CheckpointError(f"{p}: corrupt zip archive") from None
 
 
