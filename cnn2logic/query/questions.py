@@ -323,6 +323,9 @@ def explain(program: Program | str | os.PathLike[str], image: str | int, *,
     _check_unambiguous(s, image, image_by)
     _check_image(s, prog, image)
     answers, _ = s.solve()
+    if not answers:  # an exported program always has one: this one was changed
+        raise QueryError(f"explain: the program has no answer set for image {image!r}; "
+                         "it is inconsistent (edited or damaged?): export it again")
     d = by_name(answers[0].symbols)
     classes = {x.arguments[0].number: names.c(x.arguments[1]) for x in d.get("explain_fired", [])}
 
