@@ -109,6 +109,29 @@ def _check_class(s: Session, names: Names, value: str, what: str = "class") -> s
     return str(found[0].arguments[0])
 
 
+def _image_session(program: Program | str | os.PathLike[str], query: str, image: str,
+                   image_by: str, args: Sequence[str] = ()
+                   ) -> tuple[Program, Session, Names, str]:
+    """A session of ``query`` on the one image ``image`` names (explain, flip).
+
+    Returns ``(program, session, names, image identifier)``.
+
+    Raises
+    ------
+    QueryError
+        The image is unknown or ambiguous.
+    """
+    prog = as_program(program)
+    lines = prog.candidate_lines(image, image_by) if prog.layered else []
+    if prog.layered and not lines:
+        raise unknown_image(prog, image)
+    s = open_session(prog, query, images=lines, patterns=False,
+                     args=list(args) + _image_args(image, image_by))
+    names = Names(s, prog)
+    _check_unambiguous(s, image, image_by)
+    return prog, s, names, _check_image(s, prog, image)
+
+
 def _check_image(s: Session, program: Program, value: str) -> str:
     found = s.atoms("target_image", 1)
     if not found:
@@ -312,16 +335,8 @@ def explain(program: Program | str | os.PathLike[str], image: str | int, *,
         clingo rejects the program.
     """
     start = time.perf_counter()
-    prog = as_program(program)
     image = str(image)
-    iargs = _image_args(image, image_by)
-    lines = prog.candidate_lines(image, image_by) if prog.layered else []
-    if prog.layered and not lines:
-        raise unknown_image(prog, image)
-    s = open_session(prog, "explain", images=lines, patterns=False, args=iargs)
-    names = Names(s, prog)
-    _check_unambiguous(s, image, image_by)
-    _check_image(s, prog, image)
+    prog, s, names, _ = _image_session(program, "explain", image, image_by)
     answers, _ = s.solve()
     if not answers:  # an exported program always has one: this one was changed
         raise QueryError(f"explain: the program has no answer set for image {image!r}; "
@@ -358,18 +373,11 @@ def flip(program: Program | str | os.PathLike[str], image: str | int, to: str, *
         clingo rejects the program.
     """
     start = time.perf_counter()
-    prog = as_program(program)
     image = str(image)
-    iargs = _image_args(image, image_by)
-    lines = prog.candidate_lines(image, image_by) if prog.layered else []
-    if prog.layered and not lines:
-        raise unknown_image(prog, image)
-    s = open_session(prog, "flip", images=lines, patterns=False,
-                     args=["--opt-mode=optN", str(max(limit, 0))] + iargs
-                     + _class_args(to, "to"))
-    names = Names(s, prog)
-    _check_unambiguous(s, image, image_by)
-    image_name = names.image(_check_image(s, prog, image))
+    prog, s, names, ident = _image_session(
+        program, "flip", image, image_by,
+        ["--opt-mode=optN", str(max(limit, 0))] + _class_args(to, "to"))
+    image_name = names.image(ident)
     target = _check_class(s, names, to)
     before = [names.c(a.arguments[0]) for a in s.atoms("flip_from", 1)]
     answers, sat = s.solve(timeout, keep=lambda m: m.optimality_proven)
