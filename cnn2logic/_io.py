@@ -40,8 +40,14 @@ class Terminated(KeyboardInterrupt):
     """Raised by the SIGTERM handler so that cleanup runs exactly as for Ctrl-C."""
 
 
-def _check_parents(target: Path) -> None:
-    """Refuse a target whose existing ancestor is a file (mkdir would say 'File exists')."""
+def check_parents(target: Path) -> None:
+    """Refuse a target whose existing ancestor is a file (mkdir would say 'File exists').
+
+    Raises
+    ------
+    NotADirectoryError
+        Naming ``target`` (the CLI prints it as one line, exit 2).
+    """
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -81,7 +87,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     """
     target = Path(path)
     try:
-        _check_parents(target)
+        check_parents(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         # A short temporary name: a target name near the OS limit must still fail with
         # the target's own name, not a temporary one that is even longer.
@@ -129,7 +135,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     try:
-        _check_parents(target / "x")
+        check_parents(target / "x")
         if target.exists() and not target.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(target))
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, check_parents
 from ..data import load_data
 from ..errors import ModelError
 from ..model import (PAPER_ITERATIONS, TrainConfig, build_from_factory, metrics_json,
@@ -120,9 +120,7 @@ def _check_out(out: str) -> None:
     if path.is_dir():
         raise ModelError(f"--out {out} is a directory; give the checkpoint's file name, "
                          f"e.g. {path / 'model.safetensors'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise ModelError(f"--out {out}: {parent} is not a directory")
+    check_parents(path)
 
 
 def _run_factory(args: argparse.Namespace) -> int:

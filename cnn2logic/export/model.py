@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -31,6 +32,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ExportError, RulesFileError
 from ..names import NameTable, comment_safe
+from .markdown import rule_kind_sentence
 from ..rules import Rule, RuleSet
 
 if TYPE_CHECKING:  # annotations only: importing units loads torch
@@ -371,15 +373,11 @@ def _meta_lines(meta: Mapping[str, Any]) -> list[str]:
 
 
 def _kind_lines(meta: Mapping[str, Any]) -> list[str]:
-    # What the rules promise: the reader of a program must know which kind it holds.
-    kind = meta.get("rule_kind")
-    if kind == "guaranteed":
-        return ["  Guaranteed rules: each implies its class for every input it covers (worst",
-                "  case over all kernel values)."]
-    if kind == "learned":
-        return ["  Learned rules: fitted to the network's decisions; they agree with it on the",
-                "  measured share of the data (metrics.fidelity), with no guarantee elsewhere."]
-    return []
+    # What the rules promise, in the same words as rules.md and the report.
+    kind = rule_kind_sentence(meta).replace("**", "")
+    if not kind:
+        return []
+    return ["  " + line for line in textwrap.wrap(kind[:1].upper() + kind[1:] + ".", 84)]
 
 
 def _header(rules: RuleSet, model: ProgramModel, unminimized: bool,
