@@ -122,7 +122,8 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     for split in (data.train, data.test):  # one image each: shapes and labels fit the model
         check_model_input(model, split.images[:1], split.labels, split.name)
     inputs = ModelInputs(model, data, config, progress, class_names)
-    prepared = REGISTRY[config.method].prepare(inputs)
+    method = REGISTRY[config.method]
+    prepared = method.prepare(inputs)
     seconds["capture"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -131,7 +132,6 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     seconds["extract"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    method = REGISTRY[config.method]
     if method.ordered:  # a decision list: its order is its meaning
         rules = outcome.unminimized
         min_report = {h: {"kind": "none", "note": "ordered program, kept as fitted"}
