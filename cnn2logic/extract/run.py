@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from torch import nn
 
 from ..data import DataSplits
 from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_table_terms,
                         term_counts)
+from ..labels import META_KEY as LABELS_KEY, check_names, labels_meta
 from ..minimize import minimize_ruleset
 from ..rules import Literal, Rule, RuleSet
 from ..units import BinaryCodes, check_model_input
@@ -84,7 +85,8 @@ class ExtractionResult:
 
 def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
                   *, progress: bool = True, model_name: str = "",
-                  class_names: tuple[str, ...] | None = None) -> ExtractionResult:
+                  class_names: tuple[str, ...] | None = None,
+                  labels: Mapping[str, str] | None = None) -> ExtractionResult:
     """Run the whole extraction (module docstring) with ``config.method``.
 
     Parameters
@@ -101,6 +103,10 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
         Stored in the rules file's ``meta``.
     class_names : tuple of str, optional
         Names of the classes (default: the data's).
+    labels : mapping, optional
+        The user's kernel labels (kernel name -> label, as
+        :func:`cnn2logic.labels.read_labels` reads them), stored in ``meta`` beside the
+        automatic labels.
 
     Returns
     -------
@@ -116,6 +122,8 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
         Images the model cannot read, or labels beyond its output units.
     ActivationError
         The network's kernel units are NaN or infinite (a broken checkpoint).
+    LabelsError
+        ``labels`` names a kernel the layer does not have.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -125,6 +133,9 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     method = REGISTRY[config.method]
     prepared = method.prepare(inputs)
     seconds["capture"] = time.perf_counter() - t0
+    variables = prepared.fit_args.get("variables")
+    if labels and variables is not None:  # before the fit: it can take long
+        check_names(labels, [getattr(v, "name", v) for v in variables], "labels")
 
     t1 = time.perf_counter()
     extractor = prepared.extractor.fit(**prepared.fit_args)
@@ -143,6 +154,9 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     metrics, table = _metrics(rules, outcome)
     meta = _meta(model, data, config, model_name, rules, outcome, metrics, min_report, table)
     meta["rule_kind"] = method.kind
+    t3 = time.perf_counter()
+    meta[LABELS_KEY] = _labels(outcome, labels)
+    seconds["labels"] = time.perf_counter() - t3
     if method.ordered:
         meta["ordered"] = True  # readers show it as a list, top to bottom
     rules = rules.replace(meta=meta)
@@ -242,6 +256,18 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
     }
     meta.update(outcome.meta)
     return meta
+
+
+def _labels(outcome: Outcome, user: Mapping[str, str] | None) -> dict[str, Any]:
+    """The kernels' class profiles and automatic labels on the training codes (true labels,
+    else the network's predictions), with the user's labels."""
+    tr = outcome.train_codes
+    target = tr.labels if tr.labels is not None else tr.predictions
+    if target is None:
+        target = outcome.target
+    if user:
+        check_names(user, tr.names, "labels")
+    return labels_meta(tr.bits, target, tr.names, tr.classes, user)
 
 
 def table_metrics(rules: RuleSet, table: list[dict], codes: BinaryCodes) -> dict[str, Any]:
