@@ -145,7 +145,7 @@ def label_text(text: str, max_chars: int = 80) -> str:
     return clean if len(clean) <= max_chars else clean[:max_chars - 1].rstrip() + "…"
 
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")
 
 
 def markdown_text(text: str) -> str:

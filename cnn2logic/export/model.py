@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ExportError, RulesFileError
+from ..labels import META_KEY as LABELS_KEY, kernel_labels
 from ..names import NameTable, comment_safe
 from .markdown import rule_kind_sentence
 from ..rules import Rule, RuleSet
@@ -59,6 +60,7 @@ class KernelDecl:
     index: int
     derived: bool  # concluded by a rule of kind "kernel"
     is_input: bool  # a rule variable whose value is not derived by a rule
+    label: str = ""  # what a person calls it (cnn2logic.labels), "" when unlabelled
 
 
 @dataclass(frozen=True)
@@ -204,14 +206,16 @@ def prepare(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: bo
     derived_names = {h.name for h in kernel_heads}
     variable_names = set(chosen.variable_names)
 
+    labels = kernel_labels(chosen)
     kernels: list[KernelDecl] = []
     for v in chosen.variables:
         kernels.append(KernelDecl(ktab.add(v.name), v.name, v.layer, int(v.index),
-                                  v.name in derived_names, v.name not in derived_names))
+                                  v.name in derived_names, v.name not in derived_names,
+                                  labels.get(v.name, "")))
     for h in kernel_heads:
         if h.name not in variable_names:
             kernels.append(KernelDecl(ktab.add(h.name), h.name, h.layer, int(h.index), True,
-                                      False))
+                                      False, labels.get(h.name, "")))
     classes: list[ClassDecl] = []
     for h in chosen.heads:
         if h.kind == "class":
@@ -349,7 +353,7 @@ def _quoted(text: str) -> str:
 #: ``meta`` entries recorded in the header first, in this order; other entries follow when
 #: they are short, and bulky ones (tables, reports, rule lists) are left out.
 _META_FIRST = ("method", "model", "architecture", "data", "layer", "output_layer", "settings")
-_META_SKIP = (UNMINIMIZED_KEY, "table", "confusion", "minimization")
+_META_SKIP = (UNMINIMIZED_KEY, "table", "confusion", "minimization", LABELS_KEY)
 _META_MAX = 300
 _META_ALWAYS = _META_FIRST + ("thresholds", "metrics")
 
@@ -416,7 +420,8 @@ def _header(rules: RuleSet, model: ProgramModel, unminimized: bool,
         *_kind_lines(rules.meta),
         "",
         "Predicates",
-        "  kernel(K, Layer, Index)  kernel_name(K, Name)  input_kernel(K)  derived_kernel(K)",
+        "  kernel(K, Layer, Index)  kernel_name(K, Name)  kernel_label(K, Label)",
+        "  input_kernel(K)  derived_kernel(K)",
         "  class(C)  class_name(C, Name)  default_class(C)",
         "  rule(R, C)  derives(R, K)  need(R, M)  pos(R, K)  neg(R, K)   rule R, in rank order",
         "  image(I)  image_id(I, Id)  image_index(I, N)  label(I, C)  net_prediction(I, C)",
@@ -430,8 +435,9 @@ def _header(rules: RuleSet, model: ProgramModel, unminimized: bool,
                 + [4])
     for k in model.kernels:
         role = "derived kernel" if k.derived else "kernel"
+        label = f", label {_quoted(k.label)}" if k.label else ""
         lines.append(f"  {k.ident.ljust(width)}  {role} {_quoted(k.name)} of layer "
-                     f"{_quoted(k.layer)}, index {k.index}")
+                     f"{_quoted(k.layer)}, index {k.index}{label}")
     for c in model.classes:
         index = "" if c.index is None else f", output unit {c.index}"
         lines.append(f"  {c.ident.ljust(width)}  class {_quoted(c.name)}{index}")
