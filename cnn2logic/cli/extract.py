@@ -20,6 +20,17 @@ from ..labels import LABELS_HELP, read_labels
 from ..model.spec import PAPER_FIGURES
 from ._common import add_data_args, add_progress_arg, positive_float, positive_int
 
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
 # How a settings field's ``parse`` (cnn2logic.extract.config.setting) reads its option.
 _PARSERS = {"str": str, "int": int, "float": float, "positive_int": positive_int,
             "positive_float": positive_float}
@@ -64,6 +75,8 @@ def _add_setting(group, f) -> None:
         kwargs["help"] = ", ".join(f"{m.name} ({m.summary})" for m in REGISTRY.values())
     elif meta["parse"] == "flag":
         kwargs = {"action": "store_true", "help": meta["help"]}
+    elif meta["parse"] == "optional_fraction":
+        kwargs.update(nargs="?", const=meta["const"], type=fraction, metavar="SHARE")
     elif meta["parse"] != "names":
         kwargs["type"] = _PARSERS[meta["parse"]]
         if meta["choices"] is not None:

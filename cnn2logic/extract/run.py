@@ -44,6 +44,7 @@ from ..rules import Literal, Rule, RuleSet
 from ..units import BinaryCodes, check_model_input
 from .base import REGISTRY, Extractor, Outcome
 from .config import ExtractConfig
+from .grouping import group_prepared
 from .layers import ModelInputs
 
 
@@ -132,6 +133,9 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     inputs = ModelInputs(model, data, config, progress, class_names)
     method = REGISTRY[config.method]
     prepared = method.prepare(inputs)
+    grouped = None
+    if config.group_kernels is not None:  # the method learns over groups of kernels
+        prepared, grouped = group_prepared(prepared, config.group_kernels, config.method)
     seconds["capture"] = time.perf_counter() - t0
     variables = prepared.fit_args.get("variables")
     if labels and variables is not None:  # before the fit: it can take long
@@ -154,15 +158,19 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     metrics, table = _metrics(rules, outcome)
     meta = _meta(model, data, config, model_name, rules, outcome, metrics, min_report, table)
     meta["rule_kind"] = method.kind
-    t3 = time.perf_counter()
-    meta[LABELS_KEY] = _labels(outcome, labels)
-    seconds["labels"] = time.perf_counter() - t3
     if method.ordered:
         meta["ordered"] = True  # readers show it as a list, top to bottom
+    unminimized, train_codes, test_codes = (outcome.unminimized, outcome.train_codes,
+                                            outcome.test_codes)
+    if grouped is not None:  # declared over every kernel (members too) and every group
+        rules, unminimized, train_codes, test_codes = grouped.widen(rules, unminimized)
+    t3 = time.perf_counter()
+    meta[LABELS_KEY] = _labels(train_codes, outcome.target, labels)
+    seconds["labels"] = time.perf_counter() - t3
     rules = rules.replace(meta=meta)
     seconds["total"] = time.perf_counter() - t0
-    return ExtractionResult(rules, outcome.unminimized, outcome.train_codes,
-                            outcome.test_codes, metrics, table, seconds, extractor,
+    return ExtractionResult(rules, unminimized, train_codes, test_codes, metrics, table,
+                            seconds, extractor,
                             usefulness_warnings(rules, metrics, config.method))
 
 
@@ -258,13 +266,13 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
     return meta
 
 
-def _labels(outcome: Outcome, user: Mapping[str, str] | None) -> dict[str, Any]:
+def _labels(tr: BinaryCodes, fallback: Any, user: Mapping[str, str] | None
+            ) -> dict[str, Any]:
     """The kernels' class profiles and automatic labels on the training codes (true labels,
-    else the network's predictions), with the user's labels."""
-    tr = outcome.train_codes
+    else the network's predictions, else ``fallback``), with the user's labels."""
     target = tr.labels if tr.labels is not None else tr.predictions
     if target is None:
-        target = outcome.target
+        target = fallback
     if user:
         check_names(user, tr.names, "labels")
     return labels_meta(tr.bits, target, tr.names, tr.classes, user)
