@@ -361,10 +361,11 @@ def _decision_list(rules: RuleSet) -> str:
 
 def _all_rules_section(rules: RuleSet, max_rules: int) -> str:
     all_rules = []
+    labels = kernel_labels(rules)
     for head in rules.heads:
         own = rules.rules_for(head.name)
         items = "".join(
-            f"<li>{_rule_chips(rule)}"
+            f"<li>{_rule_chips(rule, labels)}"
             + (f' <span class=small>support {_fmt(rule.stats.get("support"))}, precision '
                f'{_fmt(rule.stats.get("precision"))}</span>' if rule.stats else "")
             + "</li>" for rule in own[:max_rules])
