@@ -111,6 +111,24 @@ def kernels_section(rules: RuleSet) -> str:
     return "\n".join(lines)
 
 
+def groups_section(rules: RuleSet) -> str:
+    """The kernel groups of ``--group-kernels`` (``meta["groups"]``), one row each; empty
+    without groups."""
+    groups = rules.meta.get("groups")
+    members = groups.get("members") if isinstance(groups, Mapping) else None
+    if not members:
+        return ""
+    agree = groups.get("agreement") or {}
+    labels = kernel_labels(rules)
+    lines = [f"Kernels whose binary codes agree on at least {groups.get('threshold')} of the "
+             "training images are one predicate, on iff at least one member is on.", "",
+             "| group | members | lowest agreement | label |", "|---|---|---:|---|"]
+    for g, ks in members.items():
+        lines.append(f"| {markdown_text(g)} | {markdown_text(', '.join(ks))} | "
+                     f"{_fmt(agree.get(g))} | {markdown_text(labels.get(g, ''))} |")
+    return "\n".join(lines)
+
+
 def rule_kind_sentence(meta: Mapping) -> str:
     """What the rules promise, in words: guaranteed (worst case) or learned (measured).
 
@@ -156,6 +174,9 @@ def to_markdown(rules: RuleSet) -> str:
         parts += ["## One term per class (as the paper's Table 1)", "", table1(meta["table"]), ""]
     title = "The program, in order" if meta.get("ordered") else "All rules"
     parts += [f"## {title} ({len(rules.rules)})", "", rules_section(rules), ""]
+    grouped = groups_section(rules)
+    if grouped:
+        parts += ["## Kernel groups", "", grouped, ""]
     legend = kernels_section(rules)
     if legend:
         parts += ["## The kernels the rules read", "",

@@ -67,7 +67,7 @@ GROUPING_METHODS = ("rulelist", "pedagogical")
 
 def agreement(bits: np.ndarray) -> np.ndarray:
     """``(kernels, kernels)`` share of images on which two kernels are both on or both off."""
-    X = np.asarray(bits, dtype=np.float32)
+    X = np.asarray(bits, dtype=np.float64)
     n = max(len(X), 1)
     both_on = X.T @ X
     both_off = (1 - X).T @ (1 - X)
@@ -87,9 +87,9 @@ def find_groups(bits: np.ndarray, threshold: float) -> list[list[int]]:
     if not 0 < threshold <= 1:
         raise ExtractionError(f"group threshold must be in (0, 1], got {threshold}")
     A = agreement(bits)
-    # float32 products of 0/1 counts are exact up to 2**24 images; compare with a margin
-    # of half an image so that an exact share T is "at least T".
-    limit = threshold - 0.5 / max(len(bits), 1)
+    # The counts are exact (float64 products of 0/1); the tolerance only absorbs the
+    # rounding of the division, so that an exact share T counts as "at least T".
+    limit = threshold - 1e-9
     taken = np.zeros(A.shape[0], dtype=bool)
     groups = []
     for i in range(A.shape[0]):
