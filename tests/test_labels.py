@@ -17,10 +17,11 @@ from cnn2logic.export.asp import to_asp
 from cnn2logic.export.markdown import to_markdown
 from cnn2logic.export.prolog import to_prolog
 from cnn2logic.labels import (META_KEY, apply_label_file, auto_label, auto_labels,
-                              class_profile, display, explanation, kernel_labels,
+                              class_profile, display, kernel_labels,
                               label_agreement, labels_meta, parse_labels, read_labels,
                               with_user_labels)
 from cnn2logic.names import label_text, markdown_text
+from cnn2logic.words import explanation
 from cnn2logic.query.swipl import run_goal, swipl_path
 from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable
 from cnn2logic.visual.graph import dot_text, kernel_graph

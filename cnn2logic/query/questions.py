@@ -19,6 +19,10 @@ with clingo directly (its header says how); here it runs through clingo's Python
 its choices and calls from it.  Adding a question is one ``programs/<name>.lp``, one
 function here and one :class:`Question` entry.
 
+The module runs past the usual ~500 lines on purpose: every question is one function
+beside the session helpers all of them share (image and class arguments, terms, labels);
+one module per question would pass those private helpers between modules.
+
 Errors: an unknown class or image raises :class:`~cnn2logic.errors.QueryError`; a program
 clingo rejects raises :class:`~cnn2logic.errors.SolverError` with clingo's own message.
 
@@ -50,7 +54,7 @@ from typing import Any, Callable, Mapping, Sequence
 import clingo
 
 from ..errors import QueryError
-from ..labels import explanation
+from ..words import explanation
 from ..names import asp_string, is_identifier, label_text
 from ..rules import natural_key
 from .clingo import Answer, Names, Session, by_name, const_args, open_session
@@ -329,7 +333,7 @@ def explain(program: Program | str | os.PathLike[str], image: str | int, *,
 
     ``image_by`` (see :data:`IMAGE_BY`) says how ``image`` is read; with ``"any"`` a number
     that is one image's id and another's position is refused as ambiguous.  The answer
-    also says why in words (:func:`cnn2logic.labels.explanation`), naming kernels with
+    also says why in words (:func:`cnn2logic.words.explanation`), naming kernels with
     their labels: the program's ``kernel_label/2``, over which ``labels`` (kernel name ->
     label, e.g. a user's label file) take precedence.
 

@@ -203,7 +203,7 @@ class ExplainResult(Result):
     network: str | None
     label: str | None
     seconds: float = 0.0
-    words: str = ""  # why, in one or two sentences (cnn2logic.labels.explanation)
+    words: str = ""  # why, in one or two sentences (cnn2logic.words.explanation)
     kernel_labels: dict[str, str] = field(default_factory=dict)  # of the kernels named
 
     def format(self, max_rows: int | None = 20) -> str:
