@@ -383,10 +383,11 @@ def _labels(s: Session, names: Names, given: Mapping[str, str] | None) -> dict[s
            for a in s.atoms("kernel_label", 2, facts_only=True)
            if a.arguments[1].type == clingo.SymbolType.String}
     if given:
-        unknown = [k for k in given if k not in set(names.kernel.values())]
+        known = sorted(names.kernel.values(), key=natural_key)
+        unknown = [k for k in given if k not in set(known)]
         if unknown:
             raise QueryError(f"labels: unknown kernel {unknown[0]!r}; the program's kernels "
-                             f"are {', '.join(sorted(names.kernel.values())[:8])} ...")
+                             f"are {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}")
         out.update({k: label_text(v) for k, v in given.items()})
     return out
 
