@@ -27,7 +27,8 @@ on-rate over the training images of class ``c`` (classes without images are skip
    ``r_c <= p - MARGIN`` and ``r_c <= 0.5``.
 3. If ``A`` is not empty and (``B`` is empty or ``|A| <= |B|``): ``on for`` the at most
    :data:`MAX_CLASSES` classes of ``A`` with the highest ``r_c`` (ties: the earlier
-   class), listed in class order, followed by ``, …`` when ``A`` has more.
+   class), listed in class order (no mark for more: it was the least stable part of a
+   label between training and test images).
 4. Else if ``B`` is not empty: ``off for`` the at most :data:`MAX_CLASSES` classes of
    ``B`` with the lowest ``r_c``, the same way.
 5. Else (no class stands out): ``on for most`` when ``p >= 0.5``, else ``on for few``.
@@ -129,9 +130,8 @@ def class_profile(bits: np.ndarray, labels: np.ndarray, n_classes: int
     return rates, overall
 
 
-def _class_list(chosen: Sequence[int], classes: Sequence[str], more: bool) -> str:
-    text = ", ".join(label_text(classes[c], CLASS_CHARS) for c in sorted(chosen))
-    return text + (", …" if more else "")
+def _class_list(chosen: Sequence[int], classes: Sequence[str]) -> str:
+    return ", ".join(label_text(classes[c], CLASS_CHARS) for c in sorted(chosen))
 
 
 def auto_label(overall: float, rates: Sequence[float], classes: Sequence[str], *,
@@ -165,10 +165,10 @@ def auto_label(overall: float, rates: Sequence[float], classes: Sequence[str], *
            and r[c] <= 0.5]
     if high and (not low or len(high) <= len(low)):
         top = sorted(high, key=lambda c: (-r[c], c))[:max_classes]
-        return "on for " + _class_list(top, classes, len(high) > max_classes)
+        return "on for " + _class_list(top, classes)
     if low:
         top = sorted(low, key=lambda c: (r[c], c))[:max_classes]
-        return "off for " + _class_list(top, classes, len(low) > max_classes)
+        return "off for " + _class_list(top, classes)
     return "on for most" if overall >= 0.5 else "on for few"
 
 

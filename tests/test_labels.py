@@ -43,8 +43,8 @@ HOSTILE = ['say "hi"', "it's", "100% sure", "end */ here", "%* block", "*% x", "
     (0.9, [0.95] * 9 + [0.1], "off for 9"),
     (0.6, [0.6] * 10, "on for most"),
     (0.3, [0.3] * 10, "on for few"),
-    # more than three qualify: the three highest, in class order, then an ellipsis
-    (0.2, [0.9, 0.8, 0.7, 0.95, 0, 0, 0, 0, 0, 0], "on for 0, 1, 3, …"),
+    # more than three qualify: the three highest, in class order
+    (0.2, [0.9, 0.8, 0.7, 0.95, 0, 0, 0, 0, 0, 0], "on for 0, 1, 3"),
     # a class on 40 % of the time is not "on for" it (at least half the time)
     (0.1, [0.4] + [0.07] * 9, "on for few"),
     # both sides: the shorter list wins; a tie favours "on for"
