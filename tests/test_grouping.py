@@ -161,7 +161,7 @@ def grouped(twin_model, core_embedded):
     # fitted for fidelity gives the copy another one, as it adds nothing)
     return extract_model(twin_model, core_embedded,
                          ExtractConfig(group_kernels=0.9, threshold="mean"),
-                         progress=False, model_name="twins")
+                         progress=False, model_name="twins", labels={"k1": "twin"})
 
 
 def test_extraction_groups_the_twin_kernels(grouped):
@@ -182,6 +182,7 @@ def test_extraction_groups_the_twin_kernels(grouped):
         assert (col == codes.bits[:, [names.index(k) for k in ks]].any(axis=1)).all()
     # labels exist for the groups too, and the rules file reads back
     assert "g1" in meta["kernel_labels"]["auto"]
+    assert meta["kernel_labels"]["user"] == {"k1": "twin"}  # a member can be labelled
     RuleSet.from_json(grouped.rules.to_json())
 
 

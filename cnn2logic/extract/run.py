@@ -12,7 +12,12 @@ This is what ``cnn2logic extract`` runs, for every registered method
 4. **rank** the rules on the training codes;
 5. **evaluate** them on the test codes (accuracy, fidelity, ceilings, the paper's
    per-class table terms);
-6. **meta**: the settings, binarisation and metrics go into the rules file's ``meta``.
+6. **meta**: the settings, binarisation and metrics go into the rules file's ``meta``,
+   with every kernel's class profile and label (:mod:`cnn2logic.labels`).
+
+With ``config.group_kernels`` the method learns over kernel groups
+(:mod:`cnn2logic.extract.grouping`) and the rules are declared over every kernel and
+group at the end.
 
 Example
 -------
@@ -133,13 +138,13 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     inputs = ModelInputs(model, data, config, progress, class_names)
     method = REGISTRY[config.method]
     prepared = method.prepare(inputs)
+    kernels = _names(prepared)
     grouped = None
     if config.group_kernels is not None:  # the method learns over groups of kernels
         prepared, grouped = group_prepared(prepared, config.group_kernels, config.method)
     seconds["capture"] = time.perf_counter() - t0
-    variables = prepared.fit_args.get("variables")
-    if labels and variables is not None:  # before the fit: it can take long
-        check_names(labels, [getattr(v, "name", v) for v in variables], "labels")
+    if labels and kernels is not None:  # before the fit: it can take long
+        check_names(labels, kernels + (_names(prepared) or []), "labels")
 
     t1 = time.perf_counter()
     extractor = prepared.extractor.fit(**prepared.fit_args)
@@ -264,6 +269,12 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
     }
     meta.update(outcome.meta)
     return meta
+
+
+def _names(prepared: Any) -> list[str] | None:
+    """The names of the variables a method is about to fit (None when it does not say)."""
+    variables = prepared.fit_args.get("variables")
+    return None if variables is None else [getattr(v, "name", v) for v in variables]
 
 
 def _labels(tr: BinaryCodes, fallback: Any, user: Mapping[str, str] | None
