@@ -47,9 +47,10 @@ from .._io import atomic_write_text
 from ..errors import VisualizationError
 from ..export.markdown import METRIC_ROWS, rule_kind_sentence  # one source for both views
 from ..rules import Literal, Rule, RuleSet
+from .gallery import GALLERY_CSS, kernel_anchor, kernel_gallery, literal_thumbnail
 from .graph import kernel_graph
 from .graph_draw import graph_png
-from .images import grid_png, png_bytes, to_rgb
+from .images import grid_png, to_rgb
 from .relations import literal_uses, table_ruleset
 from .visuals import KernelVisuals, match_kernels
 
@@ -85,7 +86,8 @@ details{margin:.3em 0}summary{cursor:pointer}
 .cm td.diag{font-weight:bold;outline:1px solid #1f5fbf}
 .small{font-size:.85em;color:#555}
 nav a{margin-right:12px}
-"""
+.lit a{color:inherit;text-decoration:none}
+""" + GALLERY_CSS
 
 
 def _data_uri(png: bytes) -> str:
@@ -160,10 +162,13 @@ class _Thumbs:
     def uri(self, var: str) -> str | None:
         if var not in self.index or self.vis is None:
             return None
-        if var not in self._cache:
-            rgb = to_rgb(self.vis.smoothgrad[self.index[var]], "signed")
-            self._cache[var] = _data_uri(png_bytes(rgb, 2))
+        if var not in self._cache:  # the kernel's top patches when there is evidence
+            self._cache[var] = _data_uri(literal_thumbnail(self.vis, self.index[var]))
         return self._cache[var]
+
+    def href(self, var: str) -> str | None:
+        """The link from a literal to its kernel's card in the gallery."""
+        return f"#{kernel_anchor(var)}" if var in self.index and self.vis is not None else None
 
     def picture(self, var: str) -> np.ndarray | None:
         if var not in self.index or self.vis is None:
@@ -181,6 +186,8 @@ def _rule_pictures(rule: Rule, thumbs: _Thumbs) -> str:
         tip = f"{lit.var}: {'must fire' if lit.positive else 'must not fire'}"
         uri = thumbs.uri(lit.var)
         pic = f'<img src="{uri}" alt="{html.escape(lit.var)}">' if uri else ""
+        if uri and thumbs.href(lit.var):  # the literal opens its kernel's evidence card
+            pic = f'<a href="{thumbs.href(lit.var)}">{pic}</a>'
         parts.append(f'<span class="lit {cls}" title="{html.escape(tip)}">{pic}'
                      f'<span>{label}</span></span>')
     if not rule.body:
@@ -254,39 +261,28 @@ def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
     name_of = {i: v for v, i in index.items()}
     p = vis.params
     parts = [
-        f"<p>Each row: a kernel of layer <code>{html.escape(vis.layer)}</code>"
-        + (", its filter (it sees the input directly)" if vis.filters is not None else "")
-        + ", its SmoothGrad image"
-        + (", its activation-maximisation image" if vis.actmax is not None else "")
-        + (", and the data images that activate it most" if vis.top_images is not None else "")
-        + ". Red: brighter pixels raise the unit; blue: they lower it.</p>",
+        kernel_gallery(vis, name_of, uses),
+        "<details><summary>All maximising images in one grid"
+        + (" (filter, " if vis.filters is not None else " (")
+        + "SmoothGrad" + (", act. max" if vis.actmax is not None else "")
+        + (", top images" if vis.top_images is not None else "") + ")</summary>"
         f"<p class=small>SmoothGrad: Gaussian noise mean {p.get('noise_mean', 0.0)}, "
         f"standard deviation {p.get('noise_stdev')}, {p.get('samples')} noisy copies of the "
         f"base image <b>{html.escape(str(p.get('base')))}</b>; signed gradient of the pooled "
-        f"unit ({html.escape(str(p.get('reduce', 'max')))} over positions).</p>",
+        f"unit ({html.escape(str(p.get('reduce', 'max')))} over positions). Red: brighter "
+        "pixels raise the unit; blue: they lower it.</p>",
         _img(grid_png(vis), "SmoothGrad grid", "pic"),
     ]
-    head = "<tr><th>kernel</th><th>used in classes</th>"
     if vis.correlation is not None:
-        head += "<th>correlation with filter</th>"
-    if vis.response is not None:
-        head += "<th>unit on its own image</th>"
-    rows = [head + "</tr>"]
-    for i, name in enumerate(vis.names):
-        var = name_of.get(i, name)
-        row = (f"<tr><td>{html.escape(var)}</td>"
-               f"<td>{html.escape(' '.join(uses.get(var, [])) or '–')}</td>")
-        if vis.correlation is not None:
-            row += f"<td class=num>{vis.correlation[i]:.3f}</td>"
-        if vis.response is not None:
-            row += f"<td class=num>{vis.response[i, i]:.3f}</td>"
-        rows.append(row + "</tr>")
-    parts.append(f"<table>{''.join(rows)}</table>")
-    if vis.correlation is not None:
+        parts.append("<table><tr><th>kernel</th><th>correlation with filter</th></tr>"
+                     + "".join(f"<tr><td>{html.escape(name_of.get(i, n))}</td>"
+                               f"<td class=num>{vis.correlation[i]:.3f}</td></tr>"
+                               for i, n in enumerate(vis.names)) + "</table>")
         parts.append(f"<p>Mean correlation of SmoothGrad image and filter: "
                      f"<b>{float(np.mean(vis.correlation)):.3f}</b> (best of the placements "
                      f"of the filter in the image; the paper's claim is that they look "
                      f"alike).</p>")
+    parts.append("</details>")
     return "".join(parts)
 
 
@@ -413,7 +409,7 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
                      _rules_section(rules, thumbs, meta)))
     sections.append(("all-rules", "All rules", _all_rules_section(rules, max_rules)))
     if thumbs.vis is not None:
-        sections.append(("kernels", "Kernels: maximising images",
+        sections.append(("kernels", "Kernels: what each one responds to",
                          _kernel_section(thumbs.vis, rules)))
     else:
         notes.append("SmoothGrad grid omitted: no model")
