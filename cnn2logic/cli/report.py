@@ -62,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SmoothGrad base image (default 'mean' with data, else 'zeros')")
     p.add_argument("--samples", type=positive_int, default=SMOOTHGRAD_SAMPLES)
     p.add_argument("--top", type=int, default=DEFAULT_TOP)
-    p.add_argument("--actmax", action="store_true", help="add activation-maximisation images")
+    p.add_argument("--actmax", action="store_true", default=None,
+                   help="add activation-maximisation images (default: with the evidence)")
+    p.add_argument("--no-actmax", dest="actmax", action="store_false")
     p.add_argument("--no-evidence", dest="evidence", action="store_false",
                    help="no top patches / class profiles in the kernel gallery")
     p.add_argument("--max-rules", type=positive_int, default=40,
@@ -100,7 +102,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
                  layer: str | None = None, reduce: str | None = None,
                  base: str | None = None, samples: int = SMOOTHGRAD_SAMPLES,
                  stdev: float = SMOOTHGRAD_STDEV,
-                 top: int = DEFAULT_TOP, actmax: bool = False, evidence: bool = True,
+                 top: int = DEFAULT_TOP, actmax: bool | None = None, evidence: bool = True,
                  title: str | None = None, max_rules: int = 40,
                  progress: bool = True) -> Path:
     """Write the HTML report for ``model`` and ``rules`` to ``out_path``; return the path.
@@ -237,7 +239,8 @@ def _rule_thresholds(rules: RuleSet, layer: str) -> np.ndarray | None:
 
 
 def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, base: str | None,
-             samples: int, stdev: float, top: int, actmax: bool, reduce: str, progress: bool,
+             samples: int, stdev: float, top: int, actmax: bool | None, reduce: str,
+             progress: bool,
              notes: list[str], evidence: bool = True,
              thresholds: np.ndarray | None = None) -> KernelVisuals | None:
     """The visuals in ``visuals_dir`` when they belong to ``model``, else computed anew."""

@@ -53,8 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"noise standard deviation (default {SMOOTHGRAD_STDEV})")
     p.add_argument("--top", type=int, default=DEFAULT_TOP,
                    help=f"top-activating data images per kernel (default {DEFAULT_TOP}, 0: none)")
-    p.add_argument("--actmax", action="store_true",
-                   help="also compute activation-maximisation images (gradient ascent)")
+    p.add_argument("--actmax", action="store_true", default=None,
+                   help="compute contrastive activation-maximisation images (default: with "
+                        "the evidence, i.e. when there are data)")
+    p.add_argument("--no-actmax", dest="actmax", action="store_false")
     p.add_argument("--actmax-steps", type=positive_int, default=200)
     p.add_argument("--reduce", choices=tuple(r for r in REDUCTIONS if r != "position"),
                    default="max", help="how a kernel's map becomes one unit (as in extract; "

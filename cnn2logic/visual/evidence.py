@@ -244,7 +244,8 @@ def choose_kinds(responses: Mapping[str, np.ndarray], spread: np.ndarray, *,
     margins.  Start from the single kind selective for most kernels (ties:
     :data:`EVIDENCE_KINDS` order), then, kernel by kernel, switch a kernel to another kind
     when that raises the number of selective kernels of the mixed (displayed) matrix;
-    repeat until no switch helps (at most ``passes`` rounds).
+    repeat until no switch helps (at most ``passes`` rounds).  This is done from every
+    kind as the start; the best result is kept (ties: the earlier start, so patches).
 
     Parameters
     ----------
@@ -269,9 +270,17 @@ def choose_kinds(responses: Mapping[str, np.ndarray], spread: np.ndarray, *,
     def count(matrix: np.ndarray) -> int:
         return int((selectivity_margins(matrix, spread) > 0).sum())
 
-    best = max(kinds, key=lambda k: (count(mats[k]), -kinds.index(k)))
-    chosen = [best] * len(mats[best])
-    shown = mats[best].copy()
+    results = []
+    for rank, start in enumerate(kinds):
+        chosen, score = _improve([start] * len(mats[start]), mats, kinds, count, passes)
+        results.append((score, -rank, chosen))
+    return tuple(max(results, key=lambda r: (r[0], r[1]))[2])
+
+
+def _improve(chosen: list[str], mats: Mapping[str, np.ndarray], kinds: Sequence[str],
+             count: Any, passes: int) -> tuple[list[str], int]:
+    """Greedy switches of single kernels' kinds while the selective count rises."""
+    shown = np.stack([mats[k][:, j] for j, k in enumerate(chosen)], axis=1)
     score = count(shown)
     for _ in range(passes):
         improved = False
@@ -286,7 +295,7 @@ def choose_kinds(responses: Mapping[str, np.ndarray], spread: np.ndarray, *,
                     shown, score, chosen[j], improved = trial, s, kind, True
         if not improved:
             break
-    return tuple(chosen)
+    return chosen, score
 
 
 def class_profile(bits: np.ndarray, units: np.ndarray, labels: np.ndarray, n_classes: int

@@ -22,7 +22,7 @@ from ..errors import VisualizationError
 from ..units import kernel_names
 from .evidence import BACKGROUNDS, kernel_evidence
 from .filters import as_image, filter_correlation, input_conv, response_matrix
-from .saliency import (DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN, SMOOTHGRAD_SAMPLES,
+from .saliency import (ACTMAX_CONTRAST, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN, SMOOTHGRAD_SAMPLES,
                        SMOOTHGRAD_STDEV, LayerUnits, _as_array, activation_maximization,
                        smoothgrad, top_activating)
 from .visuals import KernelVisuals
@@ -31,7 +31,7 @@ from .visuals import KernelVisuals
 def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
               base: str = DEFAULT_BASE, samples: int = SMOOTHGRAD_SAMPLES,
               stdev: float = SMOOTHGRAD_STDEV, top: int = DEFAULT_TOP,
-              actmax: bool = False, actmax_steps: int = 200, reduce: str = "max",
+              actmax: bool | None = None, actmax_steps: int = 200, reduce: str = "max",
               batch_size: int = 1000, seed: int = 0, progress: bool = True,
               evidence: bool = True, thresholds: np.ndarray | None = None,
               background: str = "zeros") -> KernelVisuals:
@@ -47,8 +47,10 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         ``mean``/``top`` bases.  Without them no top images are shown.
     base, samples, stdev, batch_size, seed
         Passed to :func:`smoothgrad`.
-    actmax : bool
-        Also compute :func:`activation_maximization` images (``actmax_steps`` steps).
+    actmax : bool, optional
+        Also compute contrastive :func:`activation_maximization` images
+        (``actmax_steps`` steps, ``contrast=ACTMAX_CONTRAST``: specific to their kernel, one
+        of the evidence kinds).  Default (None): when evidence is computed.
     reduce : str
         How a kernel's map becomes its unit: max, mean, l1 or l2 (as in
         :func:`cnn2logic.units.capture`).
@@ -99,11 +101,14 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         pad = conv.padding[0] if isinstance(conv.padding, tuple) else 0
         corr, _ = filter_correlation(maps, filters, padding=int(pad))
     response = response_matrix(model, layer, maps, reduce=reduce)
+    if actmax is None:
+        actmax = bool(evidence and arr is not None and len(arr) and top > 0)
     am = None
     if actmax:
         t2 = time.perf_counter()
         am = activation_maximization(model, layer, steps=actmax_steps, images=arr,
-                                     reduce=reduce, seed=seed, progress=progress)
+                                     reduce=reduce, seed=seed, contrast=ACTMAX_CONTRAST,
+                                     progress=progress)
         seconds["actmax"] = time.perf_counter() - t2
     ev = None
     if evidence and arr is not None and len(arr) and top > 0:
@@ -122,6 +127,7 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         "noise_mean": SMOOTHGRAD_MEAN, "noise_stdev": float(stdev), "samples": int(samples),
         "top": int(top) if top_index is not None else 0, "reduce": reduce, "seed": int(seed),
         "batch_size": int(batch_size), "actmax_steps": int(actmax_steps) if actmax else 0,
+        "actmax_contrast": ACTMAX_CONTRAST if actmax else 0.0,
         "model": getattr(getattr(model, "spec", None), "name", type(model).__name__),
         "model_sha256": model_fingerprint(model),
     }
