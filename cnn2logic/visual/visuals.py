@@ -219,8 +219,9 @@ def write_visuals(vis: KernelVisuals, out_dir: str | os.PathLike[str], *,
             arrays[key] = np.asarray(val)
     if vis.evidence is not None:
         arrays.update(evidence_arrays(vis.evidence))
+        # no timings here (they are in visuals.json): same inputs, same bytes
         doc = {"format": "cnn2logic-evidence", "version": 1, "layer": vis.layer,
-               **vis.evidence.summary(),
+               **{k: v for k, v in vis.evidence.summary().items() if k != "seconds"},
                "kernels": [vis.evidence.kernel_record(i) for i in range(len(vis))]}
         atomic_write_text(out / EVIDENCE, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     with atomic_path(out / ARRAYS, suffix=".npz") as tmp:
