@@ -1,8 +1,11 @@
 """One self-contained HTML report of a rule set: it renders what it is given, loads nothing.
 
-The report reads the rules the way the main paper does: every literal of a class's rule
-is shown with its kernel's maximising (SmoothGrad) image, so ``k6 ∧ k8 → 3`` becomes two
-pictures that look like parts of a 3.  It also holds the accuracy / fidelity / coverage
+The report reads the rules the way the main paper does, with pictures: every literal of
+a rule is shown with its kernel's top patches (the image regions where it fires most;
+its SmoothGrad image when there are no data) and links to the kernel's card in the
+gallery (:mod:`cnn2logic.visual.gallery`: patches, class profile, saliency image, each
+with its measured selectivity), so ``k6 ∧ k8 → 3`` becomes pictures of parts of a 3.
+It also holds the accuracy / fidelity / coverage
 table beside the paper's figures (for ``paper1``/``paper3``), the kernel-relation graph,
 the SmoothGrad grid (filters beside their images when the kernels see the input) and a
 confusion view of rules against the network.
@@ -290,7 +293,7 @@ def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
 def _program_pictures(rules: RuleSet, thumbs: _Thumbs) -> str:
     # An ordered program is read top to bottom: rule i decides where rules 1..i-1 did
     # not fire, so it is shown whole and in order, not as one term per class.
-    rows = ["<tr><th>#</th><th>if (each literal with its kernel's maximising image)</th>"
+    rows = ["<tr><th>#</th><th>if (each literal with its kernel's top patches (SmoothGrad image without data); click one for its evidence)</th>"
             "<th>then</th><th>share of training images it decides</th>"
             "<th>agreement there</th></tr>"]
     for i, rule in enumerate(rules.rules, 1):
@@ -315,7 +318,7 @@ def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> 
     source = ("the per-class table terms chosen by the extractor (short, accurate terms, "
               "as in the paper's Table 1)" if any(r["source"] == "table" for r in class_rows)
               else "the first (best-ranked) rule of each class: the rules file has no table")
-    rows = ["<tr><th>class</th><th>term (each literal with its kernel's maximising image)"
+    rows = ["<tr><th>class</th><th>term (each literal with its kernel's top patches (SmoothGrad image without data); click one for its evidence)"
             "</th><th>literals</th><th>precision</th><th>support</th></tr>"]
     for r in class_rows:
         if r["rule"] is None:
