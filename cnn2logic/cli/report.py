@@ -22,6 +22,7 @@ from ._model_args import add_model_args, load_model, model_from_args
 from ..data import load_data
 from ..errors import Cnn2LogicError, ModelError, VisualizationError
 from ..evaluate import confusion, evaluate_rules
+from ..labels import LABELS_HELP, apply_label_file
 from ..rules import RuleSet, load_rules
 from ..units import REDUCTIONS, Thresholds, capture, check_model_input, codes_for
 from ..visual.kernels import model_fingerprint, visualize
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rules", type=positive_int, default=40,
                    help="rules listed per class (default 40)")
     p.add_argument("--title", default=None)
+    p.add_argument("--labels", metavar="FILE", help=LABELS_HELP)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         An unreadable rules file, model or data, or a bad visualisation parameter.
     """
     refuse_overwriting_inputs([args.out], [args.rules, args.model])
-    rules = load_rules(args.rules)
+    rules = apply_label_file(load_rules(args.rules), args.labels)
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = None
     if args.data != "none":

@@ -31,18 +31,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from torch import nn
 
 from ..data import DataSplits
 from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_table_terms,
                         term_counts)
+from ..labels import META_KEY as LABELS_KEY, check_names, labels_meta
 from ..minimize import minimize_ruleset
 from ..rules import Literal, Rule, RuleSet
 from ..units import BinaryCodes, check_model_input
 from .base import REGISTRY, Extractor, Outcome
 from .config import ExtractConfig
+from .grouping import group_prepared
 from .layers import ModelInputs
 
 
@@ -84,7 +86,8 @@ class ExtractionResult:
 
 def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
                   *, progress: bool = True, model_name: str = "",
-                  class_names: tuple[str, ...] | None = None) -> ExtractionResult:
+                  class_names: tuple[str, ...] | None = None,
+                  labels: Mapping[str, str] | None = None) -> ExtractionResult:
     """Run the whole extraction (module docstring) with ``config.method``.
 
     Parameters
@@ -101,6 +104,10 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
         Stored in the rules file's ``meta``.
     class_names : tuple of str, optional
         Names of the classes (default: the data's).
+    labels : mapping, optional
+        The user's kernel labels (kernel name -> label, as
+        :func:`cnn2logic.labels.read_labels` reads them), stored in ``meta`` beside the
+        automatic labels.
 
     Returns
     -------
@@ -116,6 +123,8 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
         Images the model cannot read, or labels beyond its output units.
     ActivationError
         The network's kernel units are NaN or infinite (a broken checkpoint).
+    LabelsError
+        ``labels`` names a kernel the layer does not have.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -124,7 +133,13 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     inputs = ModelInputs(model, data, config, progress, class_names)
     method = REGISTRY[config.method]
     prepared = method.prepare(inputs)
+    grouped = None
+    if config.group_kernels is not None:  # the method learns over groups of kernels
+        prepared, grouped = group_prepared(prepared, config.group_kernels, config.method)
     seconds["capture"] = time.perf_counter() - t0
+    variables = prepared.fit_args.get("variables")
+    if labels and variables is not None:  # before the fit: it can take long
+        check_names(labels, [getattr(v, "name", v) for v in variables], "labels")
 
     t1 = time.perf_counter()
     extractor = prepared.extractor.fit(**prepared.fit_args)
@@ -145,10 +160,17 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     meta["rule_kind"] = method.kind
     if method.ordered:
         meta["ordered"] = True  # readers show it as a list, top to bottom
+    unminimized, train_codes, test_codes = (outcome.unminimized, outcome.train_codes,
+                                            outcome.test_codes)
+    if grouped is not None:  # declared over every kernel (members too) and every group
+        rules, unminimized, train_codes, test_codes = grouped.widen(rules, unminimized)
+    t3 = time.perf_counter()
+    meta[LABELS_KEY] = _labels(train_codes, outcome.target, labels)
+    seconds["labels"] = time.perf_counter() - t3
     rules = rules.replace(meta=meta)
     seconds["total"] = time.perf_counter() - t0
-    return ExtractionResult(rules, outcome.unminimized, outcome.train_codes,
-                            outcome.test_codes, metrics, table, seconds, extractor,
+    return ExtractionResult(rules, unminimized, train_codes, test_codes, metrics, table,
+                            seconds, extractor,
                             usefulness_warnings(rules, metrics, config.method))
 
 
@@ -242,6 +264,18 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
     }
     meta.update(outcome.meta)
     return meta
+
+
+def _labels(tr: BinaryCodes, fallback: Any, user: Mapping[str, str] | None
+            ) -> dict[str, Any]:
+    """The kernels' class profiles and automatic labels on the training codes (true labels,
+    else the network's predictions, else ``fallback``), with the user's labels."""
+    target = tr.labels if tr.labels is not None else tr.predictions
+    if target is None:
+        target = fallback
+    if user:
+        check_names(user, tr.names, "labels")
+    return labels_meta(tr.bits, target, tr.names, tr.classes, user)
 
 
 def table_metrics(rules: RuleSet, table: list[dict], codes: BinaryCodes) -> dict[str, Any]:
