@@ -59,7 +59,7 @@ _MODULES = {
                  "capture_peaks", "paste", "unit_response"),
     "measures": ("EVIDENCE_KINDS", "selectivity_margins", "choose_kinds", "class_profile",
                  "profile_agreement"),
-    "gallery": ("kernel_gallery", "kernel_anchor"),
+    "gallery": ("kernel_gallery", "kernel_section", "kernel_anchor"),
     "visuals": ("MANIFEST", "ARRAYS", "MANIFEST_FORMAT", "KernelVisuals", "match_kernels",
                 "write_visuals", "load_visuals"),
     "images": ("to_rgb", "png_bytes", "strip", "grid_png", "kernel_pngs"),

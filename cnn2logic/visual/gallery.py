@@ -18,8 +18,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .images import patch_mosaic_png, patch_strip_png, png_bytes, to_rgb
-from .visuals import KernelVisuals
+from ..rules import RuleSet
+from .images import grid_png, patch_mosaic_png, patch_strip_png, png_bytes, to_rgb
+from .relations import literal_uses
+from .visuals import KernelVisuals, match_kernels
 
 GALLERY_CSS = """
 .gal{display:grid;grid-template-columns:repeat(auto-fill,minmax(350px,1fr));gap:8px}
@@ -176,3 +178,51 @@ def thumbnail_uris(vis: KernelVisuals | None, index: Mapping[str, int]) -> dict[
     if vis is None:
         return {}
     return {var: _uri(literal_thumbnail(vis, i)) for var, i in sorted(index.items())}
+
+
+def kernel_section(vis: KernelVisuals, rules: RuleSet,
+                   labels: Mapping[str, str] | None = None) -> str:
+    """The report's kernel section: the gallery, then the SmoothGrad grid folded away.
+
+    Parameters
+    ----------
+    vis : KernelVisuals
+    rules : RuleSet
+        Their variables name the kernels; their literals say where each is used.
+    labels : mapping variable -> str, optional
+
+    Returns
+    -------
+    str
+    """
+    uses: dict[str, list[str]] = {}
+    for (var, head), d in literal_uses(rules).items():
+        mark = {1: "", -1: "¬", 0: "±"}[d["sign"]]
+        uses.setdefault(var, []).append(f"{mark}{head}")
+    index = match_kernels(rules.variables, vis)
+    name_of = {i: v for v, i in index.items()}
+    p = vis.params
+    parts = [
+        kernel_gallery(vis, name_of, uses, labels),
+        "<details><summary>All maximising images in one grid"
+        + (" (filter, " if vis.filters is not None else " (")
+        + "SmoothGrad" + (", act. max" if vis.actmax is not None else "")
+        + (", top images" if vis.top_images is not None else "") + ")</summary>"
+        f"<p class=small>SmoothGrad: Gaussian noise mean {p.get('noise_mean', 0.0)}, "
+        f"standard deviation {p.get('noise_stdev')}, {p.get('samples')} noisy copies of the "
+        f"base image <b>{html.escape(str(p.get('base')))}</b>; signed gradient of the pooled "
+        f"unit ({html.escape(str(p.get('reduce', 'max')))} over positions). Red: brighter "
+        "pixels raise the unit; blue: they lower it.</p>",
+        f'<img class="pic" src="{_uri(grid_png(vis))}" alt="SmoothGrad grid">',
+    ]
+    if vis.correlation is not None:
+        parts.append("<table><tr><th>kernel</th><th>correlation with filter</th></tr>"
+                     + "".join(f"<tr><td>{html.escape(name_of.get(i, n))}</td>"
+                               f"<td class=num>{vis.correlation[i]:.3f}</td></tr>"
+                               for i, n in enumerate(vis.names)) + "</table>")
+        parts.append(f"<p>Mean correlation of SmoothGrad image and filter: "
+                     f"<b>{float(np.mean(vis.correlation)):.3f}</b> (best of the placements "
+                     f"of the filter in the image; the paper's claim is that they look "
+                     f"alike).</p>")
+    parts.append("</details>")
+    return "".join(parts)

@@ -51,11 +51,11 @@ from ..errors import VisualizationError
 from ..export.markdown import METRIC_ROWS, rule_kind_sentence  # one source for both views
 from ..labels import display, kernel_labels
 from ..rules import Literal, Rule, RuleSet
-from .gallery import GALLERY_CSS, kernel_anchor, kernel_gallery, literal_thumbnail
+from .gallery import GALLERY_CSS, kernel_anchor, kernel_section, literal_thumbnail
 from .graph import kernel_graph
 from .graph_draw import graph_png
-from .images import grid_png, to_rgb
-from .relations import literal_uses, table_ruleset
+from .images import to_rgb
+from .relations import table_ruleset
 from .visuals import KernelVisuals, match_kernels
 
 METRICS_SOURCE = "the rules file (measured on the test split by cnn2logic extract)"
@@ -264,41 +264,6 @@ def _confusion_section(cm: Sequence[Sequence[int]], heads: Sequence[str], source
             f"{agree:.4f} over {int(m.sum())} test images. Source: {html.escape(source)}.</p>")
 
 
-def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
-    uses: dict[str, list[str]] = {}
-    for (var, head), d in literal_uses(rules).items():
-        mark = {1: "", -1: "¬", 0: "±"}[d["sign"]]
-        uses.setdefault(var, []).append(f"{mark}{head}")
-    index = match_kernels(rules.variables, vis)
-    name_of = {i: v for v, i in index.items()}
-    p = vis.params
-    parts = [
-        kernel_gallery(vis, name_of, uses, kernel_labels(rules)),
-        "<details><summary>All maximising images in one grid"
-        + (" (filter, " if vis.filters is not None else " (")
-        + "SmoothGrad" + (", act. max" if vis.actmax is not None else "")
-        + (", top images" if vis.top_images is not None else "") + ")</summary>"
-        f"<p class=small>SmoothGrad: Gaussian noise mean {p.get('noise_mean', 0.0)}, "
-        f"standard deviation {p.get('noise_stdev')}, {p.get('samples')} noisy copies of the "
-        f"base image <b>{html.escape(str(p.get('base')))}</b>; signed gradient of the pooled "
-        f"unit ({html.escape(str(p.get('reduce', 'max')))} over positions). Red: brighter "
-        "pixels raise the unit; blue: they lower it.</p>",
-        _img(grid_png(vis), "SmoothGrad grid", "pic"),
-    ]
-    if vis.correlation is not None:
-        parts.append("<table><tr><th>kernel</th><th>correlation with filter</th></tr>"
-                     + "".join(f"<tr><td>{html.escape(name_of.get(i, n))}</td>"
-                               f"<td class=num>{vis.correlation[i]:.3f}</td></tr>"
-                               for i, n in enumerate(vis.names)) + "</table>")
-        parts.append(f"<p>Mean correlation of SmoothGrad image and filter: "
-                     f"<b>{float(np.mean(vis.correlation)):.3f}</b> (best of the placements "
-                     f"of the filter in the image; the paper's claim is that they look "
-                     f"alike).</p>")
-    parts.append("</details>")
-    return "".join(parts)
-
-
-
 def _program_pictures(rules: RuleSet, thumbs: _Thumbs) -> str:
     # An ordered program is read top to bottom: rule i decides where rules 1..i-1 did
     # not fire, so it is shown whole and in order, not as one term per class.
@@ -426,7 +391,7 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
     sections.append(("all-rules", "All rules", _all_rules_section(rules, max_rules)))
     if thumbs.vis is not None:
         sections.append(("kernels", "Kernels: what each one responds to",
-                         _kernel_section(thumbs.vis, rules)))
+                         kernel_section(thumbs.vis, rules, kernel_labels(rules))))
     else:
         notes.append("SmoothGrad grid omitted: no model")
     try:
