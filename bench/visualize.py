@@ -31,7 +31,8 @@ Two measurements per architecture, each in a fresh process so peak memory is its
     profile, selectivity of every kind) and of the whole call; and the *stability* of the
     class profiles: each kernel's profile on those training images against its profile
     on the 10,000 test images (same thresholds): Pearson correlation over the classes and
-    whether the 3 most frequent classes agree.
+    whether the 3 most frequent classes agree; and the share of kernels whose automatic
+    label (:func:`cnn2logic.labels.auto_labels`) is the same on both.
 
 Timings do not depend on the weights, so without a checkpoint an untrained model of the
 architecture is used (and the JSON says so); the correlations do.
@@ -220,6 +221,8 @@ def evidence_bench(nets: list[str], data: str, threads: int, images: int,
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
     from cnn2logic.data import load_data
+    from cnn2logic.labels import auto_labels, label_agreement
+    from cnn2logic.units import capture
     from cnn2logic.visual import kernel_evidence, profile_agreement, visualize
 
     splits = load_data(data, train_size=images, test_size=images)
@@ -238,6 +241,10 @@ def evidence_bench(nets: list[str], data: str, threads: int, images: int,
         test = kernel_evidence(model, layer, splits.test.images, splits.test.labels,
                                classes=splits.test.classes, thresholds=ev.thresholds,
                                names=vis.names)
+        auto = [auto_labels(capture(model, layer, part.images, reduce=ev.params["reduce"],
+                                    progress=False).values >= ev.thresholds[None, :],
+                            part.labels, vis.names, part.classes)
+                for part in (splits.train, splits.test)]
         out[net] = {
             "kernels": len(vis), "layer": layer, "map_layer": ev.map_layer,
             "network_accuracy": metrics.get("test_accuracy"),
@@ -254,6 +261,8 @@ def evidence_bench(nets: list[str], data: str, threads: int, images: int,
             "profile_stability_train_vs_test": {
                 k: v for k, v in profile_agreement(ev.on_share, test.on_share).items()
                 if k != "correlation"},
+            "label_agreement_train_vs_test": round(label_agreement(*auto), 4),
+            "labels_train": auto[0],
             "test_selectivity": round(test.selectivity("patches"), 4),
         }
         print(f"{net}: {out[net]['selectivity']} {out[net]['selectivity_by_kind']} "
