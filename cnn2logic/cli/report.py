@@ -259,13 +259,16 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
             same_model = (model is None
                           or vis.params.get("model_sha256") == model_fingerprint(model))
             same_units = vis.params.get("reduce", "max") == reduce
-            if vis.layer == layer and same_model and same_units:
+            # visuals without the evidence are not reused when it can now be computed
+            has_evidence = vis.evidence is not None or not evidence or data is None
+            if vis.layer == layer and same_model and same_units and has_evidence:
                 return vis
             if model is None:
                 return vis
-            other = ("another model or layer" if vis.layer != layer or not same_model else
-                     f"another reduction ({vis.params.get('reduce', 'max')}, not {reduce})")
-            notes.append(f"visuals in {visuals_dir} belong to {other}; recomputed")
+            other = ("belong to another model or layer" if vis.layer != layer or not same_model
+                     else f"belong to another reduction ({vis.params.get('reduce', 'max')}, "
+                     f"not {reduce})" if not same_units else "have no kernel evidence")
+            notes.append(f"visuals in {visuals_dir} {other}; recomputed")
     if model is None:
         notes.append("no model given: kernels are shown by name, without maximising images")
         return None
