@@ -236,11 +236,14 @@ def capture_peaks(model: nn.Module, layer: str, map_layer: str, images: np.ndarr
     """
     modules = dict(model.named_modules())
     units, peaks, preds = [], [], []
-    got: dict[str, torch.Tensor] = {}
+    got: dict[str, list[torch.Tensor]] = {"map": [], "unit": []}
+    # a model run one image at a time (an exported program) fires each hook per image
+    per_image = getattr(model, "one_image_at_a_time", False)
 
     def keep(name: str):
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            got.setdefault(name, out.detach())
+            if per_image or not got[name]:
+                got[name].append(out.detach())
         return hook
 
     handles = [modules[map_layer].register_forward_hook(keep("map"))]
@@ -250,11 +253,12 @@ def capture_peaks(model: nn.Module, layer: str, map_layer: str, images: np.ndarr
     try:
         with torch.no_grad():
             for s in range(0, len(images), batch_size):
-                got.clear()
+                got["map"].clear()
+                got["unit"].clear()
                 logits = model(torch.from_numpy(images[s:s + batch_size]))
-                u = got["unit"]
+                u = torch.cat(got["unit"])
                 units.append((reduce_maps(u, reduce) if u.ndim == 4 else u).float().numpy())
-                peaks.append(got["map"].flatten(2).argmax(dim=2).numpy())
+                peaks.append(torch.cat(got["map"]).flatten(2).argmax(dim=2).numpy())
                 preds.append(logits.argmax(1).numpy() if isinstance(logits, torch.Tensor)
                              and logits.ndim == 2 else np.full(len(u), -1))
     finally:
