@@ -248,7 +248,7 @@ def evidence_bench(nets: list[str], data: str, threads: int, images: int,
         out[net] = {
             "kernels": len(vis), "layer": layer, "map_layer": ev.map_layer,
             "network_accuracy": metrics.get("test_accuracy"),
-            "receptive_field": {"size": list(ev.field.size), "stride": list(ev.field.stride)},
+            "receptive_field": {"size": list(ev.receptive.size), "stride": list(ev.receptive.stride)},
             "selectivity": round(ev.selectivity(), 4),
             "selectivity_by_kind": {k: round(ev.selectivity(k), 4) for k in ev.kinds},
             "shown_first": ev.summary()["chosen_counts"],

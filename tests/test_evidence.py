@@ -54,7 +54,7 @@ def test_crop_is_exactly_the_pixels_around_the_peak():
     images = np.stack([_blob(2, 1), _blob(0, 3), np.zeros((1, 6, 6), np.float32)])
     ev = kernel_evidence(_net(), "pool", images, np.array([0, 1, 1]), top=2,
                          thresholds=np.array([1.0, 0.5]))
-    assert ev.map_layer == "conv" and ev.field.size == (3, 3)
+    assert ev.map_layer == "conv" and ev.receptive.size == (3, 3)
     # Kernel 1 (box sum): image 0 and 1 tie (same blob sum 4.5); the first in data order wins.
     assert list(ev.top_index[0]) == [0, 1]
     assert [list(p) for p in ev.peaks[0]] == [[2, 1], [0, 3]]
@@ -116,7 +116,7 @@ def test_selectivity_on_a_constructed_case():
 def test_pasted_patch_keeps_the_peak_value():
     images = np.stack([_blob(2, 1), _blob(0, 3)])
     ev = kernel_evidence(_net(), "pool", images, top=1, thresholds=np.zeros(2))
-    win = np.array([ev.field.window(*ev.peaks[0, 0])])
+    win = np.array([ev.receptive.window(*ev.peaks[0, 0])])
     pasted = paste(ev.patches[0], win, np.zeros((1, 6, 6), np.float32))
     np.testing.assert_array_equal(pasted[0], images[ev.top_index[0, 0]])
     assert unit_response(_net(), "pool", pasted)[0, 0] == pytest.approx(ev.top_values[0, 0])
@@ -151,11 +151,11 @@ def test_relu_bn_model_receptive_field_and_crops():
     images = rng.random((40, 1, 28, 28), dtype=np.float32)
     ev = kernel_evidence(net, "gap", images, rng.integers(0, 3, 40), top=3)
     # conv3 -> pool2 -> conv3 -> pool2 -> conv3: 18x18 at stride 4; map of features.relu3.
-    assert ev.map_layer == "features.relu3" and ev.field.size == (18, 18)
-    assert ev.field.stride == (4, 4)
+    assert ev.map_layer == "features.relu3" and ev.receptive.size == (18, 18)
+    assert ev.receptive.stride == (4, 4)
     assert ev.patches.shape == (6, 3, 1, 18, 18) and ev.on_share.shape == (6, 3)
     k, t = 2, 0
-    top, left = ev.field.window(*ev.peaks[k, t])
+    top, left = ev.receptive.window(*ev.peaks[k, t])
     img = images[ev.top_index[k, t]]
     r0, c0 = max(top, 0), max(left, 0)
     inside = ev.patches[k, t][:, r0 - top:, c0 - left:]

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         ev = vis.evidence
         kinds = ", ".join(f"{k} {ev.selectivity(k):.0%}" for k in ev.kinds)
         print(f"evidence selective ({kinds}); shown first per kernel: "
-              f"{ev.selectivity():.0%} of kernels; receptive field {ev.field.size[0]}x"
-              f"{ev.field.size[1]} of {ev.map_layer!r}; {ev.seconds.get('total', 0.0):.2f} s")
+              f"{ev.selectivity():.0%} of kernels; receptive field {ev.receptive.size[0]}x"
+              f"{ev.receptive.size[1]} of {ev.map_layer!r}; {ev.seconds.get('total', 0.0):.2f} s")
     print(f"wrote {args.out}/grid.png, {args.out}/kernels/*.png, {args.out}/visuals.json")
     return 0

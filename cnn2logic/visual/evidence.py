@@ -77,7 +77,7 @@ class KernelEvidence:
         ``k1..``: kernel ``k`` is ``names[k]``.
     classes : tuple of str
         The data's class names (the profile's columns).
-    field : ReceptiveField
+    receptive : ReceptiveField
         The receptive field of every map position.
     top_index, top_values : ndarray (kernels, top)
         The top images (data indices, best first) and their units.
@@ -104,7 +104,7 @@ class KernelEvidence:
     map_layer: str
     names: tuple[str, ...]
     classes: tuple[str, ...]
-    field: ReceptiveField
+    receptive: ReceptiveField
     top_index: np.ndarray
     top_values: np.ndarray
     peaks: np.ndarray
@@ -167,9 +167,9 @@ class KernelEvidence:
         """
         return {
             "map_layer": self.map_layer, "classes": list(self.classes),
-            "receptive_field": {"size": list(self.field.size),
-                                "stride": list(self.field.stride)},
-            "input_shape": list(self.field.input_shape),
+            "receptive_field": {"size": list(self.receptive.size),
+                                "stride": list(self.receptive.stride)},
+            "input_shape": list(self.receptive.input_shape),
             "selectivity": round(self.selectivity(), 4),
             "selectivity_by_kind": {k: round(self.selectivity(k), 4) for k in self.kinds},
             "chosen_counts": {k: int(sum(c == k for c in self.chosen)) for k in self.kinds},
@@ -190,7 +190,7 @@ class KernelEvidence:
             "top_images": [int(i) for i in self.top_index[k]],
             "top_values": [round(float(v), 6) for v in self.top_values[k]],
             "peaks": [[int(r), int(c)] for r, c in self.peaks[k]],
-            "windows": [list(self.field.window(int(r), int(c))) for r, c in self.peaks[k]],
+            "windows": [list(self.receptive.window(int(r), int(c))) for r, c in self.peaks[k]],
             "margins": {kind: _round(self.margins(kind)[k]) for kind in self.kinds},
         }
         if self.on_share is not None and self.mean_unit is not None:
@@ -452,7 +452,7 @@ def evidence_arrays(ev: KernelEvidence) -> dict[str, np.ndarray]:
     """
     out = {f"evidence_{k}": np.asarray(getattr(ev, k)) for k in _ARRAY_FIELDS
            if getattr(ev, k) is not None}
-    out["evidence_boxes"] = ev.field.boxes
+    out["evidence_boxes"] = ev.receptive.boxes
     out.update({f"evidence_response_{k}": v for k, v in ev.responses.items()})
     return out
 

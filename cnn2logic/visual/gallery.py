@@ -98,7 +98,7 @@ def _card(vis: KernelVisuals, i: int, var: str, uses: str, label: str | None) ->
                 f'<img src="{sg}" alt="{html.escape(var)} SmoothGrad"><figcaption>SmoothGrad'
                 "</figcaption></figure></div></div>")
     margins = {k: float(ev.margins(k)[i]) for k in ev.kinds}
-    rf = ev.field.size
+    rf = ev.receptive.size
     blocks = {"patches": (
         f'<figure><img class="strip" src="{_uri(patch_strip_png(ev.patches[i], 1, 1))}" '
         f'alt="{html.escape(var)} top patches"><figcaption>top {ev.patches.shape[1]} patches '
@@ -153,8 +153,8 @@ def kernel_gallery(vis: KernelVisuals, variable_of: Mapping[int, str],
         by_kind = ", ".join(f"{_KIND_NAMES[k]} {ev.selectivity(k):.0%}" for k in ev.kinds)
         intro = (
             f"<p>Per kernel of <code>{html.escape(vis.layer)}</code> (maps of "
-            f"<code>{html.escape(ev.map_layer)}</code>, receptive field {ev.field.size[0]}×"
-            f"{ev.field.size[1]} px, stride {ev.field.stride[0]}): its top "
+            f"<code>{html.escape(ev.map_layer)}</code>, receptive field {ev.receptive.size[0]}×"
+            f"{ev.receptive.size[1]} px, stride {ev.receptive.stride[0]}): its top "
             f"{ev.patches.shape[1]} patches (the receptive field around the peak of its map "
             "in the images where its unit is largest; light blue: outside the image), the "
             "share of each class's images on which its bit is on, and its saliency image. "
