@@ -168,18 +168,6 @@ def kernel_gallery(vis: KernelVisuals, variable_of: Mapping[int, str],
     return intro + f'<div class="gal">{"".join(cards)}</div>'
 
 
-def thumbnail_uris(vis: KernelVisuals | None, index: Mapping[str, int]) -> dict[str, str]:
-    """Variable -> data URI of its literal thumbnail (:func:`literal_thumbnail`).
-
-    Returns
-    -------
-    dict
-    """
-    if vis is None:
-        return {}
-    return {var: _uri(literal_thumbnail(vis, i)) for var, i in sorted(index.items())}
-
-
 def kernel_section(vis: KernelVisuals, rules: RuleSet,
                    labels: Mapping[str, str] | None = None) -> str:
     """The report's kernel section: the gallery, then the SmoothGrad grid folded away.
