@@ -21,6 +21,19 @@ Two measurements per architecture, each in a fresh process so peak memory is its
     (``self_response_mean``) and whether no other kernel's image does more
     (``selectivity``).
 
+``evidence`` (``--evidence``; ``bench/results/visuals-evidence.json``)
+    per network of ``bench/_readable_nets.py`` (paper1, paper3, scale128 = 128 kernels,
+    relu_bn = ``examples/relu_bn_cnn.py`` with 48 kernels; the cached checkpoints),
+    :func:`cnn2logic.visual.kernels.visualize` with evidence on the first 10,000 training
+    images: ``selectivity`` of the evidence shown first per kernel (the figure
+    ``visuals.json`` records), ``selectivity_by_kind`` (patches, SmoothGrad, act. max),
+    the receptive field, seconds and CPU seconds of the evidence alone (top patches, class
+    profile, selectivity of every kind) and of the whole call; and the *stability* of the
+    class profiles: each kernel's profile on those training images against its profile
+    on the 10,000 test images (same thresholds): Pearson correlation over the classes and
+    whether the 3 most frequent classes agree; and the share of kernels whose automatic
+    label (:func:`cnn2logic.labels.auto_labels`) is the same on both.
+
 Timings do not depend on the weights, so without a checkpoint an untrained model of the
 architecture is used (and the JSON says so); the correlations do.
 
@@ -28,6 +41,8 @@ Usage::
 
     python bench/visualize.py                      # /tmp/c2l/paper{1,3}.safetensors if present
     python bench/visualize.py --paper1 runs/demo/model.safetensors --threads 2 --repeats 5
+    flock /work/cpu.lock python bench/visualize.py --evidence --data /work/shared/data/mnist \
+        --out bench/results/visuals-evidence.json
 """
 
 from __future__ import annotations
@@ -175,6 +190,87 @@ def run_cli(model_path: str, threads: int, repeats: int, data: str) -> dict:
             "peak_rss_mb": round(max(peaks), 1)}
 
 
+EVIDENCE_NETS = ("paper1", "paper3", "scale128", "relu_bn")
+EVIDENCE_CACHE = "/work/cache/bench-cache"
+CHECKPOINTS = {"paper1": "paper1-seed0", "paper3": "paper3-seed0",
+               "scale128": "scale128-plain-seed0", "relu_bn": "relu_bn48-seed0"}
+LAYERS = {"paper1": "pool", "paper3": "pool", "scale128": "pool", "relu_bn": "gap"}
+
+
+def cached_model(net: str, cache: str):
+    """A trained checkpoint of bench/_readable_nets.py from ``cache`` (never trains)."""
+    from cnn2logic.model import load_model
+
+    stem = Path(cache) / CHECKPOINTS[net]
+    ckpt, metrics = stem.with_suffix(".safetensors"), stem.with_suffix(".metrics.json")
+    if not ckpt.is_file():
+        raise SystemExit(f"no checkpoint {ckpt}: run bench/_readable_nets.py first")
+    if net == "relu_bn":
+        factory = str(Path(__file__).resolve().parents[1] / "examples/relu_bn_cnn.py")
+        model = load_model(ckpt, factory=factory + ":make_net", factory_kwargs={"kernels": 48})
+    else:
+        model = load_model(ckpt)
+    return model, (json.loads(metrics.read_text()) if metrics.is_file() else {})
+
+
+def evidence_bench(nets: list[str], data: str, threads: int, images: int,
+                   cache: str = EVIDENCE_CACHE) -> dict:
+    """Selectivity per evidence kind and displayed, cost, class-profile stability."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    from cnn2logic.data import load_data
+    from cnn2logic.labels import auto_labels, label_agreement
+    from cnn2logic.units import capture
+    from cnn2logic.visual import kernel_evidence, profile_agreement, visualize
+
+    splits = load_data(data, train_size=images, test_size=images)
+    out: dict = {}
+    for net in nets:
+        model, metrics = cached_model(net, cache)
+        layer = LAYERS[net]
+        t0, c0 = time.perf_counter(), time.process_time()
+        vis = visualize(model, layer, splits.train, progress=False)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        ev = vis.evidence
+        t1, c1 = time.perf_counter(), time.process_time()
+        kernel_evidence(model, layer, splits.train.images, splits.train.labels,
+                        classes=splits.train.classes, names=vis.names)
+        ev_seconds, ev_cpu = time.perf_counter() - t1, time.process_time() - c1
+        test = kernel_evidence(model, layer, splits.test.images, splits.test.labels,
+                               classes=splits.test.classes, thresholds=ev.thresholds,
+                               names=vis.names)
+        auto = [auto_labels(capture(model, layer, part.images, reduce=ev.params["reduce"],
+                                    progress=False).values >= ev.thresholds[None, :],
+                            part.labels, vis.names, part.classes)
+                for part in (splits.train, splits.test)]
+        out[net] = {
+            "kernels": len(vis), "layer": layer, "map_layer": ev.map_layer,
+            "network_accuracy": metrics.get("test_accuracy"),
+            "receptive_field": {"size": list(ev.receptive.size), "stride": list(ev.receptive.stride)},
+            "selectivity": round(ev.selectivity(), 4),
+            "selectivity_by_kind": {k: round(ev.selectivity(k), 4) for k in ev.kinds},
+            "shown_first": ev.summary()["chosen_counts"],
+            "thresholds": ev.params.get("thresholds"),
+            "images": len(splits.train),
+            "evidence_seconds": round(ev_seconds, 3), "evidence_cpu_seconds": round(ev_cpu, 3),
+            "evidence_seconds_by_step": {k: round(float(v), 3) for k, v in ev.seconds.items()},
+            "visualize_seconds": round(seconds, 3), "visualize_cpu_seconds": round(cpu, 3),
+            "visualize_seconds_by_step": {k: round(float(v), 3) for k, v in vis.seconds.items()},
+            "profile_stability_train_vs_test": {
+                k: v for k, v in profile_agreement(ev.on_share, test.on_share).items()
+                if k != "correlation"},
+            "label_agreement_train_vs_test": round(label_agreement(*auto), 4),
+            "labels_train": auto[0],
+            "test_selectivity": round(test.selectivity("patches"), 4),
+        }
+        print(f"{net}: {out[net]['selectivity']} {out[net]['selectivity_by_kind']} "
+              f"{ev_seconds:.1f} s evidence, {seconds:.1f} s visualize", file=sys.stderr,
+              flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--paper1", default=DEFAULT_MODELS["paper1"])
@@ -184,8 +280,29 @@ def main() -> None:
     ap.add_argument("--data", default="embedded")
     ap.add_argument("--no-bases", dest="bases", action="store_false",
                     help="skip the comparison of SmoothGrad base images")
+    ap.add_argument("--evidence", action="store_true",
+                    help="only the evidence benchmark (selectivity per kind, cost, profile "
+                         "stability) on the four readable nets; needs --data with full MNIST")
+    ap.add_argument("--nets", nargs="+", default=list(EVIDENCE_NETS))
+    ap.add_argument("--images", type=int, default=10_000,
+                    help="training (and test) images of the evidence benchmark")
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    ap.add_argument("--cache", default=EVIDENCE_CACHE,
+                    help="directory of the trained checkpoints (bench/_readable_nets.py)")
     ap.add_argument("--child", nargs=2, metavar=("ARCH", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.evidence:
+        report = {"threads": args.threads, "data": args.data, "cpu_count": os.cpu_count(),
+                  "load_average_at_start": os.getloadavg(),
+                  "cache": args.cache,
+                  "nets": evidence_bench(args.nets, args.data, args.threads, args.images,
+                                         args.cache),
+                  "load_average_at_end": os.getloadavg()}
+        text = json.dumps(report, indent=1)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        print(text)
+        return
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.threads, args.repeats,
                                args.data)))

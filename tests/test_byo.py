@@ -459,7 +459,8 @@ def test_cli_report_own_model(byo_relu_bn, tmp_path, capsys, monkeypatch):
     from PIL import Image
 
     from cnn2logic.rules import save_rules
-    from cnn2logic.visual import load_visuals, png_bytes, to_rgb
+    from cnn2logic.visual import load_visuals
+    from cnn2logic.visual.gallery import literal_thumbnail
 
     monkeypatch.chdir(REPO)
     _, ckpt = byo_relu_bn
@@ -471,12 +472,12 @@ def test_cli_report_own_model(byo_relu_bn, tmp_path, capsys, monkeypatch):
                str(vis_dir), "--out", str(out), "--no-progress"])
     assert rc == 0 and f"wrote {out}" in capsys.readouterr().out
     html = out.read_text(encoding="utf-8")
-    # every kernel's SmoothGrad image, as the report draws it beside its literal
+    # every kernel's picture as the report draws it beside its literal (its top patches)
     vis = load_visuals(vis_dir)
     assert vis.layer == "gap" and len(vis) == 48 and vis.params["model"] == "ReluBnCNN"
     assert vis.params["reduce"] == "mean"  # the reduction recorded in the rules
     for i in range(48):
-        png = png_bytes(to_rgb(vis.smoothgrad[i], "signed"), 2)
+        png = literal_thumbnail(vis, i)
         assert "data:image/png;base64," + base64.b64encode(png).decode() in html, f"k{i + 1}"
     # the SmoothGrad grid (one row per kernel, no filter column) is embedded too
     heights = []

@@ -68,12 +68,21 @@ def test_report_is_self_contained_and_complete(vis_report):
     table = [e for e in rules.meta["table"] if e.get("body")]
     n_literals = sum(len(e["body"]) for e in table)
     rules_section = text.split('<section id="rules">')[1].split("</section>")[0]
-    lit_imgs = re.findall(r'<span class="lit (pos|neg)"[^>]*><img src="data:image/png;base64,'
-                          r'[^"]+" alt="(k\d+)">', rules_section)
+    lit_imgs = re.findall(r'<span class="lit (pos|neg)"[^>]*><a href="#kernel-(k\d+)"><img '
+                          r'src="data:image/png;base64,[^"]+" alt="(k\d+)">', rules_section)
     assert len(lit_imgs) == n_literals
     for entry in table:
         for var, positive in entry["body"]:
-            assert ("pos" if positive else "neg", var) in lit_imgs
+            assert ("pos" if positive else "neg", var, var) in lit_imgs
+    # ... and links to its kernel's card in the gallery: top patches first or second,
+    # a class profile and a saliency image, each with its selectivity score.
+    kernels = text.split('<section id="kernels">')[1].split("</section>")[0]
+    for _, var, _ in lit_imgs:
+        card = kernels.split(f'<div class="kc" id="kernel-{var}">')[1].split('<div class="kc"')[0]
+        assert f'alt="{var} top patches"' in card and 'class="prof"' in card
+        assert re.search(r'alt="%s (smoothgrad|actmax)"' % var, card)
+        assert re.search(r'class="(ok|no)">[✓✗] [+-]\d', card)
+    assert re.search(r"Selective: <b>\d+%</b> of kernels", kernels)
     # SmoothGrad grid, graph picture, filter correlations; confusion sums to the test set.
     assert 'alt="SmoothGrad grid"' in text and 'alt="kernel graph"' in text
     assert "Mean correlation of SmoothGrad image and filter" in text

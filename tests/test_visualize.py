@@ -197,6 +197,15 @@ def test_activation_maximization_raises_every_unit(core_paper1):
         start = units(torch.full((1, 1, 28, 28), 0.5)).numpy()[0]
     assert (reached >= start - 1e-6).all()
     assert reached.mean() > 0.9, reached
+    # The contrastive image is specific: it drives its own unit more than the others do.
+    con = V.activation_maximization(model, "pool", steps=60, contrast=1.0, progress=False)
+    with torch.no_grad():
+        resp = units(torch.from_numpy(con)).numpy().T
+        plain = units(torch.from_numpy(am)).numpy().T
+    selective = (V.selectivity_margins(resp) > 0).mean()
+    assert selective >= 0.5 and selective >= (V.selectivity_margins(plain) > 0).mean()
+    with pytest.raises(VisualizationError):
+        V.activation_maximization(model, "pool", contrast=-1.0, progress=False)
     with pytest.raises(VisualizationError):
         V.activation_maximization(model, "pool", start="plaid", progress=False)
     with pytest.raises(VisualizationError):
@@ -285,6 +294,12 @@ def test_cli_visualize(tmp_path, capsys, core_paper1):
     assert "correlation with filter" in text and "mean" in text
     assert (out / "grid.png").is_file() and (out / V.MANIFEST).is_file()
     assert len(list((out / "kernels").glob("*_smoothgrad.png"))) == 10
+    # With data: the evidence (patches, profiles, selectivity of every kind) by default.
+    assert "evidence selective (patches" in text and "receptive field 27x27" in text
+    assert len(list((out / "kernels").glob("*_patches.png"))) == 10
+    manifest = json.loads((out / V.MANIFEST).read_text())
+    assert set(manifest["selectivity_by_kind"]) == {"patches", "smoothgrad", "actmax"}
+    assert manifest["evidence_file"] == "evidence.json" and (out / "evidence.json").is_file()
     rc = main(["visualize", str(ckpt), "--out", str(tmp_path / "v2"), "--data", "none",
                "--samples", "5", "--no-progress"])
     assert rc == 0 and "base 'zeros'" in capsys.readouterr().out

@@ -63,7 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SmoothGrad base image (default 'mean' with data, else 'zeros')")
     p.add_argument("--samples", type=positive_int, default=SMOOTHGRAD_SAMPLES)
     p.add_argument("--top", type=int, default=DEFAULT_TOP)
-    p.add_argument("--actmax", action="store_true", help="add activation-maximisation images")
+    p.add_argument("--actmax", action="store_true", default=None,
+                   help="add activation-maximisation images (default: with the evidence)")
+    p.add_argument("--no-actmax", dest="actmax", action="store_false")
+    p.add_argument("--no-evidence", dest="evidence", action="store_false",
+                   help="no top patches / class profiles in the kernel gallery")
     p.add_argument("--max-rules", type=positive_int, default=40,
                    help="rules listed per class (default 40)")
     p.add_argument("--title", default=None)
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     path = build_report(model, rules, data, args.out, visuals_dir=args.visuals,
                         layer=args.layer, reduce=args.reduce, base=args.base,
                         samples=args.samples, top=args.top, actmax=args.actmax,
-                        title=args.title, max_rules=args.max_rules, progress=args.progress)
+                        evidence=args.evidence, title=args.title, max_rules=args.max_rules, progress=args.progress)
     print(f"wrote {path}")
     return 0
 
@@ -100,8 +104,9 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
                  layer: str | None = None, reduce: str | None = None,
                  base: str | None = None, samples: int = SMOOTHGRAD_SAMPLES,
                  stdev: float = SMOOTHGRAD_STDEV,
-                 top: int = DEFAULT_TOP, actmax: bool = False, title: str | None = None,
-                 max_rules: int = 40, progress: bool = True) -> Path:
+                 top: int = DEFAULT_TOP, actmax: bool | None = None, evidence: bool = True,
+                 title: str | None = None, max_rules: int = 40,
+                 progress: bool = True) -> Path:
     """Write the HTML report for ``model`` and ``rules`` to ``out_path``; return the path.
 
     Parameters
@@ -128,8 +133,9 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         Default: ``rules.meta["settings"]["reduce"]``, else ``"max"``.
     base : str, optional
         SmoothGrad base; default ``"mean"`` with data, ``"zeros"`` without.
-    samples, stdev, top, actmax
-        Passed to :func:`cnn2logic.visual.kernels.visualize`.
+    samples, stdev, top, actmax, evidence
+        Passed to :func:`cnn2logic.visual.kernels.visualize` (the evidence's class
+        profiles use the rules' thresholds when ``meta`` records them).
     title : str, optional
         The page heading.
     max_rules : int
@@ -171,7 +177,8 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     notes: list[str] = []
     vis_dir = Path(visuals_dir) if visuals_dir is not None else None
     vis = _visuals(model, layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
-                   top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes)
+                   top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes,
+                   evidence=evidence, thresholds=_rule_thresholds(rules, layer))
     if vis is not None:
         index = match_kernels(rules.variables, vis)
         missing = [v.name for v in rules.variables if v.name not in index]
@@ -223,9 +230,21 @@ def _load_data(data: Any) -> Any:
     return data
 
 
+def _rule_thresholds(rules: RuleSet, layer: str) -> np.ndarray | None:
+    """The rules' thresholds of ``layer``'s kernels (``meta['thresholds']``), if recorded."""
+    meta_thr = rules.meta.get("thresholds") if isinstance(rules.meta, Mapping) else None
+    if not (isinstance(meta_thr, Mapping) and meta_thr.get("values")):
+        return None
+    values = np.asarray(meta_thr["values"], dtype=float)
+    on_layer = [v for v in rules.variables if v.layer == layer]
+    return values if values.ndim == 1 and len(values) == len(on_layer) else None
+
+
 def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, base: str | None,
-             samples: int, stdev: float, top: int, actmax: bool, reduce: str, progress: bool,
-             notes: list[str]) -> KernelVisuals | None:
+             samples: int, stdev: float, top: int, actmax: bool | None, reduce: str,
+             progress: bool,
+             notes: list[str], evidence: bool = True,
+             thresholds: np.ndarray | None = None) -> KernelVisuals | None:
     """The visuals in ``visuals_dir`` when they belong to ``model``, else computed anew."""
     if reduce == "position":  # maximising images are per kernel
         notes.append("the rules read one unit per map position; the kernels' maximising "
@@ -240,13 +259,16 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
             same_model = (model is None
                           or vis.params.get("model_sha256") == model_fingerprint(model))
             same_units = vis.params.get("reduce", "max") == reduce
-            if vis.layer == layer and same_model and same_units:
+            # visuals without the evidence are not reused when it can now be computed
+            has_evidence = vis.evidence is not None or not evidence or data is None
+            if vis.layer == layer and same_model and same_units and has_evidence:
                 return vis
             if model is None:
                 return vis
-            other = ("another model or layer" if vis.layer != layer or not same_model else
-                     f"another reduction ({vis.params.get('reduce', 'max')}, not {reduce})")
-            notes.append(f"visuals in {visuals_dir} belong to {other}; recomputed")
+            other = ("belong to another model or layer" if vis.layer != layer or not same_model
+                     else f"belong to another reduction ({vis.params.get('reduce', 'max')}, "
+                     f"not {reduce})" if not same_units else "have no kernel evidence")
+            notes.append(f"visuals in {visuals_dir} {other}; recomputed")
     if model is None:
         notes.append("no model given: kernels are shown by name, without maximising images")
         return None
@@ -257,7 +279,7 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
                      f"the {chosen!r} image instead of the mean data image")
     vis = visualize(model, layer, images, base=chosen, samples=samples, stdev=stdev,
                     top=top if images is not None else 0, actmax=actmax, reduce=reduce,
-                    progress=progress)
+                    progress=progress, evidence=evidence, thresholds=thresholds)
     if visuals_dir is not None:
         vis = write_visuals(vis, visuals_dir, progress=progress)
     return vis

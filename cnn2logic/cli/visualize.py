@@ -1,4 +1,4 @@
-"""``cnn2logic visualize``: each kernel's maximising image, filter and top images."""
+"""``cnn2logic visualize``: each kernel's maximising image, filter, top images and evidence."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ._model_args import add_model_args, model_from_args
 from ..data import load_data
 from ..errors import VisualizationError
 from ..units import REDUCTIONS
+from ..visual.evidence import BACKGROUNDS
 from ..visual.kernels import visualize
 from ..visual.saliency import (BASES, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_SAMPLES,
                                SMOOTHGRAD_STDEV)
@@ -28,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "paper's maximising image; noise mean 0, std 0.1, 100 samples by "
                     "default), its filter when the kernel sees the input directly, the data "
                     "images that activate it most, and optionally an activation-maximisation "
-                    "image. Writes kernels/*.png, grid.png, visuals.npz and visuals.json "
-                    "into --out.")
+                    "image; with data, the evidence a person can look at (top patches, class profile, "
+                    "selectivity of each kind). Writes kernels/*.png, grid.png, visuals.npz, "
+                    "evidence.json and visuals.json into --out.")
     p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
                                  "--factory, any state dict, TorchScript or .pt2 file)")
     add_model_args(p)
@@ -51,14 +53,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"noise standard deviation (default {SMOOTHGRAD_STDEV})")
     p.add_argument("--top", type=int, default=DEFAULT_TOP,
                    help=f"top-activating data images per kernel (default {DEFAULT_TOP}, 0: none)")
-    p.add_argument("--actmax", action="store_true",
-                   help="also compute activation-maximisation images (gradient ascent)")
+    p.add_argument("--actmax", action="store_true", default=None,
+                   help="compute contrastive activation-maximisation images (default: with "
+                        "the evidence, i.e. when there are data)")
+    p.add_argument("--no-actmax", dest="actmax", action="store_false")
     p.add_argument("--actmax-steps", type=positive_int, default=200)
     p.add_argument("--reduce", choices=tuple(r for r in REDUCTIONS if r != "position"),
                    default="max", help="how a kernel's map becomes one unit (as in extract; "
                                        "one image per kernel, so not 'position')")
     p.add_argument("--batch-size", type=positive_int, default=1000,
                    help="noisy images per forward/backward pass (bounds memory)")
+    p.add_argument("--no-evidence", dest="evidence", action="store_false",
+                   help="skip the evidence (top patches, class profiles, selectivity of each "
+                        "kind; needs data): evidence.json, kernels/*_patches.png, *_profile.png")
+    p.add_argument("--background", choices=BACKGROUNDS, default="zeros",
+                   help="what a top patch is pasted on when its selectivity is measured "
+                        "(default zeros: black, the MNIST background)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     add_progress_arg(p)
@@ -87,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     vis = visualize(model, args.layer, images, base=base, samples=args.samples,
                     stdev=args.stdev, top=args.top, actmax=args.actmax,
                     actmax_steps=args.actmax_steps, reduce=args.reduce,
-                    batch_size=args.batch_size, seed=args.seed, progress=args.progress)
+                    batch_size=args.batch_size, seed=args.seed, progress=args.progress,
+                    evidence=args.evidence, background=args.background)
     vis = write_visuals(vis, args.out, progress=args.progress)
     print(f"{len(vis)} kernels of layer {vis.layer!r}; SmoothGrad base {base!r}, "
           f"{args.samples} samples, noise std {args.stdev}: "
@@ -95,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
     if vis.correlation is not None:
         per = " ".join(f"{n}={c:.2f}" for n, c in zip(vis.names, vis.correlation))
         print(f"correlation with filter: {per}; mean {float(np.mean(vis.correlation)):.3f}")
-    print(f"own image activates its unit: {vis.selectivity:.0%} of kernels")
+    print(f"SmoothGrad image drives its own unit most: {vis.smoothgrad_selectivity:.0%} of "
+          "kernels")
+    if vis.evidence is not None:
+        ev = vis.evidence
+        kinds = ", ".join(f"{k} {ev.selectivity(k):.0%}" for k in ev.kinds)
+        print(f"evidence selective ({kinds}); shown first per kernel: "
+              f"{ev.selectivity():.0%} of kernels; receptive field {ev.receptive.size[0]}x"
+              f"{ev.receptive.size[1]} of {ev.map_layer!r}; {ev.seconds.get('total', 0.0):.2f} s")
     print(f"wrote {args.out}/grid.png, {args.out}/kernels/*.png, {args.out}/visuals.json")
     return 0

@@ -14,6 +14,15 @@ images and measurements in one report.  One concept per module:
 ``kernels``
     :func:`visualize`: all of the above for every kernel of a layer, in one
     :class:`KernelVisuals`; :func:`model_fingerprint` names the model they belong to.
+``receptive``
+    where a kernel looks: the map layer behind a pooled unit and the measured receptive
+    field of every map position (:func:`receptive_field`).
+``evidence``, ``measures``
+    evidence a person can look at per kernel (:func:`kernel_evidence`): top patches, class
+    profile, and the selectivity of each evidence kind (:func:`selectivity_margins`,
+    :func:`choose_kinds`, :func:`profile_agreement`).
+``gallery``
+    the report's kernel gallery (one card of evidence per kernel).
 ``visuals``
     :class:`KernelVisuals` and its files: PNGs, ``visuals.npz`` and the ``visuals.json``
     manifest (:func:`write_visuals`, :func:`load_visuals`); :func:`match_kernels` pairs
@@ -45,6 +54,12 @@ _MODULES = {
     "filters": ("input_conv", "input_filters", "filter_correlation", "as_image",
                 "response_matrix"),
     "kernels": ("visualize", "model_fingerprint"),
+    "receptive": ("ReceptiveField", "find_map_layer", "receptive_field"),
+    "evidence": ("BACKGROUNDS", "DEFAULT_PATCHES", "KernelEvidence", "kernel_evidence",
+                 "capture_peaks", "paste", "unit_response"),
+    "measures": ("EVIDENCE_KINDS", "selectivity_margins", "choose_kinds", "class_profile",
+                 "profile_agreement"),
+    "gallery": ("kernel_gallery", "kernel_section", "kernel_anchor"),
     "visuals": ("MANIFEST", "ARRAYS", "MANIFEST_FORMAT", "KernelVisuals", "match_kernels",
                 "write_visuals", "load_visuals"),
     "images": ("to_rgb", "png_bytes", "strip", "grid_png", "kernel_pngs"),

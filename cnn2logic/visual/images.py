@@ -199,3 +199,93 @@ def kernel_pngs(vis: KernelVisuals, i: int, scale: int = 4) -> dict[str, bytes]:
     if vis.actmax is not None:
         out["actmax"] = png_bytes(to_rgb(vis.actmax[i], "image"), scale)
     return out
+
+
+_OUTSIDE = np.array([222, 230, 242], dtype=np.uint8)  # pixels of a crop outside the image
+
+
+def patch_rgb(patch: np.ndarray) -> np.ndarray:
+    """An (h, w, 3) uint8 picture of a crop in [0, 1]; NaN (outside the image) light blue.
+
+    Parameters
+    ----------
+    patch : ndarray (c, h, w)
+        A crop from :meth:`cnn2logic.visual.receptive.ReceptiveField.crop`.
+
+    Returns
+    -------
+    ndarray (h, w, 3), uint8
+    """
+    a = np.asarray(patch, dtype=np.float64)
+    outside = np.isnan(a).any(axis=0)
+    rgb = to_rgb(np.nan_to_num(a, nan=0.0), "image")
+    rgb[outside] = _OUTSIDE
+    return rgb
+
+
+def patch_strip_png(patches: np.ndarray, scale: int = 3, gap: int = 2) -> bytes:
+    """One PNG of a kernel's crops side by side (``patches``: (top, c, h, w)).
+
+    Returns
+    -------
+    bytes
+    """
+    pics = [patch_rgb(p) for p in patches]
+    h, w = pics[0].shape[:2]
+    out = np.full((h, len(pics) * (w + gap) - gap, 3), 255, np.uint8)
+    for n, p in enumerate(pics):
+        out[:, n * (w + gap):n * (w + gap) + w] = p
+    return png_bytes(out, scale)
+
+
+def patch_mosaic_png(patches: np.ndarray, n: int = 4, scale: int = 2) -> bytes:
+    """The first ``n`` crops as a near-square mosaic (a rule literal's thumbnail).
+
+    Returns
+    -------
+    bytes
+    """
+    pics = [patch_rgb(p) for p in patches[:n]]
+    cols = int(np.ceil(np.sqrt(len(pics))))
+    rows = int(np.ceil(len(pics) / cols))
+    h, w = pics[0].shape[:2]
+    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1, 3), 255, np.uint8)
+    for k, p in enumerate(pics):
+        r, c = divmod(k, cols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = p
+    return png_bytes(out, scale)
+
+
+def profile_png(on_share: np.ndarray, classes: Sequence[str], *, bar: int = 14,
+                height: int = 60) -> bytes:
+    """A bar chart of one kernel's class profile (share of each class's images it is on).
+
+    Parameters
+    ----------
+    on_share : ndarray (classes,)
+        Values in [0, 1].
+    classes : sequence of str
+        The bars' labels.
+    bar, height : int
+        Bar width and the chart's height in pixels.
+
+    Returns
+    -------
+    bytes
+    """
+    try:
+        font = ImageFont.load_default(size=11)
+    except TypeError:  # pragma: no cover - Pillow without FreeType
+        font = ImageFont.load_default()
+    width = len(classes) * (bar + 3) + 3
+    img = Image.new("RGB", (width, height + 16), "white")
+    draw = ImageDraw.Draw(img)
+    for i, (share, name) in enumerate(zip(on_share, classes)):
+        x = 3 + i * (bar + 3)
+        top = height - int(round(float(np.clip(share, 0, 1)) * (height - 2)))
+        draw.rectangle([x, 1, x + bar - 1, height], fill="#eeeeee")
+        draw.rectangle([x, top, x + bar - 1, height], fill="#1f5fbf" if share >= 0.5 else "#8fb0df")
+        draw.text((x + 2, height + 2), str(name)[:2], fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -3,7 +3,8 @@
 Per kernel of a layer: its SmoothGrad image (:mod:`~cnn2logic.visual.saliency`), its
 filter and their correlation when the kernel sees the input
 (:mod:`~cnn2logic.visual.filters`), the data images that activate it most, optionally an
-activation-maximisation image, and the response matrix.  :func:`model_fingerprint`
+activation-maximisation image, the response matrix, and the evidence a person can look at
+(top patches, class profile, selectivity of each kind: :mod:`~cnn2logic.visual.evidence`).  :func:`model_fingerprint`
 identifies the model the visuals belong to (recorded in their parameters).
 """
 
@@ -19,8 +20,9 @@ from torch import nn
 
 from ..errors import VisualizationError
 from ..units import kernel_names
-from .filters import filter_correlation, input_conv, response_matrix
-from .saliency import (DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN, SMOOTHGRAD_SAMPLES,
+from .evidence import BACKGROUNDS, kernel_evidence
+from .filters import as_image, filter_correlation, input_conv, response_matrix
+from .saliency import (ACTMAX_CONTRAST, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN, SMOOTHGRAD_SAMPLES,
                        SMOOTHGRAD_STDEV, LayerUnits, _as_array, activation_maximization,
                        smoothgrad, top_activating)
 from .visuals import KernelVisuals
@@ -29,8 +31,10 @@ from .visuals import KernelVisuals
 def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
               base: str = DEFAULT_BASE, samples: int = SMOOTHGRAD_SAMPLES,
               stdev: float = SMOOTHGRAD_STDEV, top: int = DEFAULT_TOP,
-              actmax: bool = False, actmax_steps: int = 200, reduce: str = "max",
-              batch_size: int = 1000, seed: int = 0, progress: bool = True) -> KernelVisuals:
+              actmax: bool | None = None, actmax_steps: int = 200, reduce: str = "max",
+              batch_size: int = 1000, seed: int = 0, progress: bool = True,
+              evidence: bool = True, thresholds: np.ndarray | None = None,
+              background: str = "zeros") -> KernelVisuals:
     """SmoothGrad image, filter (when it sees the input), top images and checks per kernel.
 
     Parameters
@@ -43,11 +47,22 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         ``mean``/``top`` bases.  Without them no top images are shown.
     base, samples, stdev, batch_size, seed
         Passed to :func:`smoothgrad`.
-    actmax : bool
-        Also compute :func:`activation_maximization` images (``actmax_steps`` steps).
+    actmax : bool, optional
+        Also compute contrastive :func:`activation_maximization` images
+        (``actmax_steps`` steps, ``contrast=ACTMAX_CONTRAST``: specific to their kernel, one
+        of the evidence kinds).  Default (None): when evidence is computed.
     reduce : str
         How a kernel's map becomes its unit: max, mean, l1 or l2 (as in
         :func:`cnn2logic.units.capture`).
+    evidence : bool
+        With images: also each kernel's top patches, class profile (labels of an
+        ``ImageSet``) and the selectivity of every evidence kind
+        (:func:`cnn2logic.visual.evidence.kernel_evidence`, ``top`` patches per kernel).
+    thresholds : ndarray (kernels,), optional
+        The bits of the class profile (the rules' thresholds); default fitted as
+        ``cnn2logic extract`` does.
+    background : {"zeros", "mean"}
+        What a patch is pasted on when its selectivity is measured.
 
     Raises
     ------
@@ -58,7 +73,11 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         ``layer`` does not exist.
     """
     arr = _as_array(images)
+    labels = getattr(images, "labels", None)
+    classes = getattr(images, "classes", None)
     LayerUnits(model, layer, reduce)  # a bad layer or reduction fails before any work
+    if background not in BACKGROUNDS:
+        raise VisualizationError(f"unknown background {background!r}; choose from {BACKGROUNDS}")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     top_index = top_values = top_images = None
@@ -82,12 +101,25 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         pad = conv.padding[0] if isinstance(conv.padding, tuple) else 0
         corr, _ = filter_correlation(maps, filters, padding=int(pad))
     response = response_matrix(model, layer, maps, reduce=reduce)
+    if actmax is None:
+        actmax = bool(evidence and arr is not None and len(arr) and top > 0)
     am = None
     if actmax:
         t2 = time.perf_counter()
         am = activation_maximization(model, layer, steps=actmax_steps, images=arr,
-                                     reduce=reduce, seed=seed, progress=progress)
+                                     reduce=reduce, seed=seed, contrast=ACTMAX_CONTRAST,
+                                     progress=progress)
         seconds["actmax"] = time.perf_counter() - t2
+    ev = None
+    if evidence and arr is not None and len(arr) and top > 0:
+        t3 = time.perf_counter()
+        pictures = {"smoothgrad": as_image(maps)}
+        if am is not None:
+            pictures["actmax"] = am
+        ev = kernel_evidence(model, layer, arr, labels, classes=classes, top=top,
+                             reduce=reduce, thresholds=thresholds, pictures=pictures,
+                             background=background, names=kernel_names(layer, len(maps)))
+        seconds["evidence"] = time.perf_counter() - t3
     seconds["total"] = time.perf_counter() - t0
     params = {
         "method": "smoothgrad (captum NoiseTunnel around Saliency, signed gradients)",
@@ -95,11 +127,13 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         "noise_mean": SMOOTHGRAD_MEAN, "noise_stdev": float(stdev), "samples": int(samples),
         "top": int(top) if top_index is not None else 0, "reduce": reduce, "seed": int(seed),
         "batch_size": int(batch_size), "actmax_steps": int(actmax_steps) if actmax else 0,
+        "actmax_contrast": ACTMAX_CONTRAST if actmax else 0.0,
         "model": getattr(getattr(model, "spec", None), "name", type(model).__name__),
         "model_sha256": model_fingerprint(model),
     }
     return KernelVisuals(layer, kernel_names(layer, len(maps)), maps, params, filters, corr,
-                         response, top_index, top_values, top_images, am, seconds)
+                         response, top_index, top_values, top_images, am, seconds,
+                         evidence=ev)
 
 
 def model_fingerprint(model: nn.Module) -> str:

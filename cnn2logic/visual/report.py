@@ -1,8 +1,11 @@
 """One self-contained HTML report of a rule set: it renders what it is given, loads nothing.
 
-The report reads the rules the way the main paper does: every literal of a class's rule
-is shown with its kernel's maximising (SmoothGrad) image, so ``k6 ∧ k8 → 3`` becomes two
-pictures that look like parts of a 3.  It also holds the accuracy / fidelity / coverage
+The report reads the rules the way the main paper does, with pictures: every literal of
+a rule is shown with its kernel's top patches (the image regions where it fires most;
+its SmoothGrad image when there are no data) and links to the kernel's card in the
+gallery (:mod:`cnn2logic.visual.gallery`: patches, class profile, saliency image, each
+with its measured selectivity), so ``k6 ∧ k8 → 3`` becomes pictures of parts of a 3.
+It also holds the accuracy / fidelity / coverage
 table beside the paper's figures (for ``paper1``/``paper3``), the kernel-relation graph,
 the SmoothGrad grid (filters beside their images when the kernels see the input) and a
 confusion view of rules against the network.
@@ -48,10 +51,11 @@ from ..errors import VisualizationError
 from ..export.markdown import METRIC_ROWS, rule_kind_sentence  # one source for both views
 from ..labels import display, kernel_labels
 from ..rules import Literal, Rule, RuleSet
+from .gallery import GALLERY_CSS, kernel_anchor, kernel_section, literal_thumbnail
 from .graph import kernel_graph
 from .graph_draw import graph_png
-from .images import grid_png, png_bytes, to_rgb
-from .relations import literal_uses, table_ruleset
+from .images import to_rgb
+from .relations import table_ruleset
 from .visuals import KernelVisuals, match_kernels
 
 METRICS_SOURCE = "the rules file (measured on the test split by cnn2logic extract)"
@@ -86,7 +90,8 @@ details{margin:.3em 0}summary{cursor:pointer}
 .cm td.diag{font-weight:bold;outline:1px solid #1f5fbf}
 .small{font-size:.85em;color:#555}
 nav a{margin-right:12px}
-"""
+.lit a{color:inherit;text-decoration:none}
+""" + GALLERY_CSS
 
 
 def _data_uri(png: bytes) -> str:
@@ -161,10 +166,13 @@ class _Thumbs:
     def uri(self, var: str) -> str | None:
         if var not in self.index or self.vis is None:
             return None
-        if var not in self._cache:
-            rgb = to_rgb(self.vis.smoothgrad[self.index[var]], "signed")
-            self._cache[var] = _data_uri(png_bytes(rgb, 2))
+        if var not in self._cache:  # the kernel's top patches when there is evidence
+            self._cache[var] = _data_uri(literal_thumbnail(self.vis, self.index[var]))
         return self._cache[var]
+
+    def href(self, var: str) -> str | None:
+        """The link from a literal to its kernel's card in the gallery."""
+        return f"#{kernel_anchor(var)}" if var in self.index and self.vis is not None else None
 
     def picture(self, var: str) -> np.ndarray | None:
         if var not in self.index or self.vis is None:
@@ -186,6 +194,8 @@ def _rule_pictures(rule: Rule, thumbs: _Thumbs, labels: Mapping[str, str] | None
                + (f"; {words}" if words else ""))
         uri = thumbs.uri(lit.var)
         pic = f'<img src="{uri}" alt="{html.escape(lit.var)}">' if uri else ""
+        if uri and thumbs.href(lit.var):  # the literal opens its kernel's evidence card
+            pic = f'<a href="{thumbs.href(lit.var)}">{pic}</a>'
         said = f'<span class=small>{html.escape(words)}</span>' if words else ""
         parts.append(f'<span class="lit {cls}" title="{html.escape(tip)}">{pic}'
                      f'<span>{label}</span>{said}</span>')
@@ -254,56 +264,10 @@ def _confusion_section(cm: Sequence[Sequence[int]], heads: Sequence[str], source
             f"{agree:.4f} over {int(m.sum())} test images. Source: {html.escape(source)}.</p>")
 
 
-def _kernel_section(vis: KernelVisuals, rules: RuleSet) -> str:
-    uses: dict[str, list[str]] = {}
-    for (var, head), d in literal_uses(rules).items():
-        mark = {1: "", -1: "¬", 0: "±"}[d["sign"]]
-        uses.setdefault(var, []).append(f"{mark}{head}")
-    index = match_kernels(rules.variables, vis)
-    name_of = {i: v for v, i in index.items()}
-    p = vis.params
-    parts = [
-        f"<p>Each row: a kernel of layer <code>{html.escape(vis.layer)}</code>"
-        + (", its filter (it sees the input directly)" if vis.filters is not None else "")
-        + ", its SmoothGrad image"
-        + (", its activation-maximisation image" if vis.actmax is not None else "")
-        + (", and the data images that activate it most" if vis.top_images is not None else "")
-        + ". Red: brighter pixels raise the unit; blue: they lower it.</p>",
-        f"<p class=small>SmoothGrad: Gaussian noise mean {p.get('noise_mean', 0.0)}, "
-        f"standard deviation {p.get('noise_stdev')}, {p.get('samples')} noisy copies of the "
-        f"base image <b>{html.escape(str(p.get('base')))}</b>; signed gradient of the pooled "
-        f"unit ({html.escape(str(p.get('reduce', 'max')))} over positions).</p>",
-        _img(grid_png(vis), "SmoothGrad grid", "pic"),
-    ]
-    head = "<tr><th>kernel</th><th>used in classes</th>"
-    if vis.correlation is not None:
-        head += "<th>correlation with filter</th>"
-    if vis.response is not None:
-        head += "<th>unit on its own image</th>"
-    rows = [head + "</tr>"]
-    for i, name in enumerate(vis.names):
-        var = name_of.get(i, name)
-        row = (f"<tr><td>{html.escape(var)}</td>"
-               f"<td>{html.escape(' '.join(uses.get(var, [])) or '–')}</td>")
-        if vis.correlation is not None:
-            row += f"<td class=num>{vis.correlation[i]:.3f}</td>"
-        if vis.response is not None:
-            row += f"<td class=num>{vis.response[i, i]:.3f}</td>"
-        rows.append(row + "</tr>")
-    parts.append(f"<table>{''.join(rows)}</table>")
-    if vis.correlation is not None:
-        parts.append(f"<p>Mean correlation of SmoothGrad image and filter: "
-                     f"<b>{float(np.mean(vis.correlation)):.3f}</b> (best of the placements "
-                     f"of the filter in the image; the paper's claim is that they look "
-                     f"alike).</p>")
-    return "".join(parts)
-
-
-
 def _program_pictures(rules: RuleSet, thumbs: _Thumbs) -> str:
     # An ordered program is read top to bottom: rule i decides where rules 1..i-1 did
     # not fire, so it is shown whole and in order, not as one term per class.
-    rows = ["<tr><th>#</th><th>if (each literal with its kernel's maximising image)</th>"
+    rows = ["<tr><th>#</th><th>if (each literal with its kernel's top patches (SmoothGrad image without data); click one for its evidence)</th>"
             "<th>then</th><th>share of training images it decides</th>"
             "<th>agreement there</th></tr>"]
     labels = kernel_labels(rules)
@@ -329,7 +293,7 @@ def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> 
     source = ("the per-class table terms chosen by the extractor (short, accurate terms, "
               "as in the paper's Table 1)" if any(r["source"] == "table" for r in class_rows)
               else "the first (best-ranked) rule of each class: the rules file has no table")
-    rows = ["<tr><th>class</th><th>term (each literal with its kernel's maximising image)"
+    rows = ["<tr><th>class</th><th>term (each literal with its kernel's top patches (SmoothGrad image without data); click one for its evidence)"
             "</th><th>literals</th><th>precision</th><th>support</th></tr>"]
     labels = kernel_labels(rules)
     for r in class_rows:
@@ -426,8 +390,8 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
                      _rules_section(rules, thumbs, meta)))
     sections.append(("all-rules", "All rules", _all_rules_section(rules, max_rules)))
     if thumbs.vis is not None:
-        sections.append(("kernels", "Kernels: maximising images",
-                         _kernel_section(thumbs.vis, rules)))
+        sections.append(("kernels", "Kernels: what each one responds to",
+                         kernel_section(thumbs.vis, rules, kernel_labels(rules))))
     else:
         notes.append("SmoothGrad grid omitted: no model")
     try:

@@ -61,6 +61,7 @@ SMOOTHGRAD_SAMPLES = 100  # the paper's number of noisy copies
 BASES = ("zeros", "gray", "mean", "top")
 DEFAULT_BASE = "mean"
 DEFAULT_TOP = 8
+ACTMAX_CONTRAST = 1.0  # weight of the other units in the contrastive objective
 
 
 # -- the unit as a differentiable function of the input --------------------------------
@@ -346,7 +347,7 @@ def activation_maximization(model: nn.Module, layer: str = "pool", *,
                             lr: float = 0.05, l2: float = 1.0, tv: float = 0.2,
                             start: str = "gray", objective: str = "auto",
                             images: Any = None, reduce: str = "max",
-                            batch_size: int = 256, seed: int = 0,
+                            batch_size: int = 256, seed: int = 0, contrast: float = 0.0,
                             progress: bool = True) -> np.ndarray:
     """Images in [0, 1] found by gradient ascent on each kernel's unit.
 
@@ -356,6 +357,13 @@ def activation_maximization(model: nn.Module, layer: str = "pool", *,
     batches of ``batch_size`` images.  ``objective`` picks ``f``: ``"log"`` (log of the
     unit; a saturated sigmoid unit near 0 still has a gradient), ``"value"`` (the unit
     itself), or ``"auto"``: log when the units at the start image lie in [0, 1].
+
+    ``contrast > 0`` makes the image *specific* to its kernel: ``f(unit_k) - contrast *
+    mean_{j != k} f(unit_j)``, with every unit divided by its standard deviation over
+    ``images`` in the value objective (so that units of different scales weigh alike).
+    A plain maximising image of a ReLU/BatchNorm net drives many kernels' units at once
+    (it is all strokes); the contrastive one is the evidence
+    :mod:`cnn2logic.visual.evidence` tests for selectivity.
 
     Returns
     -------
@@ -368,8 +376,9 @@ def activation_maximization(model: nn.Module, layer: str = "pool", *,
     ModelError
         ``layer`` does not exist.
     """
-    if steps < 1 or not lr > 0 or batch_size < 1:
-        raise VisualizationError("steps and batch_size must be >= 1 and lr positive")
+    if steps < 1 or not lr > 0 or batch_size < 1 or contrast < 0:
+        raise VisualizationError("steps and batch_size must be >= 1, lr positive and "
+                                 "contrast >= 0")
     arr = _as_array(images)
     shape = _input_shape(model, arr)
     units = LayerUnits(model, layer, reduce)
@@ -390,6 +399,11 @@ def activation_maximization(model: nn.Module, layer: str = "pool", *,
             use_log = objective == "log"
         else:
             raise VisualizationError(f"unknown objective {objective!r}; choose auto, log, value")
+        scale = None
+        if contrast > 0 and not use_log and arr is not None and len(arr):
+            with torch.no_grad():
+                sample = torch.from_numpy(arr[: min(len(arr), 2000)])
+                scale = units(sample).std(dim=0).clamp_min(1e-6)
         gen = torch.Generator().manual_seed(seed)
         chunks = range(0, len(ks), batch_size)
         if progress:
@@ -398,7 +412,7 @@ def activation_maximization(model: nn.Module, layer: str = "pool", *,
             x = init.unsqueeze(0).repeat(len(ks[s:s + batch_size]), 1, 1, 1)
             x = (x + 0.01 * torch.randn(x.shape, generator=gen)).clamp(0, 1)
             out.append(_ascend(units, x, ks[s:s + batch_size], steps=steps, lr=lr, l2=l2,
-                               tv=tv, use_log=use_log))
+                               tv=tv, use_log=use_log, contrast=contrast, scale=scale))
     finally:
         for p in params:
             p.requires_grad_(True)
@@ -420,16 +434,23 @@ def _start_image(start: str, shape: tuple[int, int, int], arr: np.ndarray | None
 
 
 def _ascend(units: LayerUnits, x: torch.Tensor, kernels: list[int], *, steps: int, lr: float,
-            l2: float, tv: float, use_log: bool) -> np.ndarray:
+            l2: float, tv: float, use_log: bool, contrast: float = 0.0,
+            scale: torch.Tensor | None = None) -> np.ndarray:
     """``steps`` Adam steps of regularised gradient ascent on ``x[i]`` for ``kernels[i]``."""
     idx = torch.tensor(kernels)
     x.requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     rows = torch.arange(len(idx))
     for _ in range(steps):
-        value = units(x)[rows, idx]
+        all_units = units(x)
         if use_log:
-            value = torch.log(value.clamp_min(1e-30))
+            all_units = torch.log(all_units.clamp_min(1e-30))
+        elif scale is not None:
+            all_units = all_units / scale
+        value = all_units[rows, idx]
+        if contrast > 0 and all_units.shape[1] > 1:
+            others = (all_units.sum(dim=1) - value) / (all_units.shape[1] - 1)
+            value = value - contrast * others
         reg = l2 * ((x - 0.5) ** 2).mean(dim=(1, 2, 3)) + tv * _total_variation(x)
         loss = (reg - value).sum()
         opt.zero_grad(set_to_none=True)

@@ -1,7 +1,9 @@
 """The visuals of one layer's kernels (:class:`KernelVisuals`) and their files.
 
 :func:`write_visuals` writes a directory: one PNG per kernel and kind under ``kernels/``,
-``grid.png``, the arrays (``visuals.npz``) and, last, the manifest ``visuals.json``;
+``grid.png``, the arrays (``visuals.npz``), the kernels' evidence (``evidence.json``, the
+patch strips ``kernels/*_patches.png`` and class profiles ``kernels/*_profile.png``,
+when computed) and, last, the manifest ``visuals.json``;
 :func:`load_visuals` reads it back.  :func:`match_kernels` pairs rule variables with the
 kernels of a :class:`KernelVisuals`.  Computing them is
 :func:`cnn2logic.visual.kernels.visualize`.
@@ -21,11 +23,14 @@ from tqdm import tqdm
 from .._io import atomic_path, atomic_write_bytes, atomic_write_text
 from ..errors import VisualizationError
 from ..names import NameTable
-from .images import grid_png, kernel_pngs
+from .evidence import (KernelEvidence, evidence_arrays, evidence_from_arrays,
+                       selectivity_margins)
+from .images import grid_png, kernel_pngs, patch_strip_png, profile_png
 
 MANIFEST = "visuals.json"
 ARRAYS = "visuals.npz"
 MANIFEST_FORMAT = "cnn2logic-visuals"
+EVIDENCE = "evidence.json"
 
 
 @dataclass(frozen=True)
@@ -50,17 +55,27 @@ class KernelVisuals:
     seconds: Mapping[str, float] = field(default_factory=dict)
     files: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     directory: str | None = None
+    evidence: KernelEvidence | None = None
 
     def __len__(self) -> int:
         return len(self.names)
 
     @property
     def selectivity(self) -> float:
-        """Fraction of kernels that no other kernel's map activates more than their own."""
+        """Share of kernels whose displayed evidence drives their own unit more than any
+        other kernel's evidence does (:mod:`cnn2logic.visual.evidence`); without evidence,
+        that of the SmoothGrad images."""
+        if self.evidence is not None:
+            return self.evidence.selectivity()
+        return self.smoothgrad_selectivity
+
+    @property
+    def smoothgrad_selectivity(self) -> float:
+        """Share of kernels whose SmoothGrad image (as an image) drives their own unit more
+        than any other kernel's image does (NaN when the response was not computed)."""
         if self.response is None:
             return float("nan")
-        own = np.diag(self.response)
-        return float(np.mean(own >= self.response.max(axis=1) - 1e-6))
+        return float(np.mean(selectivity_margins(self.response) > 0))
 
     def summary(self) -> dict[str, Any]:
         """JSON-able figures: parameters, correlations, selectivity, timings.
@@ -87,11 +102,19 @@ class KernelVisuals:
             out["self_response"] = {
                 n: round(float(self.response[i, i]), 4) for i, n in enumerate(self.names)
             }
+            out["smoothgrad_selectivity"] = round(self.smoothgrad_selectivity, 4)
             out["selectivity"] = round(self.selectivity, 4)
+        if self.evidence is not None:
+            ev = self.evidence.summary()
+            out["selectivity"] = ev["selectivity"]
+            out["selectivity_by_kind"] = ev["selectivity_by_kind"]
+            out["evidence"] = {k: v for k, v in ev.items()
+                               if k not in ("selectivity", "selectivity_by_kind")}
         return out
 
     def image_path(self, kernel: str, kind: str = "smoothgrad") -> Path | None:
-        """Path of a written PNG (``kind``: smoothgrad, filter, top, actmax), if any.
+        """Path of a written PNG (``kind``: smoothgrad, filter, top, actmax, patches,
+        profile), if any.
 
         Parameters
         ----------
@@ -177,7 +200,13 @@ def write_visuals(vis: KernelVisuals, out_dir: str | os.PathLike[str], *,
     for i in items:
         name = vis.names[i]
         files[name] = {}
-        for kind, data in kernel_pngs(vis, i).items():
+        pngs = kernel_pngs(vis, i)
+        ev = vis.evidence
+        if ev is not None:
+            pngs["patches"] = patch_strip_png(ev.patches[i])
+            if ev.on_share is not None:
+                pngs["profile"] = profile_png(ev.on_share[i], ev.classes)
+        for kind, data in pngs.items():
             rel = f"kernels/{stems[name]}_{kind}.png"
             atomic_write_bytes(out / rel, data)
             files[name][kind] = rel
@@ -188,6 +217,13 @@ def write_visuals(vis: KernelVisuals, out_dir: str | os.PathLike[str], *,
         val = getattr(vis, key)
         if val is not None:
             arrays[key] = np.asarray(val)
+    if vis.evidence is not None:
+        arrays.update(evidence_arrays(vis.evidence))
+        # no timings here (they are in visuals.json): same inputs, same bytes
+        doc = {"format": "cnn2logic-evidence", "version": 1, "layer": vis.layer,
+               **{k: v for k, v in vis.evidence.summary().items() if k != "seconds"},
+               "kernels": [vis.evidence.kernel_record(i) for i in range(len(vis))]}
+        atomic_write_text(out / EVIDENCE, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     with atomic_path(out / ARRAYS, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
@@ -198,6 +234,7 @@ def write_visuals(vis: KernelVisuals, out_dir: str | os.PathLike[str], *,
                     for i, n in enumerate(vis.names)],
         "grid": "grid.png",
         "arrays": ARRAYS,
+        **({"evidence_file": EVIDENCE} if vis.evidence is not None else {}),
         **vis.summary(),
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -243,12 +280,19 @@ def load_visuals(directory: str | os.PathLike[str]) -> KernelVisuals:
         raise VisualizationError(f"{d}: incomplete visuals ({exc!r})") from None
     if "smoothgrad" not in arrays or len(arrays["smoothgrad"]) != len(names):
         raise VisualizationError(f"{d}: {ARRAYS} does not match {MANIFEST}")
+    evidence = None
+    if manifest.get("evidence_file"):
+        try:
+            doc = json.loads((d / manifest["evidence_file"]).read_text(encoding="utf-8"))
+            evidence = evidence_from_arrays(doc, arrays, names)
+        except (OSError, json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            raise VisualizationError(f"{d}: unreadable evidence ({exc!r})") from None
     return KernelVisuals(
         layer, names, arrays["smoothgrad"], dict(manifest.get("params", {})),
         arrays.get("filters"), arrays.get("correlation"), arrays.get("response"),
         arrays.get("top_index"), arrays.get("top_values"), arrays.get("top_images"),
         arrays.get("actmax"),
-        dict(manifest.get("seconds", {})), files, str(d),
+        dict(manifest.get("seconds", {})), files, str(d), evidence,
     )
 
 
