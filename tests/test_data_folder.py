@@ -274,7 +274,7 @@ class Digits(Dataset):
         img = Image.fromarray(self.images[i]).resize((32, 32)).convert("RGB")
         if self.as_pil:
             return img, int(self.labels[i])
-        return torch.from_numpy(np.asarray(img)).permute(2, 0, 1).contiguous(), int(self.labels[i])
+        return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous(), int(self.labels[i])
 
 
 def test_datasets_and_dataloaders_in_the_python_api(core_embedded, rgb_model):

@@ -158,7 +158,7 @@ def item_tensor(image: Any, where: str = "dataset") -> torch.Tensor:
         Anything else, or an array of another rank.
     """
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image))
+        image = torch.from_numpy(np.array(image))  # a copy: the array may be read-only
     elif not isinstance(image, torch.Tensor):
         if hasattr(image, "getbands"):  # a PIL image
             from torchvision.transforms.functional import pil_to_tensor
