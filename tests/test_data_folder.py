@@ -306,3 +306,20 @@ def test_datasets_and_dataloaders_in_the_python_api(core_embedded, rgb_model):
     assert (len(one.train), len(one.test)) == (50, 10)
     with pytest.raises(DataError, match="cannot read data of type"):
         as_splits(42)
+
+
+def test_visualize_and_report_take_datasets(core_embedded, rgb_model, tmp_path):
+    from cnn2logic.cli.report import build_report
+    from cnn2logic.visual.kernels import visualize
+
+    model, _ = rgb_model
+    xtr, ytr = digits(core_embedded, 3)
+    xte, yte = digits(core_embedded, 1, "test")
+    train, test = Digits(xtr, ytr), Digits(xte, yte)
+    vis = visualize(model, "pool", train, samples=2, top=2, progress=False)
+    assert vis.top_images.shape[:2] == (6, 2)
+    rules = extract_model(model, (train, test), ExtractConfig(), progress=False).rules
+    out = build_report(model, rules.replace(meta={k: v for k, v in rules.meta.items()
+                                                   if k not in ("metrics", "confusion")}),
+                       (train, test), tmp_path / "r.html", samples=2, top=2, progress=False)
+    assert "computed by the report on test" in out.read_text()  # measured, streamed
