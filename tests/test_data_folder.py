@@ -323,3 +323,18 @@ def test_visualize_and_report_take_datasets(core_embedded, rgb_model, tmp_path):
                                                    if k not in ("metrics", "confusion")}),
                        (train, test), tmp_path / "r.html", samples=2, top=2, progress=False)
     assert "computed by the report on test" in out.read_text()  # measured, streamed
+
+
+def test_cli_capture_shards_of_a_folder_merge(rgb_folder, rgb_model, tmp_path, capsys):
+    from cnn2logic.units import BinaryCodes
+
+    _, ckpt = rgb_model
+    for i in range(2):
+        assert main(["capture", str(ckpt), "--data", str(rgb_folder), "--shard", f"{i}/2",
+                     "--out", str(tmp_path / f"s{i}.npz"), "--no-progress",
+                     "--workers", str(i)]) == 0
+    assert main(["merge", str(tmp_path / "s0.npz"), str(tmp_path / "s1.npz"), "--threshold",
+                 "minmax", "--out", str(tmp_path / "codes.npz")]) == 0
+    codes = BinaryCodes.load(tmp_path / "codes.npz")
+    assert len(codes.labels) == 60 and codes.classes[0] == "digit0"
+    assert np.array_equal(codes.labels, np.repeat(np.arange(10), 6))
