@@ -12,7 +12,8 @@ repeated) and, for each image count, runs in a fresh process:
 
 Peak resident memory is measured above the process's baseline after one warm-up batch
 (``VmHWM`` - ``VmRSS``: the capture alone), and above the baseline before the folder was
-indexed (``peak_above_start_mb``: the file list and header scan included;
+indexed, after importing torchvision and PIL (``peak_above_start_mb``: the file list and
+header scan included;
 ``index_seconds`` is that scan).  Bounded streaming shows as a peak that grows only by the units
 (images x kernels x 4 bytes), not by the images.
 
@@ -88,6 +89,9 @@ def _child(folder: str, model_name: str, n: int, mode: str, batch: int, workers:
     from cnn2logic.units import capture_split
 
     model, layer = make_model(model_name)
+    import PIL.PngImagePlugin  # noqa: F401 - imported before the baseline: code, not data
+    import torchvision.transforms.functional  # noqa: F401
+
     with torch.no_grad():  # warm-up: torch's own buffers belong to the baseline
         model.eval()(torch.zeros(batch, 3, 32, 32))
     start = _vm("VmRSS")
