@@ -82,7 +82,7 @@ class ExtractionResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def extract_model(model: nn.Module, data: Any, config: ExtractConfig = ExtractConfig(),
+def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
                   *, progress: bool = True, model_name: str = "",
                   class_names: tuple[str, ...] | None = None) -> ExtractionResult:
     """Run the whole extraction (module docstring) with ``config.method``.
