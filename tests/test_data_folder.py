@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnn2logic.cli import main
 from cnn2logic.data import (STREAM_BATCH, DataSplits, FolderImages, ImageSet, ImageTransform,
-                            StreamSet, as_splits, load_data)
+                            LazyImages, StreamSet, as_splits, load_data)
 from cnn2logic.errors import DataError
 from cnn2logic.export.logic import program_text
 from cnn2logic.extract.config import ExtractConfig
@@ -77,10 +77,25 @@ def test_train_test_layout_streams_rgb_images(rgb_folder):
     assert d.transform["layout"] == "train/test" and d.transform["channels"] == 3
 
 
-def test_folder_is_read_in_batches_never_as_one_tensor(rgb_folder):
-    """Bounded memory: the split holds file paths, and its DataLoader yields batches."""
+def test_folder_is_read_in_batches_never_as_one_tensor(rgb_folder, monkeypatch):
+    """Bounded memory: the split holds file paths, its DataLoader yields batches, and
+    extraction never asks for all images at once."""
     d = load_data(rgb_folder, batch_size=16)
-    assert not hasattr(d.train, "tensors_cache")
+    seen = []
+    real = FolderImages.__getitem__
+
+    def whole(*_a, **_k):
+        raise AssertionError("the image folder was loaded as one tensor")
+
+    monkeypatch.setattr(StreamSet, "tensors", whole)
+    monkeypatch.setattr(LazyImages, "__array__", whole)
+    monkeypatch.setattr(FolderImages, "__getitem__",
+                        lambda self, i: seen.append(i) or real(self, i))
+    model = build_model(ModelSpec(convs=(ConvSpec(6, 5),), input_shape=(3, 32, 32),
+                                  pool="global-max", name="rgbgap"), seed=0)
+    for method in ("rulelist", "approximation"):
+        extract_model(model, d, ExtractConfig(method=method, order=2), progress=False)
+    assert seen  # the images were decoded, one item at a time
     assert all(isinstance(s, tuple) and isinstance(s[0], str) for s in d.train.dataset.samples)
     loader = d.train.loader()
     assert loader.batch_size == 16 and not loader.drop_last
