@@ -67,12 +67,12 @@ def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False, sizes: b
     g.add_argument("--data", default="embedded",
                    help=(f"{data_help}: " if data_help else "") + DATA_HELP + extra)
     if sizes:
-        g.add_argument("--train-size", type=_positive, default=None,
+        g.add_argument("--train-size", type=_positive, default=None, metavar="N",
                        help="use only the first N training images (the paper: 50000)")
     if sizes and test_size:
-        g.add_argument("--test-size", type=_positive, default=None,
+        g.add_argument("--test-size", type=_positive, default=None, metavar="N",
                        help="use only the first N test images")
-    g.add_argument("--resize", type=_positive, nargs="+", default=None, metavar="N",
+    g.add_argument("--resize", type=_positive, nargs="+", default=None, metavar="H",
                    help="resize every image to H W (one number: a square), as in training")
     g.add_argument("--center-crop", type=_positive, nargs="+", default=None, metavar="N",
                    help="cut H W (one number: a square) from the centre, after --resize")
@@ -86,11 +86,12 @@ def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False, sizes: b
     g.add_argument("--skip-bad-images", action="store_true",
                    help="image folders: skip unreadable image files (counted and reported) "
                         "instead of stopping at the first")
-    g.add_argument("--workers", type=_non_negative, default=0,
+    g.add_argument("--workers", type=_non_negative, default=0, metavar="N",
                    help="DataLoader worker processes decoding image files (default 0: "
                         "in the main process)")
     if batch_size:
         g.add_argument("--batch-size", dest="data_batch_size", type=_positive, default=None,
+                       metavar="N",
                        help="images per forward pass (default 500 in memory, 64 from an "
                             "image folder)")
 
