@@ -82,3 +82,7 @@ class NotFittedError(Cnn2LogicError, AttributeError):
 
 class VisualizationError(Cnn2LogicError, ValueError):
     """A maximising image, kernel graph or report cannot be made as asked."""
+
+
+class LabelsError(Cnn2LogicError, ValueError):
+    """A kernel label file (or the labels of a rules file) is malformed (names the value)."""

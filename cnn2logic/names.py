@@ -128,3 +128,32 @@ def prolog_atom(text: str) -> str:
 def comment_safe(text: str) -> str:
     """``text`` fit for one line of a ``%`` comment in either language."""
     return re.sub(f"[\n{LINE_BREAKS}]+", " ", str(text))
+
+
+def label_text(text: str, max_chars: int = 80) -> str:
+    """``text`` made fit to show as a kernel label anywhere: one line, no control characters.
+
+    Line breaks, control and format characters (``Cc``, ``Cf``) become a space, runs of
+    white space one space, and text longer than ``max_chars`` is cut with ``…``.  Each
+    output still escapes the result its own way (:func:`asp_string`, :func:`prolog_atom`,
+    :func:`comment_safe`, :func:`markdown_text`, ``html.escape``, the DOT quoting).
+    """
+    chars = [" " if (c in LINE_BREAKS or unicodedata.category(c) in ("Cc", "Cf", "Cs",
+                                                                     "Zl", "Zp")) else c
+             for c in str(text)]
+    clean = " ".join("".join(chars).split())
+    return clean if len(clean) <= max_chars else clean[:max_chars - 1].rstrip() + "…"
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown table-cell text: one line, every markup character escaped.
+
+    ``|`` cannot end the cell, ``<script>`` cannot become HTML (``<`` and ``&`` are written
+    as entities, which every Markdown renderer shows as the characters).
+    """
+    one_line = label_text(text, max_chars=10_000)
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", one_line.replace("&", "&amp;"))
+    return escaped.replace("\\<", "&lt;").replace("\\>", "&gt;")

@@ -39,7 +39,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import RulesFileError
+from .errors import LabelsError, RulesFileError
+from .labels import check_meta as check_labels_meta
 
 FORMAT_NAME = "cnn2logic-rules"
 FORMAT_VERSION = 1
@@ -307,6 +308,7 @@ class RuleSet:
         if not isinstance(meta, Mapping):
             raise RulesFileError(f"meta must be an object, not {type(meta).__name__}")
         _check_meta(meta)
+        _check_groups(meta.get("groups"), {v.name for v in variables})
         return cls(variables, heads, rules, default, dict(meta))
 
     @classmethod
@@ -409,7 +411,8 @@ _META_TYPES = {"architecture": str, "data": str, "layer": str, "method": str, "m
                "settings": Mapping, "minimization": Mapping, "thresholds": Mapping,
                "chaining": Mapping, "mofn": Mapping, "truncated": Mapping, "table": list,
                "confusion": list, "unminimized_rules": list, "rule_kind": str,
-               "ordered": bool, "rulelist": Mapping}
+               "ordered": bool, "rulelist": Mapping, "kernel_labels": Mapping,
+               "groups": Mapping}
 
 
 def _check_meta(meta: Mapping) -> None:
@@ -433,6 +436,35 @@ def _check_meta(meta: Mapping) -> None:
         raise RulesFileError("meta.confusion must be a list of lists of integers")
     for i, rule in enumerate(meta.get("unminimized_rules") or ()):
         _rule_from_dict(rule, f"meta.unminimized_rules[{i}]")
+    if "kernel_labels" in meta:
+        try:
+            check_labels_meta(meta["kernel_labels"])
+        except LabelsError as exc:
+            raise RulesFileError(str(exc)) from None
+
+
+def _check_groups(groups: Any, variables: set[str]) -> None:
+    """``meta.groups`` (``--group-kernels``): each group a declared variable whose members
+    are two or more other declared variables, no kernel in two groups."""
+    if groups is None:
+        return
+    members = groups.get("members")
+    if not isinstance(members, Mapping) or len(members) > MAX_ITEMS:
+        raise RulesFileError("meta.groups.members must be an object group -> kernels")
+    seen: set[str] = set()
+    for group, kernels in members.items():
+        if group not in variables:
+            raise RulesFileError(f"meta.groups: group {_short(group)} is not a variable")
+        if (not isinstance(kernels, list) or len(kernels) < 2
+                or not all(isinstance(k, str) and k in variables and k not in members
+                           for k in kernels)
+                or len(set(kernels)) != len(kernels) or seen & set(kernels)):
+            raise RulesFileError(f"meta.groups.members.{_short(group)} must list two or "
+                                 "more declared kernels, each in one group only")
+        seen |= set(kernels)
+    if not isinstance(groups.get("rule", "any"), str) or groups.get("rule", "any") != "any":
+        raise RulesFileError("meta.groups.rule must be 'any' (a group is on iff any "
+                             "member is on)")
 
 
 def _check_thresholds(th: Any, where: str) -> None:

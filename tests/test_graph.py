@@ -257,7 +257,7 @@ def _asp_agrees(rules: RuleSet) -> tuple[set, set]:
     query = pytest.importorskip("cnn2logic.query")
     result = query.conflicts(query.Program.from_rules(rules), limit=1)
     g = G.kernel_graph(rules)
-    label = {n: g.nodes[n]["label"] for n in g}
+    label = {n: g.nodes[n]["name"] for n in g}
     never = {(label[u], label[v]) for u, v, d in g.edges(data=True)
              if d.get("conflict") == "never_together"}
     assert never == {tuple(p) for p in result.never_together}
@@ -298,7 +298,7 @@ def test_dependencies_of_a_chained_extraction():
     want = {(lit.var, r.head) for r in program.rules if kinds[r.head] == "kernel"
             for lit in r.body}
     g = G.kernel_graph(program)
-    label = {n: g.nodes[n]["label"] for n in g}
+    label = {n: g.nodes[n]["name"] for n in g}
     got = {(label[u], label[v]) for u, v, d in g.edges(data=True)
            if d["relation"] == "dependency"}
     assert got == want and len(want) >= 2

@@ -15,6 +15,7 @@ from ..errors import ExportError
 from ..export.logic import FORMATS, program_text, write_program
 from ..export.model import basename
 from ..export.prolog import DEFAULT_MODULE
+from ..labels import LABELS_HELP, apply_label_file
 from ..rules import load_rules
 
 
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="export the rules as extracted, before minimisation")
     p.add_argument("--module", default=None,
                    help="Prolog module name (default: cnn2logic_program)")
+    p.add_argument("--labels", metavar="FILE", help=LABELS_HELP)
     p.set_defaults(func=run)
 
 
@@ -65,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         fmt = suffix
     if args.module is not None and "module" not in FORMATS[fmt].options:
         raise ExportError("--module applies to Prolog output only (--format pl)")
-    refuse_overwriting_inputs([args.out], [args.rules, args.activations])
-    rules = load_rules(args.rules)
+    refuse_overwriting_inputs([args.out], [args.rules, args.activations, args.labels])
+    rules = apply_label_file(load_rules(args.rules), args.labels)
     codes = BinaryCodes.load(args.activations) if args.activations else None
     if codes is not None:
         codes.check_fits(rules, args.activations)

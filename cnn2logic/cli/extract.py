@@ -15,9 +15,21 @@ from ..export.markdown import metrics_table, table1, to_markdown
 from ..extract import REGISTRY
 from ..extract.config import SECTIONS, ExtractConfig
 from ..extract.run import extract_model
+from ..labels import LABELS_HELP, read_labels
 from ..model.spec import PAPER_FIGURES
 from ._common import add_progress_arg, positive_float, positive_int
 from ._data_args import add_data_args, data_from_args
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
 
 # How a settings field's ``parse`` (cnn2logic.extract.config.setting) reads its option.
 _PARSERS = {"str": str, "int": int, "float": float, "positive_int": positive_int,
@@ -39,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "--factory, any state dict, TorchScript or .pt2 file)")
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--labels", metavar="FILE", help=LABELS_HELP)
     add_data_args(p, batch_size=True)
     method_group = p.add_argument_group("method",
                                         "which extractor, and the settings of the others")
@@ -62,6 +75,8 @@ def _add_setting(group, f) -> None:
         kwargs["help"] = ", ".join(f"{m.name} ({m.summary})" for m in REGISTRY.values())
     elif meta["parse"] == "flag":
         kwargs = {"action": "store_true", "help": meta["help"]}
+    elif meta["parse"] == "optional_fraction":
+        kwargs.update(nargs="?", const=meta["const"], type=fraction, metavar="SHARE")
     elif meta["parse"] != "names":
         kwargs["type"] = _PARSERS[meta["parse"]]
         if meta["choices"] is not None:
@@ -105,10 +120,11 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ExtractionError(f"--out {out} exists and is not a directory")
     refuse_overwriting_inputs([out / name for name in OUTPUTS], [args.model])
+    user_labels = read_labels(args.labels) if args.labels else None  # names: once captured
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = data_from_args(args, "cnn2logic extract")
     result = extract_model(model, data, config, progress=args.progress,
-                           model_name=Path(args.model).name)
+                           model_name=Path(args.model).name, labels=user_labels)
     # The four files are one set: written into a temporary sibling folder and moved in
     # together at the end, so an interrupted run never mixes new files with old ones.
     with atomic_directory(out) as tmp:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .._io import refuse_overwriting_inputs
+from ..labels import LABELS_HELP, apply_label_file
 from ..rules import load_rules
 from ..visual.graph import kernel_graph, write_graph
 from ..visual.relations import RELATIONS, table_ruleset
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="graph of all rules (default) or of the per-class table terms "
                         "(meta['table'], one short term per class as in the paper's Table 1)")
     p.add_argument("--no-png", dest="png", action="store_false", help="GraphML and DOT only")
+    p.add_argument("--labels", metavar="FILE", help=LABELS_HELP)
     p.set_defaults(func=run)
 
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs(
         [Path(args.out) / f"{args.name}.{ext}" for ext in ("graphml", "dot", "png")],
         [args.rules])
-    rules = load_rules(args.rules)
+    rules = apply_label_file(load_rules(args.rules), args.labels)
     if args.terms == "table":
         rules = table_ruleset(rules)
     images: dict[str, str] = {}

@@ -17,6 +17,7 @@ import functools
 from pathlib import Path
 
 from ..errors import QueryError
+from ..labels import LABELS_HELP, apply_label_file, read_labels
 from ..query import QUESTIONS, WHEN, Program, run_program
 from ..query.bounded import default_memory_mb, run_bounded
 from ..rules import load_rules
@@ -77,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with a rules .json: binarised activations (.npz) to include")
     p.add_argument("--unminimized", action="store_true",
                    help="with a rules .json: use the rules as extracted, before minimisation")
+    p.add_argument("--labels", metavar="FILE", help=LABELS_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -88,6 +90,7 @@ def _load(args: argparse.Namespace) -> Program:
         from ..units import BinaryCodes
 
         rules = load_rules(path)
+        rules = apply_label_file(rules, args.labels)
         codes = BinaryCodes.load(args.activations) if args.activations else None
         if codes is not None:
             codes.check_fits(rules, args.activations)
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         args.image_by = "any"
     program = _load(args)
+    args.labels = read_labels(args.labels) if args.labels else None  # explain checks names
     # clingo runs in a child process: --timeout then bounds loading and grounding too
     # (clingo's own limit stops the search only) and the memory is capped.
     bounds = {"timeout": args.timeout,

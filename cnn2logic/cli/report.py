@@ -23,6 +23,7 @@ from ..data import StreamSet, as_splits, load_data
 from ._data_args import add_data_args, data_from_args
 from ..errors import Cnn2LogicError, ModelError, VisualizationError
 from ..evaluate import confusion, evaluate_rules
+from ..labels import LABELS_HELP, apply_label_file
 from ..rules import RuleSet, load_rules
 from ..units import REDUCTIONS, Thresholds, capture, check_model_input, codes_for
 from ..visual.kernels import model_fingerprint, visualize
@@ -67,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rules", type=positive_int, default=40,
                    help="rules listed per class (default 40)")
     p.add_argument("--title", default=None)
+    p.add_argument("--labels", metavar="FILE", help=LABELS_HELP)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         An unreadable rules file, model or data, or a bad visualisation parameter.
     """
     refuse_overwriting_inputs([args.out], [args.rules, args.model])
-    rules = load_rules(args.rules)
+    rules = apply_label_file(load_rules(args.rules), args.labels)
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = data_from_args(args, "cnn2logic report")
     path = build_report(model, rules, data, args.out, visuals_dir=args.visuals,

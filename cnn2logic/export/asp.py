@@ -2,7 +2,8 @@
 
 The program has four parts, always in this order:
 
-1. declarations: ``kernel(K, Layer, Index)``, ``kernel_name(K, Name)``, ``class(C)``,
+1. declarations: ``kernel(K, Layer, Index)``, ``kernel_name(K, Name)``,
+   ``kernel_label(K, Label)`` (what a person calls it, :mod:`cnn2logic.labels`), ``class(C)``,
    ``class_name(C, Name)``, ``default_class(C)`` (original names as strings);
 2. the rules in rank order, each both as facts a query can reason about
    (``rule(R, C)``, ``need(R, M)``, ``pos(R, K)``, ``neg(R, K)``) and as one ASP rule::
@@ -55,8 +56,8 @@ if TYPE_CHECKING:  # annotations only: importing units loads torch
 #: Predicates every exported program declares, so that query programs load without
 #: "atom does not occur in any rule head" warnings whatever the rule set contains.
 INTERFACE = (
-    ("kernel", 3), ("kernel_name", 2), ("input_kernel", 1), ("derived_kernel", 1),
-    ("class", 1), ("class_name", 2), ("default_class", 1),
+    ("kernel", 3), ("kernel_name", 2), ("kernel_label", 2), ("input_kernel", 1),
+    ("derived_kernel", 1), ("class", 1), ("class_name", 2), ("default_class", 1),
     ("rule", 2), ("derives", 2), ("need", 2), ("pos", 2), ("neg", 2),
     ("image", 1), ("image_id", 2), ("image_index", 2), ("label", 2), ("net_prediction", 2),
     ("active", 2), ("pattern", 3), ("pattern_active", 2),
@@ -115,6 +116,8 @@ def render(model: ProgramModel) -> str:
     for k in model.kernels:
         facts = [f"kernel({k.ident}, {asp_string(k.layer)}, {k.index}).",
                  f"kernel_name({k.ident}, {asp_string(k.name)})."]
+        if k.label:
+            facts.append(f"kernel_label({k.ident}, {asp_string(k.label)}).")
         if k.derived:
             facts.append(f"derived_kernel({k.ident}).")
         out.append(" ".join(facts))

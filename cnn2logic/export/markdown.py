@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..labels import META_KEY as LABELS_KEY, kernel_labels
+from ..names import markdown_text
 from ..rules import RuleSet
 
 METRIC_ROWS = (
@@ -85,6 +87,48 @@ def rules_section(rules: RuleSet) -> str:
     return "\n".join(lines)
 
 
+def kernels_section(rules: RuleSet) -> str:
+    """The legend of the kernels the rules read: label, where it comes from, on-rate.
+
+    Empty when the rules file has no labels.  Labels are escaped as Markdown text (a label
+    cannot break the table or become HTML).
+    """
+    labels = kernel_labels(rules)
+    if not labels:
+        return ""
+    entry = rules.meta.get(LABELS_KEY) or {}
+    user = entry.get("user") or {}
+    overall = entry.get("overall") or {}
+    used = {lit.var for rule in rules.rules for lit in rule.body}
+    lines = ["| kernel | label | from | on for (training images) |", "|---|---|---|---:|"]
+    for name in rules.variable_names:
+        if name not in used or name not in labels:
+            continue
+        rate = overall.get(name)
+        lines.append(f"| {markdown_text(name)} | {markdown_text(labels[name])} | "
+                     f"{'user' if name in user else 'auto'} | "
+                     f"{'–' if rate is None else f'{rate:.1%}'} |")
+    return "\n".join(lines)
+
+
+def groups_section(rules: RuleSet) -> str:
+    """The kernel groups of ``--group-kernels`` (``meta["groups"]``), one row each; empty
+    without groups."""
+    groups = rules.meta.get("groups")
+    members = groups.get("members") if isinstance(groups, Mapping) else None
+    if not members:
+        return ""
+    agree = groups.get("agreement") or {}
+    labels = kernel_labels(rules)
+    lines = [f"Kernels whose binary codes agree on at least {groups.get('threshold')} of the "
+             "training images are one predicate, on iff at least one member is on.", "",
+             "| group | members | lowest agreement | label |", "|---|---|---:|---|"]
+    for g, ks in members.items():
+        lines.append(f"| {markdown_text(g)} | {markdown_text(', '.join(ks))} | "
+                     f"{_fmt(agree.get(g))} | {markdown_text(labels.get(g, ''))} |")
+    return "\n".join(lines)
+
+
 def rule_kind_sentence(meta: Mapping) -> str:
     """What the rules promise, in words: guaranteed (worst case) or learned (measured).
 
@@ -130,6 +174,16 @@ def to_markdown(rules: RuleSet) -> str:
         parts += ["## One term per class (as the paper's Table 1)", "", table1(meta["table"]), ""]
     title = "The program, in order" if meta.get("ordered") else "All rules"
     parts += [f"## {title} ({len(rules.rules)})", "", rules_section(rules), ""]
+    grouped = groups_section(rules)
+    if grouped:
+        parts += ["## Kernel groups", "", grouped, ""]
+    legend = kernels_section(rules)
+    if legend:
+        parts += ["## The kernels the rules read", "",
+                  "Each kernel's label: the user's, or made from its class profile on the "
+                  "binarised training images (`auto`: "
+                  + markdown_text(str((meta.get(LABELS_KEY) or {}).get("rule", ""))) + ").",
+                  "", legend, ""]
     curve = (meta.get("rulelist") or {}).get("curve") if isinstance(meta.get("rulelist"),
                                                                      Mapping) else None
     if curve:

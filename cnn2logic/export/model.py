@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ExportError, RulesFileError
+from ..labels import META_KEY as LABELS_KEY, kernel_labels
 from ..names import NameTable, comment_safe
 from .markdown import rule_kind_sentence
 from ..rules import Rule, RuleSet
@@ -59,6 +60,7 @@ class KernelDecl:
     index: int
     derived: bool  # concluded by a rule of kind "kernel"
     is_input: bool  # a rule variable whose value is not derived by a rule
+    label: str = ""  # what a person calls it (cnn2logic.labels), "" when unlabelled
 
 
 @dataclass(frozen=True)
@@ -201,17 +203,21 @@ def prepare(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: bo
         for name in codes.ids:
             _check_text("image id", name)
     kernel_heads = [h for h in chosen.heads if h.kind == "kernel"]
-    derived_names = {h.name for h in kernel_heads}
+    groups = kernel_groups(chosen)
+    # A group (--group-kernels) is a derived kernel: on iff any of its members is on.
+    derived_names = {h.name for h in kernel_heads} | set(groups)
     variable_names = set(chosen.variable_names)
 
+    labels = kernel_labels(chosen)
     kernels: list[KernelDecl] = []
     for v in chosen.variables:
         kernels.append(KernelDecl(ktab.add(v.name), v.name, v.layer, int(v.index),
-                                  v.name in derived_names, v.name not in derived_names))
+                                  v.name in derived_names, v.name not in derived_names,
+                                  labels.get(v.name, "")))
     for h in kernel_heads:
         if h.name not in variable_names:
             kernels.append(KernelDecl(ktab.add(h.name), h.name, h.layer, int(h.index), True,
-                                      False))
+                                      False, labels.get(h.name, "")))
     classes: list[ClassDecl] = []
     for h in chosen.heads:
         if h.kind == "class":
@@ -235,6 +241,10 @@ def prepare(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: bo
             tuple(ktab[lit.var] for lit in rule.body if lit.positive),
             tuple(ktab[lit.var] for lit in rule.body if not lit.positive),
             rule.threshold, rule.is_conjunction, _rule_text(rule)))
+    for group, members in groups.items():
+        decls.append(RuleDecl(len(decls) + 1, "kernel", ktab[group],
+                              tuple(ktab[m] for m in members), (), 1, False,
+                              comment_safe(f"{group} <- any of ({', '.join(members)})")))
     _check_acyclic(decls)
 
     default = ctab[chosen.default] if chosen.default is not None else None
@@ -242,6 +252,18 @@ def prepare(rules: RuleSet, codes: BinaryCodes | None = None, *, unminimized: bo
     model = ProgramModel(tuple(kernels), tuple(classes), tuple(decls), default, data, ())
     header = _header(chosen, model, unminimized, sources or {}, language)
     return ProgramModel(model.kernels, model.classes, model.rules, default, data, header)
+
+
+def kernel_groups(rules: RuleSet) -> dict[str, list[str]]:
+    """Group name -> member kernels, from ``meta["groups"]`` (``--group-kernels``; the
+    strict reader has checked them), for the groups the rules declare."""
+    groups = rules.meta.get("groups") if isinstance(rules.meta, Mapping) else None
+    members = groups.get("members") if isinstance(groups, Mapping) else None
+    if not isinstance(members, Mapping):
+        return {}
+    known = set(rules.variable_names)
+    return {str(g): [str(k) for k in ks] for g, ks in members.items()
+            if g in known and all(k in known for k in ks)}
 
 
 def _check_text(what: str, text: str) -> None:
@@ -349,7 +371,7 @@ def _quoted(text: str) -> str:
 #: ``meta`` entries recorded in the header first, in this order; other entries follow when
 #: they are short, and bulky ones (tables, reports, rule lists) are left out.
 _META_FIRST = ("method", "model", "architecture", "data", "layer", "output_layer", "settings")
-_META_SKIP = (UNMINIMIZED_KEY, "table", "confusion", "minimization")
+_META_SKIP = (UNMINIMIZED_KEY, "table", "confusion", "minimization", LABELS_KEY, "groups")
 _META_MAX = 300
 _META_ALWAYS = _META_FIRST + ("thresholds", "metrics")
 
@@ -382,6 +404,7 @@ def _kind_lines(meta: Mapping[str, Any]) -> list[str]:
 
 def _header(rules: RuleSet, model: ProgramModel, unminimized: bool,
             sources: Mapping[str, str], language: str) -> tuple[str, ...]:
+    groups = kernel_groups(rules)
     n_class_rules = sum(r.kind == "class" for r in model.rules)
     n_kernel_rules = len(model.rules) - n_class_rules
     lines = [
@@ -416,28 +439,50 @@ def _header(rules: RuleSet, model: ProgramModel, unminimized: bool,
         *_kind_lines(rules.meta),
         "",
         "Predicates",
-        "  kernel(K, Layer, Index)  kernel_name(K, Name)  input_kernel(K)  derived_kernel(K)",
+        "  kernel(K, Layer, Index)  kernel_name(K, Name)  kernel_label(K, Label)",
+        "  input_kernel(K)  derived_kernel(K)",
         "  class(C)  class_name(C, Name)  default_class(C)",
         "  rule(R, C)  derives(R, K)  need(R, M)  pos(R, K)  neg(R, K)   rule R, in rank order",
         "  image(I)  image_id(I, Id)  image_index(I, N)  label(I, C)  net_prediction(I, C)",
         "  active(I, K)  fires(I, R)  derived(I, K)  first(I, R)",
         "  predicts(I, C)  prediction(I, C)",
         "  pattern(P, Images, FirstImage)  pattern_active(P, K)   distinct activations",
+        *_group_lines(rules, groups),
         "",
         "Identifiers",
     ]
     width = max([len(k.ident) for k in model.kernels] + [len(c.ident) for c in model.classes]
                 + [4])
     for k in model.kernels:
-        role = "derived kernel" if k.derived else "kernel"
+        role = ("group" if k.name in groups else "derived kernel" if k.derived
+                else "kernel")
+        label = f", label {_quoted(k.label)}" if k.label else ""
         lines.append(f"  {k.ident.ljust(width)}  {role} {_quoted(k.name)} of layer "
-                     f"{_quoted(k.layer)}, index {k.index}")
+                     f"{_quoted(k.layer)}, index {k.index}{label}")
     for c in model.classes:
         index = "" if c.index is None else f", output unit {c.index}"
         lines.append(f"  {c.ident.ljust(width)}  class {_quoted(c.name)}{index}")
     if model.data is not None:
         lines.append(f"  {'i_*'.ljust(width)}  images: image_id/2 gives each image's original id")
     return tuple(comment_safe(line) for line in lines)
+
+
+def _group_lines(rules: RuleSet, groups: Mapping[str, Sequence[str]]) -> list[str]:
+    # What --group-kernels merged, and what a group means.
+    if not groups:
+        return []
+    meta = rules.meta.get("groups") or {}
+    agree = meta.get("agreement") or {}
+    lines = ["", "Groups",
+             f"  Kernels whose binary codes agree on at least {meta.get('threshold')} of the "
+             "training images are one",
+             "  group; a group is a derived kernel, active iff at least one member is "
+             "active."]
+    for g, members in groups.items():
+        share = agree.get(g)
+        lines.append(f"  {g} = any of {', '.join(members)}"
+                     + (f"  (agreement {share})" if share is not None else ""))
+    return lines
 
 
 def basename(path: str | os.PathLike[str]) -> str:

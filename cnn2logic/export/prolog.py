@@ -45,7 +45,8 @@ DEFAULT_MODULE = "cnn2logic_program"
 
 #: Exported predicates, in the order of the module's export list.
 EXPORTS = (
-    ("kernel", 3), ("kernel_name", 2), ("input_kernel", 1), ("derived_kernel", 1),
+    ("kernel", 3), ("kernel_name", 2), ("kernel_label", 2), ("input_kernel", 1),
+    ("derived_kernel", 1),
     ("class", 1), ("class_name", 2), ("default_class", 1),
     ("rule", 2), ("derives", 2), ("need", 2), ("pos", 2), ("neg", 2),
     ("image", 1), ("image_id", 2), ("image_index", 2), ("label", 2), ("net_prediction", 2),
@@ -106,8 +107,8 @@ def render(model: ProgramModel, module: str = DEFAULT_MODULE) -> str:
     out: list[str] = [("% " + line) if line else "%" for line in model.header]
     out += _directives(clauses, module, bool(chained))
     sections = (
-        ("kernels and classes", ("kernel", "kernel_name", "derived_kernel", "class",
-                                 "class_name", "default_class")),
+        ("kernels and classes", ("kernel", "kernel_name", "kernel_label", "derived_kernel",
+                                 "class", "class_name", "default_class")),
         ("rules, in rank order", ("rule", "derives", "need", "pos", "neg", "fires",
                                   "derived")),
         ("data", ("image", "image_id", "image_index", "label", "net_prediction", "active",
@@ -134,6 +135,9 @@ def _clauses(model: ProgramModel) -> dict[tuple[str, int], list[str]]:
     for k in model.kernels:
         clauses["kernel", 3].append(f"kernel({k.ident}, {prolog_atom(k.layer)}, {k.index}).")
         clauses["kernel_name", 2].append(f"kernel_name({k.ident}, {prolog_atom(k.name)}).")
+        if k.label:
+            clauses["kernel_label", 2].append(
+                f"kernel_label({k.ident}, {prolog_atom(k.label)}).")
         if k.derived:
             clauses["derived_kernel", 1].append(f"derived_kernel({k.ident}).")
     for c in model.classes:

@@ -49,7 +49,7 @@ Check = Callable[[Any], None]
 
 def setting(default: Any, *, help: str | None = None, flags: Sequence[str] = (),
             parse: str = "str", choices: Sequence[str] | None = None,
-            check: Check | None = None) -> Any:
+            check: Check | None = None, const: Any = None) -> Any:
     """A settings field: its default, its CLI option and its check.
 
     Parameters
@@ -60,12 +60,17 @@ def setting(default: Any, *, help: str | None = None, flags: Sequence[str] = (),
         The option's help text.
     flags : sequence of str
         Extra option strings (``--name`` from the field name always comes first).
-    parse : {"str", "int", "float", "positive_int", "positive_float", "flag", "names"}
-        How the CLI parses the option (``names``: a comma-separated list).
+    parse : {"str", "int", "float", "positive_int", "positive_float", "flag", "names", \
+"optional_fraction"}
+        How the CLI parses the option (``names``: a comma-separated list;
+        ``optional_fraction``: a number in (0, 1], or ``const`` when the option is given
+        without one).
     choices : sequence of str, optional
         The CLI choices.
     check : callable, optional
         Raises :class:`~cnn2logic.errors.ExtractionError` for a bad value.
+    const : object, optional
+        The value of an ``optional_fraction`` option given without a value.
 
     Returns
     -------
@@ -73,7 +78,7 @@ def setting(default: Any, *, help: str | None = None, flags: Sequence[str] = (),
     """
     return field(default=default, metadata={"help": help, "flags": tuple(flags),
                                             "parse": parse, "choices": choices,
-                                            "check": check})
+                                            "check": check, "const": const})
 
 
 def one_of(label: str, choices: Callable[[], Sequence[str]] | Sequence[str]) -> Check:
@@ -176,6 +181,38 @@ class CaptureSettings(Settings):
                           help="how a kernel's map becomes one unit")
 
 
+#: ``--group-kernels`` given without a threshold (see :mod:`cnn2logic.extract.grouping`).
+GROUP_THRESHOLD = 0.9
+
+
+def fraction_or_none(label: str) -> Check:
+    """A check: None or a number in (0, 1].
+
+    Returns
+    -------
+    callable
+        Raising ``ExtractionError`` naming ``label``.
+    """
+    def check(value: Any) -> None:
+        if value is not None and not (isinstance(value, (int, float))
+                                      and not isinstance(value, bool) and 0 < value <= 1):
+            raise ExtractionError(f"{label} must be a number in (0, 1], got {value!r}")
+    return check
+
+
+@dataclass(frozen=True)
+class GroupingSettings(Settings):
+    """Common: merge kernels that respond to the same inputs into one predicate."""
+
+    GROUP = "main"
+    group_kernels: float | None = setting(
+        None, parse="optional_fraction", const=GROUP_THRESHOLD,
+        check=fraction_or_none("group threshold"),
+        help="merge kernels whose binary codes agree on at least this share of the training "
+             f"images (default {GROUP_THRESHOLD}) into one predicate, on iff any member is "
+             "on (methods on binary codes: rulelist, pedagogical)")
+
+
 @dataclass(frozen=True)
 class ApproximationSettings(Settings):
     """The approximation method's settings (``order`` is also chaining's)."""
@@ -229,13 +266,13 @@ class LearnedSettings(Settings):
 # The common sections before and after the methods' own: ExtractConfig's fields and the
 # CLI options come in this order (build() puts each registered method's section between).
 COMMON_FIRST: tuple[type[Settings], ...] = (
-    CaptureSettings, ApproximationSettings, MinimizeSettings, MethodChoice)
+    CaptureSettings, GroupingSettings, ApproximationSettings, MinimizeSettings, MethodChoice)
 COMMON_LAST: tuple[type[Settings], ...] = (LearnedSettings,)
 #: Every section, common and per method (set by :func:`build`).
 SECTIONS: tuple[type[Settings], ...] = ()
 # Checked for every config; the others only when another method is chosen or
 # chain_layers is given (as before the split: an approximation run ignores them).
-ALWAYS_CHECKED = (CaptureSettings, ApproximationSettings, MinimizeSettings)
+ALWAYS_CHECKED = (CaptureSettings, GroupingSettings, ApproximationSettings, MinimizeSettings)
 
 
 #: The method of a config that names none (see :func:`default_method`).

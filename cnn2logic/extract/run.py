@@ -12,7 +12,12 @@ This is what ``cnn2logic extract`` runs, for every registered method
 4. **rank** the rules on the training codes;
 5. **evaluate** them on the test codes (accuracy, fidelity, ceilings, the paper's
    per-class table terms);
-6. **meta**: the settings, binarisation and metrics go into the rules file's ``meta``.
+6. **meta**: the settings, binarisation and metrics go into the rules file's ``meta``,
+   with every kernel's class profile and label (:mod:`cnn2logic.labels`).
+
+With ``config.group_kernels`` the method learns over kernel groups
+(:mod:`cnn2logic.extract.grouping`) and the rules are declared over every kernel and
+group at the end.
 
 Example
 -------
@@ -31,18 +36,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from torch import nn
 
 from ..data import DataSplits, as_splits
 from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_table_terms,
                         term_counts)
+from ..labels import META_KEY as LABELS_KEY, check_names, labels_meta
 from ..minimize import minimize_ruleset
 from ..rules import Literal, Rule, RuleSet
 from ..units import BinaryCodes, check_model_input
 from .base import REGISTRY, Extractor, Outcome
 from .config import ExtractConfig
+from .grouping import group_prepared
 from .layers import ModelInputs
 
 
@@ -84,7 +91,8 @@ class ExtractionResult:
 
 def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
                   *, progress: bool = True, model_name: str = "",
-                  class_names: tuple[str, ...] | None = None) -> ExtractionResult:
+                  class_names: tuple[str, ...] | None = None,
+                  labels: Mapping[str, str] | None = None) -> ExtractionResult:
     """Run the whole extraction (module docstring) with ``config.method``.
 
     Parameters
@@ -103,6 +111,10 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
         Stored in the rules file's ``meta``.
     class_names : tuple of str, optional
         Names of the classes (default: the data's).
+    labels : mapping, optional
+        The user's kernel labels (kernel name -> label, as
+        :func:`cnn2logic.labels.read_labels` reads them), stored in ``meta`` beside the
+        automatic labels.
 
     Returns
     -------
@@ -118,6 +130,8 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
         Images the model cannot read, or labels beyond its output units.
     ActivationError
         The network's kernel units are NaN or infinite (a broken checkpoint).
+    LabelsError
+        ``labels`` names a kernel the layer does not have.
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -127,7 +141,13 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     inputs = ModelInputs(model, data, config, progress, class_names)
     method = REGISTRY[config.method]
     prepared = method.prepare(inputs)
+    kernels = _names(prepared)
+    grouped = None
+    if config.group_kernels is not None:  # the method learns over groups of kernels
+        prepared, grouped = group_prepared(prepared, config.group_kernels, config.method)
     seconds["capture"] = time.perf_counter() - t0
+    if labels and kernels is not None:  # before the fit: it can take long
+        check_names(labels, kernels + (_names(prepared) or []), "labels")
 
     t1 = time.perf_counter()
     extractor = prepared.extractor.fit(**prepared.fit_args)
@@ -148,12 +168,19 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     meta["rule_kind"] = method.kind
     if method.ordered:
         meta["ordered"] = True  # readers show it as a list, top to bottom
+    unminimized, train_codes, test_codes = (outcome.unminimized, outcome.train_codes,
+                                            outcome.test_codes)
+    if grouped is not None:  # declared over every kernel (members too) and every group
+        rules, unminimized, train_codes, test_codes = grouped.widen(rules, unminimized)
+    t3 = time.perf_counter()
+    meta[LABELS_KEY] = _labels(train_codes, outcome.target, labels)
+    seconds["labels"] = time.perf_counter() - t3
     rules = rules.replace(meta=meta)
     seconds["total"] = time.perf_counter() - t0
     warnings = usefulness_warnings(rules, metrics, config.method)
     warnings += preprocessing_warnings(metrics, len(rules.heads), data.transform)
-    return ExtractionResult(rules, outcome.unminimized, outcome.train_codes,
-                            outcome.test_codes, metrics, table, seconds, extractor, warnings)
+    return ExtractionResult(rules, unminimized, train_codes, test_codes, metrics, table,
+                            seconds, extractor, warnings)
 
 
 #: Below this test fidelity an extraction is reported as not following the network.
@@ -273,6 +300,24 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
         meta["data_transform"] = data.transform
     meta.update(outcome.meta)
     return meta
+
+
+def _names(prepared: Any) -> list[str] | None:
+    """The names of the variables a method is about to fit (None when it does not say)."""
+    variables = prepared.fit_args.get("variables")
+    return None if variables is None else [getattr(v, "name", v) for v in variables]
+
+
+def _labels(tr: BinaryCodes, fallback: Any, user: Mapping[str, str] | None
+            ) -> dict[str, Any]:
+    """The kernels' class profiles and automatic labels on the training codes (true labels,
+    else the network's predictions, else ``fallback``), with the user's labels."""
+    target = tr.labels if tr.labels is not None else tr.predictions
+    if target is None:
+        target = fallback
+    if user:
+        check_names(user, tr.names, "labels")
+    return labels_meta(tr.bits, target, tr.names, tr.classes, user)
 
 
 def table_metrics(rules: RuleSet, table: list[dict], codes: BinaryCodes) -> dict[str, Any]:

@@ -19,6 +19,10 @@ with clingo directly (its header says how); here it runs through clingo's Python
 its choices and calls from it.  Adding a question is one ``programs/<name>.lp``, one
 function here and one :class:`Question` entry.
 
+The module runs past the usual ~500 lines on purpose: every question is one function
+beside the session helpers all of them share (image and class arguments, terms, labels);
+one module per question would pass those private helpers between modules.
+
 Errors: an unknown class or image raises :class:`~cnn2logic.errors.QueryError`; a program
 clingo rejects raises :class:`~cnn2logic.errors.SolverError` with clingo's own message.
 
@@ -50,7 +54,9 @@ from typing import Any, Callable, Mapping, Sequence
 import clingo
 
 from ..errors import QueryError
-from ..names import asp_string, is_identifier
+from ..words import explanation
+from ..names import asp_string, is_identifier, label_text
+from ..rules import natural_key
 from .clingo import Answer, Names, Session, by_name, const_args, open_session
 from .program import Program, as_program, unknown_image
 from .results import (ConflictsResult, ExplainResult, FlipResult, ImpliesResult,
@@ -321,16 +327,21 @@ def necessary(program: Program | str | os.PathLike[str], cls: str, *, when: str 
 
 
 def explain(program: Program | str | os.PathLike[str], image: str | int, *,
-            image_by: str = "any") -> ExplainResult:
+            image_by: str = "any", labels: Mapping[str, str] | None = None
+            ) -> ExplainResult:
     """Which rules fire for ``image`` (id, identifier or position), and the predictions.
 
     ``image_by`` (see :data:`IMAGE_BY`) says how ``image`` is read; with ``"any"`` a number
-    that is one image's id and another's position is refused as ambiguous.
+    that is one image's id and another's position is refused as ambiguous.  The answer
+    also says why in words (:func:`cnn2logic.words.explanation`), naming kernels with
+    their labels: the program's ``kernel_label/2``, over which ``labels`` (kernel name ->
+    label, e.g. a user's label file) take precedence.
 
     Raises
     ------
     QueryError
-        The image is unknown or ambiguous, or the program has no images.
+        The image is unknown or ambiguous, the program has no images, or ``labels``
+        names a kernel the program does not have.
     SolverError
         clingo rejects the program.
     """
@@ -348,14 +359,52 @@ def explain(program: Program | str | os.PathLike[str], image: str | int, *,
         return names.c(d[key][0].arguments[0]) if d.get(key) else None
 
     first = d.get("explain_first")
+    active = names.kernels(x.arguments[0] for x in d.get("explain_active", []))
+    fired = _terms(d, names, "explain", classes)
+    rank = first[0].arguments[0].number if first else None
+    known = _labels(s, names, labels)
+    deciding = next(((t.rank, t.cls, t.pos, t.neg, t.need) for t in fired if t.rank == rank),
+                    None)
+    earlier = [t for t in _all_terms(s, names) if rank is None or t[0] < rank]
+    prediction = one("explain_prediction")
+    words = explanation(prediction, deciding, active, known, earlier, n_fired=len(fired))
+    mentioned = set(active) | {k for t in fired for k in (*t.pos, *t.neg)}
     return ExplainResult(
         d["explain_id"][0].arguments[0].string if d.get("explain_id") else image,
         d["explain_index"][0].arguments[0].number if d.get("explain_index") else None,
-        names.kernels(x.arguments[0] for x in d.get("explain_active", [])),
-        _terms(d, names, "explain", classes),
-        first[0].arguments[0].number if first else None,
-        one("explain_prediction"), one("explain_network"), one("explain_label"),
-        round(time.perf_counter() - start, 4))
+        active, fired, rank, prediction, one("explain_network"), one("explain_label"),
+        round(time.perf_counter() - start, 4), words,
+        {k: known[k] for k in sorted(known, key=natural_key) if k in mentioned})
+
+
+def _labels(s: Session, names: Names, given: Mapping[str, str] | None) -> dict[str, str]:
+    """Kernel name -> label: the program's ``kernel_label/2``, then ``given`` over them."""
+    out = {names.k(a.arguments[0]): label_text(a.arguments[1].string)
+           for a in s.atoms("kernel_label", 2, facts_only=True)
+           if a.arguments[1].type == clingo.SymbolType.String}
+    if given:
+        known = sorted(names.kernel.values(), key=natural_key)
+        unknown = [k for k in given if k not in set(known)]
+        if unknown:
+            raise QueryError(f"labels: unknown kernel {unknown[0]!r}; the program's kernels "
+                             f"are {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}")
+        out.update({k: label_text(v) for k, v in given.items()})
+    return out
+
+
+def _all_terms(s: Session, names: Names) -> list[tuple[int, str, list[str], list[str], int]]:
+    """Every class rule of the program as ``(rank, class, pos, neg, need)``, in rank order."""
+    pos: dict[int, list[str]] = {}
+    neg: dict[int, list[str]] = {}
+    for name, into in (("pos", pos), ("neg", neg)):
+        for a in s.atoms(name, 2, facts_only=True):
+            into.setdefault(a.arguments[0].number, []).append(str(a.arguments[1]))
+    need = {a.arguments[0].number: a.arguments[1].number
+            for a in s.atoms("need", 2, facts_only=True)}
+    return [(r, names.c(a.arguments[1]), names.kernels(pos.get(r, [])),
+             names.kernels(neg.get(r, [])), need.get(r, 0))
+            for a in s.atoms("rule", 2, facts_only=True)
+            for r in (a.arguments[0].number,)]
 
 
 def flip(program: Program | str | os.PathLike[str], image: str | int, to: str, *,
@@ -502,7 +551,7 @@ QUESTIONS: Mapping[str, Question] = {q.name: q for q in (
              "conflicts"),
     Question("necessary", necessary, ("cls",), ("when", "timeout"),
              f"necessary --class C [--when {'|'.join(WHEN)}]"),
-    Question("explain", explain, ("image",), ("image_by",), "explain --image N"),
+    Question("explain", explain, ("image",), ("image_by", "labels"), "explain --image N"),
     Question("flip", flip, ("image", "to"), ("limit", "timeout", "image_by"),
              "flip --image N --to C"),
 )}

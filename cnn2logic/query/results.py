@@ -203,6 +203,8 @@ class ExplainResult(Result):
     network: str | None
     label: str | None
     seconds: float = 0.0
+    words: str = ""  # why, in one or two sentences (cnn2logic.words.explanation)
+    kernel_labels: dict[str, str] = field(default_factory=dict)  # of the kernels named
 
     def format(self, max_rows: int | None = 20) -> str:
         """The answer as text, at most ``max_rows`` rows per table (None: all)."""
@@ -215,10 +217,16 @@ class ExplainResult(Result):
                + ("  (no rule fires: default class)" if self.deciding_rank is None else
                   f"  (rule {self.deciding_rank} decides)"),
                f"network predicts: {show(self.network)}",
-               f"true label: {show(self.label)}", "",
-               f"rules that fire: {len(self.fired)}"]
+               f"true label: {show(self.label)}", ""]
+        if self.words:
+            out += ["in words: " + self.words, ""]
+        out.append(f"rules that fire: {len(self.fired)}")
         out.append(_table(["rank", "class", "term"],
                           [(t.rank, t.cls, t.text) for t in self.fired], max_rows))
+        if self.kernel_labels:
+            out += ["", "kernel labels:"]
+            out.append(_table(["kernel", "label"], list(self.kernel_labels.items()),
+                              max_rows))
         return "\n".join(out)
 
 

@@ -34,6 +34,7 @@ import networkx as nx
 
 from .._io import atomic_write_bytes, atomic_write_text
 from ..errors import VisualizationError
+from ..labels import kernel_labels
 from ..names import NameTable, is_identifier
 from ..rules import RuleSet
 from .graph_draw import graph_png
@@ -75,20 +76,29 @@ def _layer_rank(rules: RuleSet) -> dict[str, int]:
 
 def _add_nodes(g: nx.DiGraph, rules: RuleSet, images: Mapping[str, str], ktable: NameTable,
                ctable: NameTable) -> None:
-    """Kernels (variables, then kernel heads) in rows by layer, classes in the last row."""
+    """Kernels (variables, then kernel heads) in rows by layer, classes in the last row.
+
+    A labelled kernel (:func:`cnn2logic.labels.kernel_labels`) is drawn as its name over
+    its label, and keeps the label alone as ``description``.
+    """
     rank = _layer_rank(rules)
     kernel_rows = max(rank.values(), default=-1) + 1
+    labels = kernel_labels(rules)
+
+    def kernel(name: str, layer: str, index: int) -> None:
+        described = labels.get(name, "")
+        g.add_node(ktable.add(name), kind="kernel", name=name,
+                   label=f"{name}\n{described}" if described else name,
+                   description=described, layer=layer, index=index,
+                   rank=rank.get(layer, 0), image=images.get(name, ""))
+
     for v in rules.variables:
-        g.add_node(ktable.add(v.name), kind="kernel", name=v.name, label=v.name,
-                   layer=v.layer, index=v.index, rank=rank.get(v.layer, 0),
-                   image=images.get(v.name, ""))
+        kernel(v.name, v.layer, v.index)
     for h in rules.heads:
         if h.kind == "class":
             continue
         if h.name not in ktable:
-            g.add_node(ktable.add(h.name), kind="kernel", name=h.name, label=h.name,
-                       layer=h.layer, index=h.index, rank=rank.get(h.layer, 0),
-                       image=images.get(h.name, ""))
+            kernel(h.name, h.layer, h.index)
     for h in rules.heads:
         if h.kind == "class":
             g.add_node(ctable.add(h.name), kind="class", name=h.name, label=h.name,
@@ -112,7 +122,8 @@ def kernel_graph(rules: RuleSet, *, images: Mapping[str, str | os.PathLike[str]]
     -------
     networkx.DiGraph
         Nodes (in declaration order) carry ``kind`` ("kernel"/"class"), ``name``,
-        ``label``, ``layer``, ``index``, ``rank`` (drawing row) and ``image`` (kernels; ""
+        ``label`` (a kernel's name over its label, when it has one), ``description``
+        (kernels: the label alone, "" when none), ``layer``, ``index``, ``rank`` (drawing row) and ``image`` (kernels; ""
         when none), ``default`` (classes).  Edges carry ``relation`` (one or more relation
         names joined by ``+``), ``directed`` and the relation's figures: ``sign``,
         ``polarity``, ``terms``, ``share``, ``weight``... for literal/dependency edges, whose

@@ -8,6 +8,7 @@ fixed 256-colour palette.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -176,11 +177,21 @@ def _draw_nodes(ax: Any, g: nx.DiGraph, pos: Mapping[str, tuple[float, float]],
     plain = [n for n in kernel_nodes if n not in drawn]
     nx.draw_networkx_nodes(g, pos, nodelist=plain, ax=ax, node_size=900, node_color="#eef3fb",
                            edgecolors="#3b5b92", node_shape="s")
-    nx.draw_networkx_labels(g, pos, labels={n: g.nodes[n]["label"] for n in plain}, ax=ax,
-                            font_size=9)
+    nx.draw_networkx_labels(g, pos, labels={n: _shown(g.nodes[n]["label"]) for n in plain},
+                            ax=ax, font_size=9 if all("\n" not in g.nodes[n]["label"]
+                                                      for n in plain) else 7)
     for n in drawn:
         x, y = pos[n]
-        ax.text(x + 0.34, y + 0.2, g.nodes[n]["label"], ha="left", va="bottom", fontsize=9)
+        ax.text(x + 0.34, y + 0.2, _shown(g.nodes[n]["label"]), ha="left", va="bottom",
+                fontsize=9)
+
+
+def _shown(label: str) -> str:
+    """A node label as matplotlib draws it: ``$`` taken literally (not mathtext), lines
+    wrapped at 18 characters so that a kernel's label stays near its node."""
+    lines = [part for line in str(label).split("\n")
+             for part in (textwrap.wrap(line, 18) or [""])]
+    return "\n".join(lines).replace("$", r"\$")
 
 
 def _encode(fig: Any) -> bytes:

@@ -46,6 +46,7 @@ from .. import __version__
 from .._io import atomic_write_text
 from ..errors import VisualizationError
 from ..export.markdown import METRIC_ROWS, rule_kind_sentence  # one source for both views
+from ..labels import display, kernel_labels
 from ..rules import Literal, Rule, RuleSet
 from .graph import kernel_graph
 from .graph_draw import graph_png
@@ -171,26 +172,34 @@ class _Thumbs:
         return to_rgb(self.vis.smoothgrad[self.index[var]], "signed")
 
 
-def _rule_pictures(rule: Rule, thumbs: _Thumbs) -> str:
+def _rule_pictures(rule: Rule, thumbs: _Thumbs, labels: Mapping[str, str] | None = None
+                   ) -> str:
+    labels = labels or {}
     parts = []
     if not rule.is_conjunction:
         parts.append(f'<span class="mofn">at least {rule.min_true} of</span>')
     for lit in rule.body:
         cls = "pos" if lit.positive else "neg"
         label = html.escape(str(lit))
-        tip = f"{lit.var}: {'must fire' if lit.positive else 'must not fire'}"
+        words = labels.get(lit.var, "")
+        tip = (f"{lit.var}: {'must fire' if lit.positive else 'must not fire'}"
+               + (f"; {words}" if words else ""))
         uri = thumbs.uri(lit.var)
         pic = f'<img src="{uri}" alt="{html.escape(lit.var)}">' if uri else ""
+        said = f'<span class=small>{html.escape(words)}</span>' if words else ""
         parts.append(f'<span class="lit {cls}" title="{html.escape(tip)}">{pic}'
-                     f'<span>{label}</span></span>')
+                     f'<span>{label}</span>{said}</span>')
     if not rule.body:
         parts.append("<span>⊤ (always)</span>")
     return "".join(parts)
 
 
-def _rule_chips(rule: Rule) -> str:
-    chips = "".join(f'<span class="chip {"pos" if l.positive else "neg"}">{html.escape(str(l))}'
-                    "</span>" for l in rule.body) or "⊤"
+def _rule_chips(rule: Rule, labels: Mapping[str, str] | None = None) -> str:
+    # A labelled kernel reads "k12 · on for 0, 6, 8" (cnn2logic.labels.display).
+    labels = labels or {}
+    chips = "".join(
+        f'<span class="chip {"pos" if l.positive else "neg"}">'
+        f'{html.escape(display(str(l), labels.get(l.var)))}</span>' for l in rule.body) or "⊤"
     return chips if rule.is_conjunction else f"{rule.min_true} of ( {chips} )"
 
 
@@ -297,9 +306,10 @@ def _program_pictures(rules: RuleSet, thumbs: _Thumbs) -> str:
     rows = ["<tr><th>#</th><th>if (each literal with its kernel's maximising image)</th>"
             "<th>then</th><th>share of training images it decides</th>"
             "<th>agreement there</th></tr>"]
+    labels = kernel_labels(rules)
     for i, rule in enumerate(rules.rules, 1):
         rows.append(f"<tr><td class=num>{i}</td><td>{'' if i == 1 else 'else '}"
-                    f"{_rule_pictures(rule, thumbs)}</td>"
+                    f"{_rule_pictures(rule, thumbs, labels)}</td>"
                     f"<td><b>{html.escape(rule.head)}</b></td>"
                     f"<td class=num>{_fmt(rule.stats.get('support'))}</td>"
                     f"<td class=num>{_fmt(rule.stats.get('precision'))}</td></tr>")
@@ -321,13 +331,14 @@ def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> 
               else "the first (best-ranked) rule of each class: the rules file has no table")
     rows = ["<tr><th>class</th><th>term (each literal with its kernel's maximising image)"
             "</th><th>literals</th><th>precision</th><th>support</th></tr>"]
+    labels = kernel_labels(rules)
     for r in class_rows:
         if r["rule"] is None:
             rows.append(f"<tr><td>{html.escape(r['class'])}</td><td colspan=4>no rule</td></tr>")
             continue
         prec, sup = r["stats"].get("precision"), r["stats"].get("support")
         rows.append(f"<tr><td><b>{html.escape(r['class'])}</b></td>"
-                    f"<td>{_rule_pictures(r['rule'], thumbs)}</td>"
+                    f"<td>{_rule_pictures(r['rule'], thumbs, labels)}</td>"
                     f"<td class=num>{len(r['rule'].body)}</td><td class=num>{_fmt(prec)}</td>"
                     f"<td class=num>{_fmt(sup)}</td></tr>")
     return (f"<p>Source: {html.escape(source)}. Green frame: the kernel must fire "
@@ -339,8 +350,9 @@ def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> 
 
 def _decision_list(rules: RuleSet) -> str:
     # A decision list reads top to bottom: each rule applies only where none above fired.
+    labels = kernel_labels(rules)
     items = "".join(
-        f"<li>{'if' if i == 0 else 'else if'} {_rule_chips(rule)} → "
+        f"<li>{'if' if i == 0 else 'else if'} {_rule_chips(rule, labels)} → "
         f"<b>{html.escape(rule.head)}</b></li>" for i, rule in enumerate(rules.rules))
     default = (f"<li>otherwise → <b>{html.escape(rules.default)}</b></li>"
                if rules.default is not None else "")
@@ -349,10 +361,11 @@ def _decision_list(rules: RuleSet) -> str:
 
 def _all_rules_section(rules: RuleSet, max_rules: int) -> str:
     all_rules = []
+    labels = kernel_labels(rules)
     for head in rules.heads:
         own = rules.rules_for(head.name)
         items = "".join(
-            f"<li>{_rule_chips(rule)}"
+            f"<li>{_rule_chips(rule, labels)}"
             + (f' <span class=small>support {_fmt(rule.stats.get("support"))}, precision '
                f'{_fmt(rule.stats.get("precision"))}</span>' if rule.stats else "")
             + "</li>" for rule in own[:max_rules])
