@@ -10,7 +10,6 @@ from dataclasses import fields
 
 from .._io import atomic_directory, atomic_write_text, refuse_overwriting_inputs
 from ._model_args import add_model_args, model_from_args
-from ..data import load_data
 from ..errors import ExtractionError
 from ..export.markdown import metrics_table, table1, to_markdown
 from ..extract import REGISTRY
@@ -18,7 +17,8 @@ from ..extract.config import SECTIONS, ExtractConfig
 from ..extract.run import extract_model
 from ..labels import LABELS_HELP, read_labels
 from ..model.spec import PAPER_FIGURES
-from ._common import add_data_args, add_progress_arg, positive_float, positive_int
+from ._common import add_progress_arg, positive_float, positive_int
+from ._data_args import add_data_args, data_from_args
 
 
 def fraction(text: str) -> float:
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--labels", metavar="FILE", help=LABELS_HELP)
-    add_data_args(p)
+    add_data_args(p, batch_size=True)
     method_group = p.add_argument_group("method",
                                         "which extractor, and the settings of the others")
     for section in SECTIONS:
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs([out / name for name in OUTPUTS], [args.model])
     user_labels = read_labels(args.labels) if args.labels else None  # names: once captured
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
-    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    data = data_from_args(args, "cnn2logic extract")
     result = extract_model(model, data, config, progress=args.progress,
                            model_name=Path(args.model).name, labels=user_labels)
     # The four files are one set: written into a temporary sibling folder and moved in

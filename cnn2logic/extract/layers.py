@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DataSplits
+from ..data import DataSplits, ImageSet
 from ..errors import ExtractionError, ModelError
 from ..evaluate import binarized_network_accuracy
 from ..model.spec import predict_logits
 from ..rules import Head
 from .base import Outcome
-from ..units import BinaryCodes, KernelUnits, capture, fit_binarisation
+from ..units import BinaryCodes, KernelUnits, capture, capture_split, fit_binarisation
 
 
 def output_layer(model: nn.Module, name: str, n_units: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +84,12 @@ class BinaryInputs:
 class ModelInputs:
     """One extraction's model, data and settings, and what the methods share of them.
 
-    ``classes`` are the class names (``class_names`` or the data's); the tensors and
-    the network's predictions are computed once, on first use.
+    ``classes`` are the class names (``class_names`` or the data's); the network's
+    predictions are computed once, on first use.  In-memory splits
+    (:class:`~cnn2logic.data.ImageSet`) are read as tensors; streamed ones
+    (:class:`~cnn2logic.data.StreamSet`, an image folder or a Dataset) batch by batch,
+    and their predictions come from the first capture's pass over them, so the images
+    are never all in memory (``x_tr`` / ``x_te`` are then lazy views).
     """
 
     model: nn.Module
@@ -100,20 +104,30 @@ class ModelInputs:
         """The class names to use (``class_names``, else the training split's)."""
         return tuple(self.class_names or self.data.train.classes)
 
-    def _tensors(self) -> dict[str, Any]:
-        if not self._cache:
-            x_tr, y_tr = self.data.train.tensors()
-            x_te, y_te = self.data.test.tensors()
-            self._cache.update(
-                x_tr=x_tr, x_te=x_te, labels_tr=y_tr.numpy(), labels_te=y_te.numpy(),
-                pred_tr=predict_logits(self.model, x_tr).argmax(1).numpy(),
-                pred_te=predict_logits(self.model, x_te).argmax(1).numpy())
-        return self._cache
+    def _split(self, which: str) -> Any:
+        return self.data.train if which == "tr" else self.data.test
+
+    def _value(self, name: str) -> Any:
+        kind, which = name.rsplit("_", 1)
+        split = self._split(which)
+        if name in self._cache:
+            return self._cache[name]
+        if kind == "labels":
+            value: Any = np.asarray(split.labels, dtype=np.int64)
+        elif isinstance(split, ImageSet):
+            x = split.tensors()[0]
+            value = x if kind == "x" else predict_logits(self.model, x).argmax(1).numpy()
+        elif kind == "x":
+            return split.images  # lazy: loads only what is indexed
+        else:
+            value = predict_split(self.model, split)
+        self._cache[name] = value
+        return value
 
     def __getattr__(self, name: str) -> Any:
         # x_tr, x_te, labels_tr, labels_te, pred_tr, pred_te: computed on first use.
         if name in ("x_tr", "x_te", "labels_tr", "labels_te", "pred_tr", "pred_te"):
-            return self._tensors()[name]
+            return self._value(name)
         raise AttributeError(name)
 
     @property
@@ -128,11 +142,18 @@ class ModelInputs:
         must not collide.
         """
         qualified = self.config.method == "chaining"
-        tr = capture(self.model, layer, self.x_tr, reduce=reduce, progress=self.progress,
-                     qualified_names=qualified)
-        te = capture(self.model, layer, self.x_te, reduce=reduce, progress=self.progress,
-                     qualified_names=qualified)
-        return tr.values, te.values, tr
+        out = []
+        for which in ("tr", "te"):
+            split = self._split(which)
+            if isinstance(split, ImageSet):
+                out.append(capture(self.model, layer, self._value(f"x_{which}"), reduce=reduce,
+                                   progress=self.progress, qualified_names=qualified))
+                continue
+            units, preds = capture_split(self.model, layer, split, reduce=reduce,
+                                         progress=self.progress, qualified_names=qualified)
+            self._cache.setdefault(f"pred_{which}", preds)
+            out.append(units)
+        return out[0].values, out[1].values, out[0]
 
     def output_or_none(self, n_units: int, required: bool
                        ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -180,6 +201,33 @@ class ModelInputs:
         if W is None or not reads_directly(self.model, self.config.layer, self.config.output):
             return None
         return binarized_network_accuracy(W, b, bits_te, self.labels_te)[0]
+
+
+def predict_split(model: nn.Module, split: Any) -> np.ndarray:
+    """The network's predicted class of every image of ``split``, batch by batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns ``(n, classes)`` scores.
+    split : ImageSet or StreamSet
+        Anything with ``batches()``.
+
+    Returns
+    -------
+    np.ndarray
+        int64 class indices.
+    """
+    was = model.training
+    model.eval()
+    preds = []
+    try:
+        with torch.no_grad():
+            for xb, _ in split.batches():
+                preds.append(model(xb).argmax(1).numpy().astype(np.int64))
+    finally:
+        model.train(was)
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
 
 
 def binarise(inputs: "ModelInputs", threshold: str | Any) -> BinaryInputs:

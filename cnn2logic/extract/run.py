@@ -40,7 +40,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from ..data import DataSplits
+from ..data import DataSplits, as_splits
 from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_table_terms,
                         term_counts)
 from ..labels import META_KEY as LABELS_KEY, check_names, labels_meta
@@ -99,8 +99,10 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     ----------
     model : torch.nn.Module
         The trained network.
-    data : DataSplits
-        Training images (thresholds, fitting, ranking) and test images (metrics).
+    data : DataSplits, path, Dataset, DataLoader or (train, test) pair
+        Training images (thresholds, fitting, ranking) and test images (metrics); anything
+        :func:`cnn2logic.data.as_splits` reads (a single Dataset gets the seeded 20 %
+        hold-out).  Streamed splits (image folders, Datasets) are read batch by batch.
     config : ExtractConfig
         The settings.
     progress : bool
@@ -133,6 +135,7 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    data = as_splits(data)  # a path, Datasets, DataLoaders or a (train, test) pair
     for split in (data.train, data.test):  # one image each: shapes and labels fit the model
         check_model_input(model, split.images[:1], split.labels, split.name)
     inputs = ModelInputs(model, data, config, progress, class_names)
@@ -174,9 +177,10 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     seconds["labels"] = time.perf_counter() - t3
     rules = rules.replace(meta=meta)
     seconds["total"] = time.perf_counter() - t0
+    warnings = usefulness_warnings(rules, metrics, config.method)
+    warnings += preprocessing_warnings(metrics, len(rules.heads), data.transform)
     return ExtractionResult(rules, unminimized, train_codes, test_codes, metrics, table,
-                            seconds, extractor,
-                            usefulness_warnings(rules, metrics, config.method))
+                            seconds, extractor, warnings)
 
 
 #: Below this test fidelity an extraction is reported as not following the network.
@@ -212,6 +216,31 @@ def usefulness_warnings(rules: RuleSet, metrics: dict[str, Any], method: str) ->
         out.append(f"the rules agree with the network on only {fidelity:.1%} of the test "
                    f"images{better}")
     return out
+
+
+def preprocessing_warnings(metrics: dict[str, Any], n_classes: int,
+                           transform: dict | None) -> list[str]:
+    """A warning when the network itself is near chance on the test images.
+
+    A network that classifies the user's images no better than chance was most likely
+    trained on images prepared otherwise (size, crop, normalisation, channels): the
+    rules would then explain a network that is not doing its job.
+
+    Returns
+    -------
+    list of str
+        Empty unless the test accuracy is below 1.5 / classes (with at least 3 classes).
+    """
+    acc = metrics.get("network_accuracy")
+    if not isinstance(acc, float) or n_classes < 3 or acc >= 1.5 / n_classes:
+        return []
+    given = {k: v for k, v in (transform or {}).items()
+             if k in ("resize", "center_crop", "mean", "std") and v is not None}
+    now = ("; the images were read with " + ", ".join(f"{k}={v}" for k, v in given.items())
+           if given else "; no --resize/--center-crop/--mean/--std was given")
+    return [f"the network classifies only {acc:.1%} of the test images correctly (chance: "
+            f"{1 / n_classes:.1%}): are the images prepared as in training? (--resize, "
+            f"--center-crop, --mean/--std, --channels){now}"]
 
 
 def _minimize_and_rank(outcome: Outcome, config: ExtractConfig) -> tuple[RuleSet, dict]:
@@ -267,6 +296,8 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
                                len(outcome.unminimized.heads)),
         "unminimized_rules": outcome.unminimized.to_dict()["rules"],
     }
+    if data.transform is not None:  # image folders, arrays, resized/normalised data
+        meta["data_transform"] = data.transform
     meta.update(outcome.meta)
     return meta
 
