@@ -57,6 +57,7 @@ from .graph_draw import graph_png
 from .images import to_rgb
 from .relations import table_ruleset
 from .visuals import KernelVisuals, match_kernels
+from .why import WHY_CSS, ExplainedImage, why_section
 
 METRICS_SOURCE = "the rules file (measured on the test split by cnn2logic extract)"
 CONFUSION_SOURCE = "the rules file (test split)"
@@ -91,7 +92,7 @@ details{margin:.3em 0}summary{cursor:pointer}
 .small{font-size:.85em;color:#555}
 nav a{margin-right:12px}
 .lit a{color:inherit;text-decoration:none}
-""" + GALLERY_CSS
+""" + GALLERY_CSS + WHY_CSS
 
 
 def _data_uri(png: bytes) -> str:
@@ -375,7 +376,8 @@ def _graph_section(rules: RuleSet, thumbs: _Thumbs) -> str:
 def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
               metrics: Mapping[str, Any] | None, metrics_source: str,
               confusion: Sequence[Sequence[int]] | None, confusion_source: str,
-              arch: str, max_rules: int, notes: list[str]) -> list[tuple[str, str, str]]:
+              arch: str, max_rules: int, notes: list[str],
+              explained: Sequence[ExplainedImage] = ()) -> list[tuple[str, str, str]]:
     """``(id, title, html)`` of every part the inputs allow; what is left out goes to notes."""
     sections: list[tuple[str, str, str]] = []
     if metrics:
@@ -388,6 +390,8 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
                      if rules.meta.get("ordered") else
                      "Rules per class, read with the kernels' images",
                      _rules_section(rules, thumbs, meta)))
+    if explained:
+        sections.append(("why", "Why the network decided", why_section(explained)))
     sections.append(("all-rules", "All rules", _all_rules_section(rules, max_rules)))
     if thumbs.vis is not None:
         sections.append(("kernels", "Kernels: what each one responds to",
@@ -417,7 +421,8 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
                   metrics_source: str = METRICS_SOURCE,
                   confusion_source: str = CONFUSION_SOURCE, layer: str = "pool",
                   architecture: str = "", title: str | None = None, max_rules: int = 40,
-                  notes: Sequence[str] = ()) -> str:
+                  notes: Sequence[str] = (),
+                  explained: Sequence[ExplainedImage] = ()) -> str:
     """The report's HTML page for ``rules`` and what was measured about them.
 
     Parameters
@@ -443,6 +448,9 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
         Rules listed per class in the full rule list (the rest are counted).
     notes : sequence of str
         Notes from preparing the inputs; the report adds its own about omitted parts.
+    explained : sequence of ExplainedImage
+        Test images explained in words (:func:`cnn2logic.visual.why.explained_images`);
+        empty: no "Why the network decided" section.
 
     Returns
     -------
@@ -460,7 +468,7 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
     sections = _sections(rules, _Thumbs(visuals, rules), meta, metrics=metrics,
                          metrics_source=metrics_source, confusion=confusion,
                          confusion_source=confusion_source, arch=architecture, max_rules=max_rules,
-                         notes=notes)
+                         notes=notes, explained=explained)
     heading = title or f"cnn2logic report: {architecture or 'model'} rules"
     facts = [f"architecture <b>{html.escape(architecture or 'unknown')}</b>",
              f"layer <code>{html.escape(layer)}</code>",
