@@ -306,3 +306,17 @@ def test_explained_images_match_the_query_on_every_image(lp_small, lp_small_lp):
         rules, codes.bits, pictures, codes.classes, codes.labels, codes.predictions,
         codes.ids))  # deterministic
     assert '<section id="why">' not in render_report(rules)
+
+
+def test_graph_draws_kernels_from_png_pictures():
+    """The report hands the graph each kernel's patch mosaic as PNG bytes."""
+    import numpy as np
+
+    from cnn2logic.visual.graph import kernel_graph
+    from cnn2logic.visual.graph_draw import graph_png
+    from cnn2logic.visual.images import patch_mosaic_png
+
+    g = kernel_graph(_hand_rules())
+    mosaic = patch_mosaic_png(np.linspace(0, 1, 4 * 25).reshape(4, 1, 5, 5))
+    with_png = graph_png(g, pictures={"k6": mosaic})
+    assert with_png != graph_png(g) and with_png == graph_png(g, pictures={"k6": mosaic})

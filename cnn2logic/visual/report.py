@@ -175,9 +175,14 @@ class _Thumbs:
         """The link from a literal to its kernel's card in the gallery."""
         return f"#{kernel_anchor(var)}" if var in self.index and self.vis is not None else None
 
-    def picture(self, var: str) -> np.ndarray | None:
+    def picture(self, var: str) -> np.ndarray | bytes | None:
+        """The graph node's picture: the literal's patch mosaic (PNG) with evidence, as
+        in the rules, else the SmoothGrad image (which often does not show what the
+        kernel responds to beyond one conv layer)."""
         if var not in self.index or self.vis is None:
             return None
+        if self.vis.evidence is not None:
+            return literal_thumbnail(self.vis, self.index[var])
         return to_rgb(self.vis.smoothgrad[self.index[var]], "signed")
 
 
