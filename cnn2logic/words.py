@@ -7,6 +7,8 @@ sentences built from the deciding rule and the kernels' labels (:mod:`cnn2logic.
     Predicted 3 by rule 4: k6 (on for 3, 5, 8) and k8 are on, k4 (on for 4, 9) is off.
     The rules above it do not fire: rule 1 (→ 7) needs k2 on; ...
 
+:func:`why` chooses the deciding rule and the rules above it from all class rules and
+the ranks that fire; the query and the report's "Why the network decided" both call it.
 The first sentence names the literals of the deciding rule that hold (for an M-of-N rule,
 how many hold and how many are needed); the second, for the rules ranked above it, the
 literals that fail (at most :data:`MAX_EARLIER` rules are named).  The same wording

@@ -5,7 +5,9 @@ it loads the rules, the model and the data when they are given as paths, compute
 reuses) the kernels' visuals, and measures the rules on the test split when the rules
 file lacks metrics or the confusion matrix (capture and binarise with
 :func:`cnn2logic.units.codes_for`, then :func:`cnn2logic.evaluate.evaluate_rules` and
-:func:`cnn2logic.evaluate.confusion`, as ``cnn2logic extract`` does).
+:func:`cnn2logic.evaluate.confusion`, as ``cnn2logic extract`` does).  With a model and
+test data it also explains a few test images in words
+(:func:`cnn2logic.visual.why.explained_images`).
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         and the confusion matrix).
     data : DataSplits, "embedded", a directory, or None
         Training images give the top-activating images and the ``mean`` SmoothGrad base;
-        test images let the report compute metrics and confusion missing from ``meta``.
+        test images let the report compute metrics and confusion missing from ``meta``
+        and explain a few test images in words ("Why the network decided").
     out_path : path
         The HTML file (written atomically).
     visuals_dir : path, optional

@@ -7,8 +7,13 @@ gallery (:mod:`cnn2logic.visual.gallery`: patches, class profile, saliency image
 with its measured selectivity), so ``k6 ∧ k8 → 3`` becomes pictures of parts of a 3.
 It also holds the accuracy / fidelity / coverage
 table beside the paper's figures (for ``paper1``/``paper3``), the kernel-relation graph,
-the SmoothGrad grid (filters beside their images when the kernels see the input) and a
-confusion view of rules against the network.
+the SmoothGrad grid (filters beside their images when the kernels see the input), a
+confusion view of rules against the network and, given explained test images
+(:mod:`cnn2logic.visual.why`), why the rules answer as they do for a few of them, in
+the words of ``cnn2logic query ... explain``.
+
+The module is a little over 500 lines: one renderer per section, each short; the
+"why" section itself lives in :mod:`cnn2logic.visual.why`.
 
 Its inputs are objects: the :class:`~cnn2logic.rules.RuleSet`, the kernels'
 :class:`~cnn2logic.visual.visuals.KernelVisuals`, the metrics and the confusion matrix
