@@ -7,6 +7,8 @@ sentences built from the deciding rule and the kernels' labels (:mod:`cnn2logic.
     Predicted 3 by rule 4: k6 (on for 3, 5, 8) and k8 are on, k4 (on for 4, 9) is off.
     The rules above it do not fire: rule 1 (→ 7) needs k2 on; ...
 
+:func:`why` chooses the deciding rule and the rules above it from all class rules and
+the ranks that fire; the query and the report's "Why the network decided" both call it.
 The first sentence names the literals of the deciding rule that hold (for an M-of-N rule,
 how many hold and how many are needed); the second, for the rules ranked above it, the
 literals that fail (at most :data:`MAX_EARLIER` rules are named).  The same wording
@@ -21,9 +23,15 @@ Example
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from .labels import mention
+
+if TYPE_CHECKING:  # only for annotations: cnn2logic.rules imports cnn2logic.labels
+    from .rules import RuleSet
+
+#: One class rule as the explanation reads it: ``(rank, class, pos, neg, need)``.
+Term = tuple[int, str, Sequence[str], Sequence[str], int]
 
 #: At most this many literals are named per polarity in a sentence; earlier rules named.
 MAX_NAMED, MAX_EARLIER = 8, 3
@@ -116,3 +124,68 @@ def explanation(prediction: str | None, deciding: Sequence[Any] | None,
     if deciding is None:
         return f"Predicted {prediction}, the default class, as no rule fires: {why}"
     return f"{first} The rules above it do not fire: {why}"
+
+
+def rule_terms(rules: "RuleSet") -> list[Term]:
+    """The class rules of ``rules`` as ``(rank, class, pos, neg, need)``, in rank order.
+
+    The rank is the rule's 1-based position in the rule list, as in an exported program
+    (:func:`cnn2logic.export.model.prepare`), and the kernels of each polarity are in
+    (layer, index) order, as the queries name them; rules concluding a kernel are left
+    out (they are not class rules).
+
+    Parameters
+    ----------
+    rules : RuleSet
+
+    Returns
+    -------
+    list of (int, str, list of str, list of str, int)
+    """
+    kind = {h.name: h.kind for h in rules.heads}
+    key = {v.name: (v.layer, int(v.index), v.name) for v in rules.variables}
+
+    def ordered(names: Iterable[str]) -> list[str]:
+        return sorted(set(names), key=lambda n: key.get(n, ("", 0, n)))
+
+    return [(rank, rule.head, ordered(l.var for l in rule.body if l.positive),
+             ordered(l.var for l in rule.body if not l.positive), int(rule.threshold))
+            for rank, rule in enumerate(rules.rules, 1) if kind.get(rule.head) == "class"]
+
+
+def why(prediction: str | None, terms: Sequence[Term], fired: Iterable[int],
+        active: Iterable[str], labels: Mapping[str, str]) -> str:
+    """:func:`explanation` of one image from all class rules and the ranks that fire.
+
+    The deciding rule is the first firing one in rank order; the rules ranked above it
+    (all rules when none fires) are the ones that do not fire.  ``cnn2logic query ...
+    explain`` and the report's "Why the network decided" both call this, so that they
+    say the same words.
+
+    Parameters
+    ----------
+    prediction : str or None
+        The rules' prediction for the image.
+    terms : sequence of (rank, class, pos, neg, need)
+        Every class rule, in rank order (e.g. :func:`rule_terms`).
+    fired : iterable of int
+        The ranks of the class rules that fire for the image.
+    active : iterable of str
+        The image's active kernels.
+    labels : mapping
+        Kernel name -> label.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> why("1", [(1, "3", ["k6"], [], 1), (2, "1", ["k2"], [], 1)], [2], ["k2"], {})
+    'Predicted 1 by rule 2: k2 is on. The rules above it do not fire: rule 1 (→ 3) needs k6 on.'
+    """
+    ranks = set(fired)
+    firing = [t for t in terms if t[0] in ranks]
+    deciding = firing[0] if firing else None
+    earlier = [t for t in terms if deciding is None or t[0] < deciding[0]]
+    return explanation(prediction, deciding, active, labels, earlier, n_fired=len(firing))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 import shutil
@@ -57,7 +58,7 @@ def test_report_is_self_contained_and_complete(vis_report):
     assert "<script" not in text and "<link" not in text and "@import" not in text
     assert "http://" not in text and "https://" not in text
     n_img = _decode_pngs(text)
-    for section in ("metrics", "rules", "all-rules", "kernels", "graph", "confusion"):
+    for section in ("metrics", "rules", "why", "all-rules", "kernels", "graph", "confusion"):
         assert f'<section id="{section}">' in text, section
     assert "id=notes" not in text  # nothing had to be left out
     # Accuracy beside the paper's figures (paper1: 0.939 network, 0.959 rules).
@@ -215,7 +216,7 @@ def test_report_in_headless_chromium(vis_report, tmp_path):
     assert found, f"probe did not run; chromium said: {run.stderr[-2000:]}"
     total, loaded, sections = map(int, found.groups())
     assert total == n_img and loaded == n_img, (total, loaded, n_img)
-    assert sections == 6
+    assert sections == 7  # metrics, rules, why, all-rules, kernels, graph, confusion
     shot = tmp_path / "report.png"
     run = _run_browser(exe, tmp_path / "profile2", "--window-size=1280,2600",
                        f"--screenshot={shot}", path.as_uri())
@@ -246,3 +247,76 @@ def test_ordered_program_is_shown_in_order_with_its_kind():
     assert first < second < otherwise
     assert "at least 2 of" in page and "else " in page
     assert "<b>learned</b>" in page and "90.0%" in page
+
+
+def _why_rows(text: str) -> list[tuple[int, str]]:
+    """(test image position, sentence) of every row of the report's "why" section."""
+    section = text.split('<section id="why">')[1].split("</section>")[0]
+    rows = re.findall(r"<td class=ans>test image (\d+)[^<]*<br>.*?</td><td>([^<]*)</td>",
+                      section)
+    return [(int(n), html.unescape(s)) for n, s in rows]
+
+
+def test_report_explains_test_images_as_the_query_does(vis_report, core_paper1_extraction,
+                                                      tmp_path):
+    """The sentences of "Why the network decided" are those of `query explain` (clingo)."""
+    from cnn2logic import query
+    from cnn2logic.export.logic import write_program
+
+    path, text, rules = vis_report
+    assert "Why the network decided" in text
+    rows = _why_rows(text)
+    codes = core_paper1_extraction.test_codes
+    # the first test image of every class (the embedded test data has all ten)
+    assert len(rows) >= 10
+    assert [int(codes.labels[n]) for n, _ in rows[:10]] == list(range(10))
+    assert all(s.startswith("Predicted ") for _, s in rows)
+    program = tmp_path / "test.lp"
+    write_program(program, rules, codes)
+    for n, sentence in (rows[0], rows[-1]):  # a class's first image and the last row
+        assert query.explain(program, n, image_by="index").words == sentence
+
+
+def test_explained_images_match_the_query_on_every_image(lp_small, lp_small_lp):
+    """M-of-N rules, the default class, disagreements: the same words as `query explain`."""
+    import numpy as np
+
+    from cnn2logic import query
+    from cnn2logic.visual.report import render_report
+    from cnn2logic.visual.why import explained_images
+
+    rules, codes = lp_small
+    n = len(codes.bits)
+    pictures = np.linspace(0, 1, n * 4).reshape(n, 1, 2, 2)
+    cases = explained_images(rules, codes.bits, pictures, codes.classes, codes.labels,
+                             codes.predictions, codes.ids)
+    network = [codes.classes[i] for i in codes.predictions]
+    program = list(rules.predict(codes.bits))
+    disagree = [i for i in range(n) if network[i] != program[i]]
+    firsts = sorted({int(codes.labels.tolist().index(c)) for c in set(codes.labels.tolist())},
+                    key=lambda i: codes.labels[i])
+    assert [c.position for c in cases] == firsts + [i for i in disagree if i not in firsts][:3]
+    for c in cases:
+        assert c.words == query.explain(lp_small_lp, c.position, image_by="index").words
+        assert c.image_id == codes.ids[c.position] and c.program == program[c.position]
+    page = render_report(rules, explained=cases)
+    assert '<section id="why">' in page
+    assert [s for _, s in _why_rows(page)] == [c.words for c in cases]
+    assert page == render_report(rules, explained=explained_images(
+        rules, codes.bits, pictures, codes.classes, codes.labels, codes.predictions,
+        codes.ids))  # deterministic
+    assert '<section id="why">' not in render_report(rules)
+
+
+def test_graph_draws_kernels_from_png_pictures():
+    """The report hands the graph each kernel's patch mosaic as PNG bytes."""
+    import numpy as np
+
+    from cnn2logic.visual.graph import kernel_graph
+    from cnn2logic.visual.graph_draw import graph_png
+    from cnn2logic.visual.images import patch_mosaic_png
+
+    g = kernel_graph(_hand_rules())
+    mosaic = patch_mosaic_png(np.linspace(0, 1, 4 * 25).reshape(4, 1, 5, 5))
+    with_png = graph_png(g, pictures={"k6": mosaic})
+    assert with_png != graph_png(g) and with_png == graph_png(g, pictures={"k6": mosaic})

@@ -5,7 +5,9 @@ it loads the rules, the model and the data when they are given as paths, compute
 reuses) the kernels' visuals, and measures the rules on the test split when the rules
 file lacks metrics or the confusion matrix (capture and binarise with
 :func:`cnn2logic.units.codes_for`, then :func:`cnn2logic.evaluate.evaluate_rules` and
-:func:`cnn2logic.evaluate.confusion`, as ``cnn2logic extract`` does).
+:func:`cnn2logic.evaluate.confusion`, as ``cnn2logic extract`` does).  With a model and
+test data it also explains a few test images in words
+(:func:`cnn2logic.visual.why.explained_images`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..visual.kernels import model_fingerprint, visualize
 from ..visual.report import CONFUSION_SOURCE, METRICS_SOURCE, write_report
 from ..visual.saliency import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
 from ..visual.visuals import MANIFEST, KernelVisuals, load_visuals, match_kernels, write_visuals
+from ..visual.why import explained_images
 from ._common import add_progress_arg, positive_int
 
 
@@ -119,7 +122,8 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         and the confusion matrix).
     data : DataSplits, "embedded", a path, Dataset(s), DataLoader(s) or None
         Training images give the top-activating images and the ``mean`` SmoothGrad base;
-        test images let the report compute metrics and confusion missing from ``meta``.
+        test images let the report compute metrics and confusion missing from ``meta``
+        and explain a few test images in words ("Why the network decided").
     out_path : path
         The HTML file (written atomically).
     visuals_dir : path, optional
@@ -292,38 +296,54 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
 
 def _measurements(model: Any, rules: RuleSet, data: Any, meta: Mapping[str, Any], layer: str,
                   reduce: str, notes: list[str]) -> dict[str, Any]:
-    """Metrics and confusion (with their sources) from ``meta``, else measured on ``data``."""
+    """Metrics and confusion (with their sources) from ``meta``, else measured on ``data``,
+    and the test images explained in words (with model and data)."""
     metrics = meta.get("metrics") if isinstance(meta.get("metrics"), Mapping) else None
     cm = meta.get("confusion")
     out = {"metrics": metrics, "confusion": cm, "metrics_source": METRICS_SOURCE,
-           "confusion_source": CONFUSION_SOURCE}
-    if (metrics is None or not cm) and data is not None and model is not None:
-        computed, computed_cm = _metrics_from_data(model, rules, data, layer, reduce, notes)
-        if metrics is None and computed is not None:
-            out["metrics"] = computed
-            out["metrics_source"] = f"computed by the report on {data.test.name}"
-        if not cm and computed_cm is not None:
-            out["confusion"] = computed_cm
-            out["confusion_source"] = f"computed by the report on {data.test.name}"
+           "confusion_source": CONFUSION_SOURCE, "explained": []}
+    if data is None or model is None:
+        return out
+    measured = _test_codes(model, rules, data, layer, reduce, notes)
+    if measured is None:
+        return out
+    codes, X = measured
+    heads = rules.head_names
+    if list(heads) != [str(c) for c in data.test.classes][: len(heads)]:
+        notes.append("rule heads are not the data's classes: metrics not computed, no "
+                     "test images explained")
+        return out
+    out["explained"] = explained_images(rules, X, data.test.images, codes.classes,
+                                        codes.labels, codes.predictions, codes.ids)
+    if metrics is None or not cm:
+        source = f"computed by the report on {data.test.name}"
+        if metrics is None:
+            out["metrics"] = evaluate_rules(rules, X, codes.labels, codes.predictions)
+            out["metrics_source"] = source
+        if not cm:
+            out["confusion"] = confusion(codes.predictions, rules.predict_index(X), len(heads))
+            out["confusion_source"] = source
     return out
 
 
-def _metrics_from_data(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str,
-                       notes: list[str]) -> tuple[dict | None, list | None]:
-    """Rule metrics and the confusion matrix measured on ``data.test``."""
+def _test_codes(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str,
+                notes: list[str]) -> tuple[Any, np.ndarray] | None:
+    """``data.test``'s binary codes and their columns of the rule variables (None, noted,
+    when they cannot be computed)."""
     meta_thr = rules.meta.get("thresholds") if isinstance(rules.meta, Mapping) else None
-    thresholds = None
+    thr = None
     if isinstance(meta_thr, Mapping) and meta_thr.get("values"):
-        thresholds = Thresholds(np.asarray(meta_thr["values"], dtype=float),
-                                str(meta_thr.get("method", "given")))
+        thr = Thresholds(np.asarray(meta_thr["values"], dtype=float),
+                         str(meta_thr.get("method", "given")))
     try:
-        train_codes, _, thr = codes_for(model, layer, data.train, thresholds,
-                                        threshold_method="half", reduce=reduce,
-                                        progress=False)
+        if thr is None:  # the training images fit the thresholds the rules do not record
+            _, _, thr = codes_for(model, layer, data.train, None, threshold_method="half",
+                                  reduce=reduce, progress=False)
         codes, _, _ = codes_for(model, layer, data.test, thr, reduce=reduce, progress=False)
     except Cnn2LogicError as exc:
-        notes.append(f"metrics could not be computed from the data: {exc}")
-        return None, None
+        notes.append(f"the test images' codes could not be computed (no metrics from the "
+                     f"data, no images explained): {exc}")
+        return None
     column = {n: i for i, n in enumerate(codes.names)}
     cols = []
     for v in rules.variables:
@@ -333,13 +353,6 @@ def _metrics_from_data(model: Any, rules: RuleSet, data: Any, layer: str, reduce
             cols.append(v.index)
         else:
             notes.append(f"rule variable {v.name!r} is not a kernel of layer {layer!r}: "
-                         "metrics not computed")
-            return None, None
-    X = codes.bits[:, cols]
-    heads = rules.head_names
-    if list(heads) != [str(c) for c in data.test.classes][: len(heads)]:
-        notes.append("rule heads are not the data's classes: metrics not computed")
-        return None, None
-    metrics = evaluate_rules(rules, X, codes.labels, codes.predictions)
-    cm = confusion(codes.predictions, rules.predict_index(X), len(heads))
-    return metrics, cm
+                         "no metrics from the data, no images explained")
+            return None
+    return codes, codes.bits[:, cols]

@@ -54,7 +54,7 @@ from typing import Any, Callable, Mapping, Sequence
 import clingo
 
 from ..errors import QueryError
-from ..words import explanation
+from ..words import why
 from ..names import asp_string, is_identifier, label_text
 from ..rules import natural_key
 from .clingo import Answer, Names, Session, by_name, const_args, open_session
@@ -333,7 +333,7 @@ def explain(program: Program | str | os.PathLike[str], image: str | int, *,
 
     ``image_by`` (see :data:`IMAGE_BY`) says how ``image`` is read; with ``"any"`` a number
     that is one image's id and another's position is refused as ambiguous.  The answer
-    also says why in words (:func:`cnn2logic.words.explanation`), naming kernels with
+    also says why in words (:func:`cnn2logic.words.why`), naming kernels with
     their labels: the program's ``kernel_label/2``, over which ``labels`` (kernel name ->
     label, e.g. a user's label file) take precedence.
 
@@ -363,11 +363,9 @@ def explain(program: Program | str | os.PathLike[str], image: str | int, *,
     fired = _terms(d, names, "explain", classes)
     rank = first[0].arguments[0].number if first else None
     known = _labels(s, names, labels)
-    deciding = next(((t.rank, t.cls, t.pos, t.neg, t.need) for t in fired if t.rank == rank),
-                    None)
-    earlier = [t for t in _all_terms(s, names) if rank is None or t[0] < rank]
     prediction = one("explain_prediction")
-    words = explanation(prediction, deciding, active, known, earlier, n_fired=len(fired))
+    # the deciding rule (first firing in rank order) is chosen as the report chooses it
+    words = why(prediction, _all_terms(s, names), [t.rank for t in fired], active, known)
     mentioned = set(active) | {k for t in fired for k in (*t.pos, *t.neg)}
     return ExplainResult(
         d["explain_id"][0].arguments[0].string if d.get("explain_id") else image,

@@ -28,8 +28,8 @@ def graph_png(g: nx.DiGraph, *, title: str | None = None, thumbnails: bool = Tru
     arcs above the kernels: co-occurrence.  Never-together conflicts relate many kernel
     pairs of a typical rule set and would hide the rest, so they are drawn (orange dotted
     arcs) only with ``conflicts=True``; the GraphML and DOT files always hold them.
-    Kernel thumbnails come from ``pictures`` (kernel name -> (h, w, 3) uint8 array) or
-    else from the node's ``image`` file.
+    Kernel thumbnails come from ``pictures`` (kernel name -> (h, w, 3) uint8 array or
+    PNG bytes, e.g. the kernel's top-patch mosaic) or else from the node's ``image`` file.
 
     Parameters
     ----------
@@ -41,7 +41,7 @@ def graph_png(g: nx.DiGraph, *, title: str | None = None, thumbnails: bool = Tru
     conflicts : bool
         Also draw never-together conflict edges.
     pictures : mapping, optional
-        Kernel name -> (h, w, 3) uint8 picture.
+        Kernel name -> (h, w, 3) uint8 picture, or a PNG file's bytes.
 
     Returns
     -------
@@ -219,7 +219,10 @@ def _draw_thumbnails(ax: Any, g: nx.DiGraph, pos: Mapping[str, tuple[float, floa
         given = pictures.get(g.nodes[n].get("name", ""))
         path = g.nodes[n].get("image") or ""
         try:
-            if given is not None:
+            if isinstance(given, (bytes, bytearray)):  # a PNG, e.g. a patch mosaic
+                with Image.open(io.BytesIO(given)) as f:
+                    im = f.convert("RGB")
+            elif given is not None:
                 im = Image.fromarray(given).convert("RGB")
             elif path and Path(path).is_file():
                 with Image.open(path) as f:

@@ -7,8 +7,13 @@ gallery (:mod:`cnn2logic.visual.gallery`: patches, class profile, saliency image
 with its measured selectivity), so ``k6 ∧ k8 → 3`` becomes pictures of parts of a 3.
 It also holds the accuracy / fidelity / coverage
 table beside the paper's figures (for ``paper1``/``paper3``), the kernel-relation graph,
-the SmoothGrad grid (filters beside their images when the kernels see the input) and a
-confusion view of rules against the network.
+the SmoothGrad grid (filters beside their images when the kernels see the input), a
+confusion view of rules against the network and, given explained test images
+(:mod:`cnn2logic.visual.why`), why the rules answer as they do for a few of them, in
+the words of ``cnn2logic query ... explain``.
+
+The module is a little over 500 lines: one renderer per section, each short; the
+"why" section itself lives in :mod:`cnn2logic.visual.why`.
 
 Its inputs are objects: the :class:`~cnn2logic.rules.RuleSet`, the kernels'
 :class:`~cnn2logic.visual.visuals.KernelVisuals`, the metrics and the confusion matrix
@@ -57,6 +62,7 @@ from .graph_draw import graph_png
 from .images import to_rgb
 from .relations import table_ruleset
 from .visuals import KernelVisuals, match_kernels
+from .why import WHY_CSS, ExplainedImage, why_section
 
 METRICS_SOURCE = "the rules file (measured on the test split by cnn2logic extract)"
 CONFUSION_SOURCE = "the rules file (test split)"
@@ -91,7 +97,7 @@ details{margin:.3em 0}summary{cursor:pointer}
 .small{font-size:.85em;color:#555}
 nav a{margin-right:12px}
 .lit a{color:inherit;text-decoration:none}
-""" + GALLERY_CSS
+""" + GALLERY_CSS + WHY_CSS
 
 
 def _data_uri(png: bytes) -> str:
@@ -174,9 +180,14 @@ class _Thumbs:
         """The link from a literal to its kernel's card in the gallery."""
         return f"#{kernel_anchor(var)}" if var in self.index and self.vis is not None else None
 
-    def picture(self, var: str) -> np.ndarray | None:
+    def picture(self, var: str) -> np.ndarray | bytes | None:
+        """The graph node's picture: the literal's patch mosaic (PNG) with evidence, as
+        in the rules, else the SmoothGrad image (which often does not show what the
+        kernel responds to beyond one conv layer)."""
         if var not in self.index or self.vis is None:
             return None
+        if self.vis.evidence is not None:
+            return literal_thumbnail(self.vis, self.index[var])
         return to_rgb(self.vis.smoothgrad[self.index[var]], "signed")
 
 
@@ -375,7 +386,8 @@ def _graph_section(rules: RuleSet, thumbs: _Thumbs) -> str:
 def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
               metrics: Mapping[str, Any] | None, metrics_source: str,
               confusion: Sequence[Sequence[int]] | None, confusion_source: str,
-              arch: str, max_rules: int, notes: list[str]) -> list[tuple[str, str, str]]:
+              arch: str, max_rules: int, notes: list[str],
+              explained: Sequence[ExplainedImage] = ()) -> list[tuple[str, str, str]]:
     """``(id, title, html)`` of every part the inputs allow; what is left out goes to notes."""
     sections: list[tuple[str, str, str]] = []
     if metrics:
@@ -388,6 +400,8 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
                      if rules.meta.get("ordered") else
                      "Rules per class, read with the kernels' images",
                      _rules_section(rules, thumbs, meta)))
+    if explained:
+        sections.append(("why", "Why the network decided", why_section(explained)))
     sections.append(("all-rules", "All rules", _all_rules_section(rules, max_rules)))
     if thumbs.vis is not None:
         sections.append(("kernels", "Kernels: what each one responds to",
@@ -417,7 +431,8 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
                   metrics_source: str = METRICS_SOURCE,
                   confusion_source: str = CONFUSION_SOURCE, layer: str = "pool",
                   architecture: str = "", title: str | None = None, max_rules: int = 40,
-                  notes: Sequence[str] = ()) -> str:
+                  notes: Sequence[str] = (),
+                  explained: Sequence[ExplainedImage] = ()) -> str:
     """The report's HTML page for ``rules`` and what was measured about them.
 
     Parameters
@@ -443,6 +458,9 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
         Rules listed per class in the full rule list (the rest are counted).
     notes : sequence of str
         Notes from preparing the inputs; the report adds its own about omitted parts.
+    explained : sequence of ExplainedImage
+        Test images explained in words (:func:`cnn2logic.visual.why.explained_images`);
+        empty: no "Why the network decided" section.
 
     Returns
     -------
@@ -460,7 +478,7 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
     sections = _sections(rules, _Thumbs(visuals, rules), meta, metrics=metrics,
                          metrics_source=metrics_source, confusion=confusion,
                          confusion_source=confusion_source, arch=architecture, max_rules=max_rules,
-                         notes=notes)
+                         notes=notes, explained=explained)
     heading = title or f"cnn2logic report: {architecture or 'model'} rules"
     facts = [f"architecture <b>{html.escape(architecture or 'unknown')}</b>",
              f"layer <code>{html.escape(layer)}</code>",
