@@ -4,9 +4,10 @@ Where things live (each package is one stage; data flows down the list)
 ------------------------------------------------------------------------
 ``rules``, ``names``, ``errors``
     the base: the one immutable rule type every stage consumes, the one name sanitiser for
-    ASP/Prolog identifiers, the one exception hierarchy.
-``data``
-    images in: the embedded MNIST subset, IDX files, streaming in batches.
+    ASP/Prolog identifiers (and for kernel labels), the one exception hierarchy.
+``data/``
+    images in: the embedded MNIST subset, IDX files, image folders (``ImageFolder``
+    layout), ``.npz`` arrays and any ``Dataset``, read in batches through a ``DataLoader``.
 ``model/``
     networks: specs and checkpoints, loading any ``nn.Module`` (``load_model``; nothing in
     a model file is executed, see ``model.safeload``), training, logic-friendly training.
@@ -19,6 +20,9 @@ Where things live (each package is one stage; data flows down the list)
     their settings, one module per method; adding a method is one module there.
 ``minimize``, ``evaluate``
     espresso minimisation of each class's DNF; accuracy, fidelity, coverage, ceilings.
+``labels``, ``words``
+    what a kernel means: its class profile and automatic label (``k12 · on for 0, 6, 8``),
+    your own label file; the one or two sentences that say why an image got its answer.
 ``export/``
     where programs are written: ASP for clingo, Prolog for SWI-Prolog, Markdown; adding a
     language is one module and one ``FORMATS`` entry.
@@ -26,7 +30,9 @@ Where things live (each package is one stage; data flows down the list)
     where questions are asked: the program layout, the clingo session, the ``QUESTIONS``
     registry (implies, conflicts, necessary, explain, flip), ``swipl`` for Prolog.
 ``visual/``
-    seeing the kernels: SmoothGrad images, kernel-relation graphs, the HTML report.
+    seeing the kernels: each kernel's evidence (top patches cut to its receptive field,
+    class profile, SmoothGrad and activation maximisation, each with its measured
+    selectivity), kernel-relation graphs, the HTML report.
 ``cli/``
     the ``cnn2logic`` command: argparse only, one module per subcommand.
 """
@@ -50,6 +56,9 @@ _LAZY = {
     "explain": "query", "flip": "query", "predictions": "query",
     "visualize": "visual", "kernel_graph": "visual", "write_graph": "visual",
     "write_report": "visual",
+    "load_image_folder": "data", "load_arrays": "data", "ImageTransform": "data",
+    "kernel_evidence": "visual.evidence", "KernelEvidence": "visual.evidence",
+    "kernel_labels": "labels", "read_labels": "labels",
 }
 
 __all__ = [
