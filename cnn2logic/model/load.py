@@ -60,6 +60,7 @@ from .._io import atomic_path
 from ..errors import CheckpointError, ModelError
 from .exported import load_exported, load_program
 from .factory import build_from_factory
+from .logic_head import LOGIC_KEY, apply_logic_layers
 from .safeload import check_torchscript
 from .spec import load_checkpoint, read_safetensors, read_weights_only
 
@@ -269,7 +270,12 @@ def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
     kind = checkpoint_kind(p)
     if factory:
         model = build_from_factory(factory, factory_kwargs)
-        state, _ = read_state_dict(p, trust=trust)
+        state, meta = read_state_dict(p, trust=trust)
+        if LOGIC_KEY in meta:  # tuned (cnn2logic.model.tuning): rebuild its logic layers
+            try:
+                apply_logic_layers(model, meta[LOGIC_KEY], state)
+            except ModelError as exc:
+                raise CheckpointError(f"{p}: {exc}") from None
         try:
             model.load_state_dict(state, strict=strict)
         except RuntimeError as exc:

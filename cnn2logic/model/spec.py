@@ -36,6 +36,7 @@ from ..errors import CheckpointError, ModelError
 from .interpretable import InterpretableMask
 from .logic_training import MODES as BINARY_MODES
 from .logic_training import BinaryUnits
+from .logic_head import LOGIC_KEY, apply_logic_layers
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 POOLS = ("max", "avg", "global-max", "global-avg", "none")
@@ -366,12 +367,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> SpecCNN:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
-    state, spec_json = _read_checkpoint(p)
+    state, spec_json, metadata = _read_checkpoint(p)
     try:
         spec = ModelSpec.from_dict(json.loads(spec_json))
     except (json.JSONDecodeError, ModelError) as exc:
         raise CheckpointError(f"{p}: model spec in checkpoint is invalid: {exc}") from None
     model = SpecCNN(spec)
+    if LOGIC_KEY in metadata:  # a tuned network (cnn2logic.model.tuning): its logic layers
+        try:
+            apply_logic_layers(model, metadata[LOGIC_KEY], state)
+        except ModelError as exc:
+            raise CheckpointError(f"{p}: {exc}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -416,18 +422,19 @@ def read_weights_only(p: Path, refusal: str = "not a readable weights-only check
         raise CheckpointError(f"{p}: {refusal} ({exc.__class__.__name__}){advice}") from None
 
 
-def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
+def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
     with open(p, "rb") as fh:
         head = fh.read(8)
     if p.suffix in (".pt", ".pth") or head[:2] == b"PK":
         obj = read_weights_only(p)
         if not isinstance(obj, dict) or "state_dict" not in obj or "spec" not in obj:
             raise CheckpointError(f"{p}: expected a dict with 'state_dict' and 'spec'")
-        return dict(obj["state_dict"]), str(obj["spec"])
+        extra = {LOGIC_KEY: str(obj[LOGIC_KEY])} if LOGIC_KEY in obj else {}
+        return dict(obj["state_dict"]), str(obj["spec"]), extra
     state, metadata = read_safetensors(p)
     if CHECKPOINT_SPEC_KEY not in metadata:
         raise CheckpointError(f"{p}: checkpoint has no cnn2logic model spec")
-    return state, metadata[CHECKPOINT_SPEC_KEY]
+    return state, metadata[CHECKPOINT_SPEC_KEY], metadata
 
 
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
