@@ -312,6 +312,14 @@ def _factory_hint(p: Path) -> str:
         _, meta = read_state_dict(p)
     except CheckpointError:
         return ""
+    if LOGIC_KEY in meta:  # a tuned factory model names its factory in its logic entry
+        try:
+            info = json.loads(meta[LOGIC_KEY])
+            meta = {FACTORY_KEY: str(info["factory"]),
+                    FACTORY_KWARGS_KEY: json.dumps(info.get("factory_kwargs") or {},
+                                                   sort_keys=True)}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return ""
     if FACTORY_KEY in meta:
         kw = meta.get(FACTORY_KWARGS_KEY, "{}")
         extra = f" --factory-kwargs '{kw}'" if kw not in ("", "{}") else ""

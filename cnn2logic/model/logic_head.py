@@ -284,15 +284,29 @@ def replace_layer(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, leaf, module)
 
 
-def logic_info(layer: str, output: str) -> str:
-    """The :data:`LOGIC_KEY` metadata text for a network tuned at ``layer`` / ``output``.
+def logic_info(layer: str, output: str, factory: str | None = None,
+               factory_kwargs: Mapping[str, Any] | None = None) -> str:
+    """Where a tuned network's logic layers go (``layer`` / ``output``), as JSON text.
+
+    A spec net's checkpoint keeps it in its spec (``"logic"``), a factory model's in the
+    metadata entry :data:`LOGIC_KEY` with the factory (one entry: safetensors writes
+    several in an arbitrary order, and the file should be byte-deterministic).
+
+    Parameters
+    ----------
+    layer, output : str
+    factory : str, optional
+    factory_kwargs : mapping, optional
 
     Returns
     -------
     str
         Sorted-key JSON.
     """
-    return json.dumps({"layer": layer, "output": output, "version": 1}, sort_keys=True)
+    d: dict[str, Any] = {"layer": layer, "output": output, "version": 1}
+    if factory:
+        d.update(factory=factory, factory_kwargs=dict(factory_kwargs or {}))
+    return json.dumps(d, sort_keys=True)
 
 
 def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Tensor]) -> None:

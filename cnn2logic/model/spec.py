@@ -36,7 +36,7 @@ from ..errors import CheckpointError, ModelError
 from .interpretable import InterpretableMask
 from .logic_training import MODES as BINARY_MODES
 from .logic_training import BinaryUnits
-from .logic_head import LOGIC_KEY, apply_logic_layers
+from .logic_head import apply_logic_layers
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 POOLS = ("max", "avg", "global-max", "global-avg", "none")
@@ -330,7 +330,7 @@ def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
 
 
 def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
-                    extra: Mapping[str, str] | None = None) -> None:
+                    extra: Mapping[str, str] | None = None, logic: str | None = None) -> None:
     """Write weights + spec as a safetensors file, atomically.
 
     Parameters
@@ -338,10 +338,18 @@ def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
     model : SpecCNN
     path : path
     extra : mapping of str to str, optional
-        More metadata to store beside the spec.
+        More metadata to store beside the spec.  (safetensors writes several metadata
+        entries in an arbitrary order: a file with ``extra`` is not byte-deterministic.)
+    logic : str, optional
+        A tuned network's logic layers (:func:`cnn2logic.model.logic_head.logic_info`),
+        stored inside the spec JSON as ``"logic"`` so the file stays byte-deterministic.
     """
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {CHECKPOINT_SPEC_KEY: model.spec.to_json()}
+    spec_json = model.spec.to_json()
+    if logic is not None:
+        spec_json = json.dumps({**model.spec.to_dict(), "logic": json.loads(logic)},
+                               sort_keys=True)
+    metadata = {CHECKPOINT_SPEC_KEY: spec_json}
     metadata.update(extra or {})
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -367,15 +375,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> SpecCNN:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
-    state, spec_json, metadata = _read_checkpoint(p)
+    state, spec_json = _read_checkpoint(p)
     try:
-        spec = ModelSpec.from_dict(json.loads(spec_json))
-    except (json.JSONDecodeError, ModelError) as exc:
+        d = json.loads(spec_json)
+        logic = d.pop("logic", None) if isinstance(d, dict) else None
+        spec = ModelSpec.from_dict(d)
+    except (json.JSONDecodeError, ModelError, TypeError) as exc:
         raise CheckpointError(f"{p}: model spec in checkpoint is invalid: {exc}") from None
     model = SpecCNN(spec)
-    if LOGIC_KEY in metadata:  # a tuned network (cnn2logic.model.tuning): its logic layers
+    if logic is not None:  # a tuned network (cnn2logic.model.tuning): its logic layers
         try:
-            apply_logic_layers(model, metadata[LOGIC_KEY], state)
+            apply_logic_layers(model, json.dumps(logic), state)
         except ModelError as exc:
             raise CheckpointError(f"{p}: {exc}") from None
     try:
@@ -422,19 +432,18 @@ def read_weights_only(p: Path, refusal: str = "not a readable weights-only check
         raise CheckpointError(f"{p}: {refusal} ({exc.__class__.__name__}){advice}") from None
 
 
-def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
+def _read_checkpoint(p: Path) -> tuple[dict[str, torch.Tensor], str]:
     with open(p, "rb") as fh:
         head = fh.read(8)
     if p.suffix in (".pt", ".pth") or head[:2] == b"PK":
         obj = read_weights_only(p)
         if not isinstance(obj, dict) or "state_dict" not in obj or "spec" not in obj:
             raise CheckpointError(f"{p}: expected a dict with 'state_dict' and 'spec'")
-        extra = {LOGIC_KEY: str(obj[LOGIC_KEY])} if LOGIC_KEY in obj else {}
-        return dict(obj["state_dict"]), str(obj["spec"]), extra
+        return dict(obj["state_dict"]), str(obj["spec"])
     state, metadata = read_safetensors(p)
     if CHECKPOINT_SPEC_KEY not in metadata:
         raise CheckpointError(f"{p}: checkpoint has no cnn2logic model spec")
-    return state, metadata[CHECKPOINT_SPEC_KEY], metadata
+    return state, metadata[CHECKPOINT_SPEC_KEY]
 
 
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:

@@ -205,6 +205,9 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
                                        for k, v in head.state_dict().items()}})
     replace_layer(net, output, head)
     net.eval()
+    if head.n_rules == 0:
+        raise CollapseError("fine-tuning collapsed: the best rule list has no rule, the "
+                            f"network would give class {int(head.default)} for every image")
     pred_te = predict_logits(net, x_te).argmax(1)
     _refuse_constant(net, run, pred_te)
     metrics = {
@@ -319,10 +322,12 @@ class _Run:
             loss = (1 - w) * nn.functional.nll_loss(logp, yb)
             if w:
                 loss = loss + w * nn.functional.kl_div(logp, tb, reduction="batchmean")
+            self.done += 1
+            if not loss.requires_grad:  # an empty rule list: nothing reaches the kernels
+                continue
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            self.done += 1
             if not math.isfinite(float(loss.detach())):
                 self._recover("the loss is not finite")
             elif self.done % self.config.check_every == 0:
@@ -408,9 +413,6 @@ def _fit_head(run: _Run, classes: int) -> RuleListHead:
         for lit in rule.body:
             signs[index[lit.var]] = 1 if lit.positive else -1
         triples.append((signs, rule.min_true, int(rule.head)))
-    if not triples:
-        raise CollapseError("the fitted rule list has no rule: the tuned network would give "
-                            f"class {rs.default} for every image")
     return RuleListHead.from_rules(k, classes, triples, int(rs.default))
 
 
@@ -453,11 +455,11 @@ def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str, ou
     ModelError
         A model that is neither a spec net nor given with its factory.
     """
-    meta = {LOGIC_KEY: logic_info(layer, output), **(extra or {})}
     if factory:
-        save_weights(model, path, factory=factory, factory_kwargs=factory_kwargs, extra=meta)
+        meta = {LOGIC_KEY: logic_info(layer, output, factory, factory_kwargs), **(extra or {})}
+        save_weights(model, path, extra=meta)
     elif isinstance(model, SpecCNN):
-        save_checkpoint(model, path, extra=meta)
+        save_checkpoint(model, path, extra=extra, logic=logic_info(layer, output))
     else:
         raise ModelError("this tuned network is not a cnn2logic spec net: give the factory "
                          "that builds it so that the checkpoint can rebuild it")
