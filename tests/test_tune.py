@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from cnn2logic.cli import main
-from cnn2logic.data import DataSplits, ImageSet, load_data
+from cnn2logic.data import load_data
 from cnn2logic.extract import ExtractConfig, extract_model
 from cnn2logic.model import load_checkpoint, load_model, save_checkpoint
 from cnn2logic.model.logic_head import LogicUnits, RuleListHead
@@ -24,12 +25,29 @@ SIZES = ["--train-size", "400", "--test-size", "100"]
 FAST = TuneConfig(iterations=40, check_every=10, progress=False)
 
 
+def _write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    path.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+                     + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+
+
 @pytest.fixture(scope="module")
-def data():
-    # every 5th image: the embedded splits are sorted by class, their heads hold one class
+def data_dir(tmp_path_factory):
+    """Every 5th embedded image as an IDX directory (the embedded splits are sorted by
+    class: their first images hold one class only)."""
     full = load_data("embedded")
-    return DataSplits(*(ImageSet(s.images[::5], s.labels[::5], s.classes, s.name + "[::5]")
-                        for s in (full.train, full.test)), full.source)
+    d = tmp_path_factory.mktemp("idx")
+    for split, (img, lab) in (("train", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")),
+                              ("test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))):
+        part = getattr(full, split)
+        _write_idx(d / img, np.round(part.images[::5, 0] * 255))
+        _write_idx(d / lab, part.labels[::5])
+    return d
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    return load_data(data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -107,17 +125,18 @@ def test_factory_model_end_to_end(data, tmp_path):
     assert agree and res.metrics["fidelity"] == 1.0 and m["rules"] <= 30
 
 
-def test_cli_end_to_end(paper1, tmp_path, capsys):
+def test_cli_end_to_end(paper1, data_dir, tmp_path, capsys):
     ckpt = tmp_path / "m.safetensors"
     save_checkpoint(paper1, ckpt)
     out = tmp_path / "tuned.safetensors"
-    assert main(["tune", str(ckpt), "--out", str(out), "--iterations", "30",
-                 "--no-progress"]) == 0
+    assert main(["tune", str(ckpt), "--out", str(out), "--data", str(data_dir),
+                 "--iterations", "30", "--no-progress"]) == 0
     assert "rules" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "tuned.metrics.json").read_text())
     assert metrics["iterations"] == 30 and metrics["rules"] <= 30
     rules_dir = tmp_path / "rules"
-    assert main(["extract", str(out), "--out", str(rules_dir), "--no-progress"]) == 0
+    assert main(["extract", str(out), "--out", str(rules_dir), "--data", str(data_dir),
+                 "--no-progress"]) == 0
     doc = json.loads((rules_dir / "rules.json").read_text())
     assert doc["meta"]["metrics"]["fidelity"] == 1.0
     assert len(doc["rules"]) == metrics["rules"]
@@ -141,12 +160,12 @@ def test_collapse_is_detected_and_refused(paper1, data):
         tune_model(_dead(paper1), data, config=FAST)
 
 
-def test_collapse_cli_writes_nothing(paper1, tmp_path, capsys):
+def test_collapse_cli_writes_nothing(paper1, data_dir, tmp_path, capsys):
     ckpt = tmp_path / "dead.safetensors"
     save_checkpoint(_dead(paper1), ckpt)
     out = tmp_path / "t.safetensors"
-    code = main(["tune", str(ckpt), "--out", str(out), "--iterations", "30",
-                 "--no-progress"])
+    code = main(["tune", str(ckpt), "--out", str(out), "--data", str(data_dir),
+                 "--iterations", "30", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "collapsed" in err
     assert not out.exists()

@@ -214,6 +214,9 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
         "original_test_accuracy": original_acc,
         "test_accuracy": _accuracy(predict_logits(net, x_te), y_te),
         "train_accuracy": best_acc,
+        # the best any function of these bits does on the training images (the list's
+        # ceiling): the majority label of each code
+        "bits_ceiling_train": _lookup_ceiling(run.train_bits(), y_tr.numpy()),
         "rules": head.n_rules,
         "literals": head.n_literals,
         "kernels": int(units.thresholds.numel()),
@@ -230,6 +233,14 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
         **{k: v for k, v in asdict(config).items() if k != "progress"},
     }
     return net, metrics
+
+
+def _lookup_ceiling(bits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of images whose label is the majority label of their code."""
+    _, inverse = np.unique(bits, axis=0, return_inverse=True)
+    table = np.zeros((int(inverse.max()) + 1, int(labels.max()) + 1))
+    np.add.at(table, (inverse.reshape(-1), labels), 1)
+    return round(float(table.max(1).sum() / len(labels)), 6)
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
