@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", nargs="+", default=["default"])
     ap.add_argument("--budgets", type=int, nargs="*", default=[],
                     help="max rules of the curve's points (first seed, first recipe)")
+    ap.add_argument("--curve-only", action="store_true",
+                    help="only the --budgets curve (on the first seed)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="also write the JSON here (after each run)")
     args = ap.parse_args(argv)
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
 
-    for seed in args.seeds:
+    for seed in ([] if args.curve_only else args.seeds):
         for net in args.nets:
             for recipe in args.recipes:
                 r = tune_one(net, seed, data, recipe)

@@ -11,6 +11,7 @@ off the network, fidelity 1.0.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from .._io import atomic_write_text, check_parents, refuse_overwriting_inputs
@@ -114,5 +115,11 @@ def run(args: argparse.Namespace) -> int:
           f"{metrics['literals']} literals ({metrics['iterations']} iterations, "
           f"{metrics['seconds']:.1f} s)")
     again = f" --factory {args.factory}" if args.factory else ""
-    print(f"wrote {out} and {metrics_path}; 'cnn2logic extract {out}{again}' reads the program")
+    if args.factory and args.factory_kwargs:
+        again += f" --factory-kwargs '{json.dumps(kwargs, sort_keys=True)}'"
+    for flag, value, default in (("--layer", args.layer, "pool"),
+                                 ("--output", args.output, "out")):
+        again += f" {flag} {value}" if value != default else ""
+    print(f"wrote {out} and {metrics_path}; 'cnn2logic extract {out}{again} --out DIR' "
+          "reads the program")
     return 0
