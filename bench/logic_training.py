@@ -12,7 +12,8 @@ accuracy-against-program-size curve (max rules; literals 10 per rule)::
     OMP_NUM_THREADS=2 python bench/logic_training.py --nets paper1 paper3 scale128 relu_bn \
         --seeds 0 --out bench/results/logic_training.json
 
-**From scratch** (``--scratch``): for each architecture (paper1, paper3) and each training mode (ordinary training, and the
+**From scratch** (``--scratch``, or any run given ``--arch`` / ``--modes``): for each
+architecture (paper1, paper3) and each training mode (ordinary training, and the
 binary-unit modes of :mod:`cnn2logic.model.logic_training`) this trains on the first 50,000
 MNIST training images for the paper's iteration count, extracts rules with
 :func:`cnn2logic.extract.run.extract_model` (approximation method, argmax-sound, full order,
@@ -246,9 +247,8 @@ def tune_one(net: str, seed: int, data, recipe: str, extra: dict | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--scratch" in argv:
-        argv.remove("--scratch")
-        return scratch_main(argv)
+    if "--scratch" in argv or "--arch" in argv or "--modes" in argv:  # the older command
+        return scratch_main([a for a in argv if a != "--scratch"])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="/work/shared/data/mnist")
     ap.add_argument("--train-size", type=int, default=50_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 from pathlib import Path
@@ -13,10 +14,11 @@ import torch
 from cnn2logic.cli import main
 from cnn2logic.data import load_data
 from cnn2logic.extract import ExtractConfig, extract_model
-from cnn2logic.model import load_checkpoint, load_model, save_checkpoint
+from cnn2logic.model import build_from_factory, load_checkpoint, load_model, save_checkpoint
 from cnn2logic.model.logic_head import LogicUnits, RuleListHead
 from cnn2logic.model.spec import CHECKPOINT_SPEC_KEY, predict_logits, read_safetensors
 from cnn2logic.model.training import TrainConfig, train
+from cnn2logic.rules import Head, Variable
 from cnn2logic.model.tuning import CollapseError, TuneConfig, save_tuned, tune_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,8 +108,6 @@ def test_reload_is_bit_exact_and_pickle_free(tuned, data, tmp_path):
 def test_factory_model_end_to_end(data, tmp_path):
     kwargs = {"kernels": 8, "width": 4}
     torch.manual_seed(0)
-    from cnn2logic.model import build_from_factory
-
     net, _ = train(build_from_factory(FACTORY, kwargs), data,
                    TrainConfig(iterations=20, progress=False))
     model, m = tune_model(net, data, "gap", "fc", FAST)
@@ -143,16 +143,10 @@ def test_cli_end_to_end(paper1, data_dir, tmp_path, capsys):
 
 
 def _dead(paper1):
-    dead = load_checkpoint_copy(paper1)
+    dead = copy.deepcopy(paper1)
     with torch.no_grad():
         dead.conv1.bias.fill_(-1e4)  # every sigmoid unit is 0 on every image
     return dead
-
-
-def load_checkpoint_copy(net):
-    import copy
-
-    return copy.deepcopy(net)
 
 
 def test_collapse_is_detected_and_refused(paper1, data):
@@ -172,7 +166,7 @@ def test_collapse_cli_writes_nothing(paper1, data_dir, tmp_path, capsys):
 
 
 def test_dead_minority_is_recentred_or_tolerated(paper1, data):
-    net = load_checkpoint_copy(paper1)
+    net = copy.deepcopy(paper1)
     with torch.no_grad():
         net.conv1.bias[:3] = -1e4  # three of ten units dead: no collapse
     model, m = tune_model(net, data, config=FAST)
@@ -182,7 +176,7 @@ def test_dead_minority_is_recentred_or_tolerated(paper1, data):
 def test_constant_units_recentred(paper1, data):
     import cnn2logic.model.tuning as tuning
 
-    model = load_checkpoint_copy(paper1)
+    model = copy.deepcopy(paper1)
     x, y = data.train.tensors()
     units = tuning._wrap_units(model, "pool", "out", x, y.numpy())
     run = tuning._Run(model, units, x, y, predict_logits(paper1, x), FAST)
@@ -234,10 +228,7 @@ def test_head_soft_equals_hard_on_bits():
     expect = [0 if a and b else 2 if (a + (1 - b) + c + d) >= 2 else 1
               for a, b, c, d in bits.int().tolist()]
     assert hard.tolist() == expect
-    rs = head.ruleset([__import__("cnn2logic.rules", fromlist=["Variable"]).Variable(f"k{i}")
-                       for i in range(4)],
-                      [__import__("cnn2logic.rules", fromlist=["Head"]).Head(str(c))
-                       for c in range(3)])
+    rs = head.ruleset([Variable(f"k{i}") for i in range(4)], [Head(str(c)) for c in range(3)])
     assert rs.predict_index(bits.numpy().astype(bool)).tolist() == expect
 
 
