@@ -20,7 +20,7 @@ from ..errors import Cnn2LogicError
 from ._common import resolve_progress
 
 COMMANDS = ("demo", "train", "extract", "export", "query", "visualize", "graph", "report",
-            "capture", "merge", "extract_part")
+            "capture", "merge", "extract_part", "tune")
 
 
 # Subcommand names as typed (module extract_part is the command extract-part, if any).

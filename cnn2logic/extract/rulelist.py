@@ -60,6 +60,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExtractionError, NotFittedError
+from ..model.logic_head import embedded_program
 from ..rules import Head, Literal, Rule, RuleSet, Variable
 from ..units import auto_binarisation
 from ._common import as_codes, as_target, check_count
@@ -662,6 +663,16 @@ def prepare(inputs: ModelInputs) -> Prepared:
         ``config.layer`` does not exist.
     """
     config = inputs.config
+    embedded = embedded_program(inputs.model, config.layer, config.output)
+    if embedded is not None and config.threshold == "auto":
+        # a tuned network (cnn2logic.model.tuning) decides by this list over these bits:
+        # the program is read off, not fitted (fidelity 1.0 by construction)
+        bin_ = binarise(inputs, "half")
+        program = embedded.ruleset(bin_.units.variables, bin_.heads,
+                                   {"rulelist": {"embedded": True}})
+        return Prepared(_Embedded(program), bits_fit_args(inputs, bin_),
+                        lambda ext: learned_outcome(inputs, bin_, ext.rules_,
+                                                    {"rulelist": {"embedded": True}}))
     bin_ = binarise(inputs, auto_threshold if config.threshold == "auto" else config.threshold)
     extractor = RuleListExtractor(max_rules=config.max_rules, max_literals=config.max_literals)
 
@@ -670,6 +681,17 @@ def prepare(inputs: ModelInputs) -> Prepared:
                                {"rulelist": dict(ext.rules_.meta.get("rulelist") or {})})
 
     return Prepared(extractor, bits_fit_args(inputs, bin_), finish)
+
+
+class _Embedded(Extractor):
+    """The rule list a tuned network carries: ``fit`` only hands it back."""
+
+    def __init__(self, program: RuleSet) -> None:
+        self.program = program
+
+    def fit(self, X, y=None, *, output=None, variables=None, heads=None) -> "_Embedded":
+        self.rules_ = self.program
+        return self
 
 
 register(Method("rulelist", RuleListExtractor, RuleListSettings, prepare,

@@ -60,6 +60,7 @@ from .._io import atomic_path
 from ..errors import CheckpointError, ModelError
 from .exported import load_exported, load_program
 from .factory import build_from_factory
+from .logic_head import LOGIC_KEY, apply_logic_layers
 from .safeload import check_torchscript
 from .spec import load_checkpoint, read_safetensors, read_weights_only
 
@@ -269,7 +270,12 @@ def load_model(path: str | os.PathLike[str], *, factory: str | None = None,
     kind = checkpoint_kind(p)
     if factory:
         model = build_from_factory(factory, factory_kwargs)
-        state, _ = read_state_dict(p, trust=trust)
+        state, meta = read_state_dict(p, trust=trust)
+        if LOGIC_KEY in meta:  # tuned (cnn2logic.model.tuning): rebuild its logic layers
+            try:
+                apply_logic_layers(model, meta[LOGIC_KEY], state)
+            except ModelError as exc:
+                raise CheckpointError(f"{p}: {exc}") from None
         try:
             model.load_state_dict(state, strict=strict)
         except RuntimeError as exc:
@@ -306,6 +312,14 @@ def _factory_hint(p: Path) -> str:
         _, meta = read_state_dict(p)
     except CheckpointError:
         return ""
+    if LOGIC_KEY in meta:  # a tuned factory model names its factory in its logic entry
+        try:
+            info = json.loads(meta[LOGIC_KEY])
+            meta = {FACTORY_KEY: str(info["factory"]),
+                    FACTORY_KWARGS_KEY: json.dumps(info.get("factory_kwargs") or {},
+                                                   sort_keys=True)}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return ""
     if FACTORY_KEY in meta:
         kw = meta.get(FACTORY_KWARGS_KEY, "{}")
         extra = f" --factory-kwargs '{kw}'" if kw not in ("", "{}") else ""

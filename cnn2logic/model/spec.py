@@ -36,6 +36,7 @@ from ..errors import CheckpointError, ModelError
 from .interpretable import InterpretableMask
 from .logic_training import MODES as BINARY_MODES
 from .logic_training import BinaryUnits
+from .logic_head import apply_logic_layers
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 POOLS = ("max", "avg", "global-max", "global-avg", "none")
@@ -329,7 +330,7 @@ def build_model(spec: ModelSpec | str, seed: int | None = None) -> SpecCNN:
 
 
 def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
-                    extra: Mapping[str, str] | None = None) -> None:
+                    extra: Mapping[str, str] | None = None, logic: str | None = None) -> None:
     """Write weights + spec as a safetensors file, atomically.
 
     Parameters
@@ -337,10 +338,18 @@ def save_checkpoint(model: SpecCNN, path: str | os.PathLike[str],
     model : SpecCNN
     path : path
     extra : mapping of str to str, optional
-        More metadata to store beside the spec.
+        More metadata to store beside the spec.  (safetensors writes several metadata
+        entries in an arbitrary order: a file with ``extra`` is not byte-deterministic.)
+    logic : str, optional
+        A tuned network's logic layers (:func:`cnn2logic.model.logic_head.logic_info`),
+        stored inside the spec JSON as ``"logic"`` so the file stays byte-deterministic.
     """
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {CHECKPOINT_SPEC_KEY: model.spec.to_json()}
+    spec_json = model.spec.to_json()
+    if logic is not None:
+        spec_json = json.dumps({**model.spec.to_dict(), "logic": json.loads(logic)},
+                               sort_keys=True)
+    metadata = {CHECKPOINT_SPEC_KEY: spec_json}
     metadata.update(extra or {})
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -368,10 +377,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> SpecCNN:
         raise CheckpointError(f"checkpoint not found: {p}")
     state, spec_json = _read_checkpoint(p)
     try:
-        spec = ModelSpec.from_dict(json.loads(spec_json))
-    except (json.JSONDecodeError, ModelError) as exc:
+        d = json.loads(spec_json)
+        logic = d.pop("logic", None) if isinstance(d, dict) else None
+        spec = ModelSpec.from_dict(d)
+    except (json.JSONDecodeError, ModelError, TypeError) as exc:
         raise CheckpointError(f"{p}: model spec in checkpoint is invalid: {exc}") from None
     model = SpecCNN(spec)
+    if logic is not None:  # a tuned network (cnn2logic.model.tuning): its logic layers
+        try:
+            apply_logic_layers(model, json.dumps(logic), state)
+        except ModelError as exc:
+            raise CheckpointError(f"{p}: {exc}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

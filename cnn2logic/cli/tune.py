@@ -1,0 +1,125 @@
+"""``cnn2logic tune``: fine-tune a trained CNN so that its decision is a compact program.
+
+The model options are ``extract``'s (``--factory``, ``--factory-kwargs``,
+``--trust-model-file``, ``--layer``, ``--output``); the recipe is
+:func:`cnn2logic.model.tuning.tune_model`.  The tuned checkpoint is an ordinary one (a spec
+net's checkpoint, or for ``--factory`` a state dict naming its factory): ``cnn2logic
+extract TUNED`` (with the same ``--factory`` / ``--layer`` / ``--output``) reads the program
+off the network, fidelity 1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .._io import atomic_write_text, check_parents, refuse_overwriting_inputs
+from ..data import load_data
+from ..errors import ModelError
+from ..model import metrics_json, parse_factory_kwargs
+from ..model.spec import SpecCNN
+from ..model.tuning import TARGETS, TuneConfig, save_tuned, tune_model
+from ._common import add_data_args, add_progress_arg, positive_float, positive_int
+from ._model_args import add_model_args, model_from_args
+from .train import metrics_file
+
+_DEFAULTS = TuneConfig()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``tune`` subcommand.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        The ``cnn2logic`` subparsers.
+    """
+    p = sub.add_parser("tune", help="fine-tune a trained CNN to decide by a compact program",
+                       description="Fine-tune a trained model so that its decision goes "
+                                   "through binary kernel units and an ordered rule list "
+                                   "(at most --max-rules rules, --max-literals literals); "
+                                   "writes a checkpoint and a metrics JSON beside it.")
+    p.add_argument("model", help="checkpoint written by 'cnn2logic train' (or, with "
+                                 "--factory, any state dict)")
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="tuned checkpoint path (.safetensors)")
+    add_data_args(p)
+    p.add_argument("--layer", default="pool",
+                   help="layer whose kernels become the bits (one value per kernel)")
+    p.add_argument("--output", default="out",
+                   help="linear layer reading them, replaced by the rule list")
+    p.add_argument("--iterations", type=positive_int, default=_DEFAULTS.iterations,
+                   help=f"fine-tuning steps in all (default {_DEFAULTS.iterations})")
+    p.add_argument("--batch-size", type=positive_int, default=_DEFAULTS.batch_size)
+    p.add_argument("--lr", type=positive_float, default=_DEFAULTS.lr)
+    p.add_argument("--max-rules", type=positive_int, default=_DEFAULTS.max_rules)
+    p.add_argument("--max-literals", type=positive_int, default=_DEFAULTS.max_literals)
+    p.add_argument("--warm-share", type=float, default=_DEFAULTS.warm_share,
+                   help="share of the steps with straight-through bits and the linear head "
+                        "before the rule list takes over (0..1)")
+    p.add_argument("--distill", type=float, default=_DEFAULTS.distill,
+                   help="weight of the distillation from the original outputs (0..1)")
+    p.add_argument("--rounds", type=positive_int, default=_DEFAULTS.rounds,
+                   help="rounds of training against the list, refitted after each")
+    p.add_argument("--target", choices=TARGETS, default=_DEFAULTS.target,
+                   help="what the rule list is fitted to")
+    p.add_argument("--seed", type=int, default=0)
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Tune the model and write the checkpoint and its metrics.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``tune`` options.
+
+    Returns
+    -------
+    int
+        Exit code 0.
+
+    Raises
+    ------
+    Cnn2LogicError
+        Bad model, layers, data or option, or a collapse (the CLI exits 2).
+    """
+    out = Path(args.out)
+    if out.is_dir():
+        raise ModelError(f"--out {args.out} is a directory; give the checkpoint's file name, "
+                         f"e.g. {out / 'tuned.safetensors'}")
+    check_parents(out)
+    refuse_overwriting_inputs([out, metrics_file(out)], [args.model])
+    config = TuneConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
+                        warm_share=args.warm_share, distill=args.distill, rounds=args.rounds,
+                        max_rules=args.max_rules, max_literals=args.max_literals,
+                        target=args.target, seed=args.seed, progress=args.progress)
+    kwargs = parse_factory_kwargs(args.factory_kwargs) if args.factory else None
+    model = model_from_args(args)
+    if not args.factory and not isinstance(model, SpecCNN):
+        raise ModelError("only a cnn2logic checkpoint or a --factory model can be tuned into a "
+                         "checkpoint that rebuilds it; give --factory for this model file")
+    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    tuned, metrics = tune_model(model, data, args.layer, args.output, config)
+    save_tuned(tuned, out, layer=args.layer, output=args.output, factory=args.factory,
+               factory_kwargs=kwargs)
+    if args.factory:
+        metrics["factory"], metrics["factory_kwargs"] = args.factory, kwargs
+    metrics_path = metrics_file(out)
+    atomic_write_text(metrics_path, metrics_json(metrics))
+    print(f"test accuracy {metrics['original_test_accuracy']:.4f} -> "
+          f"{metrics['test_accuracy']:.4f} deciding by {metrics['rules']} rules, "
+          f"{metrics['literals']} literals ({metrics['iterations']} iterations, "
+          f"{metrics['seconds']:.1f} s)")
+    again = f" --factory {args.factory}" if args.factory else ""
+    if args.factory and args.factory_kwargs:
+        again += f" --factory-kwargs '{json.dumps(kwargs, sort_keys=True)}'"
+    for flag, value, default in (("--layer", args.layer, "pool"),
+                                 ("--output", args.output, "out")):
+        again += f" {flag} {value}" if value != default else ""
+    print(f"wrote {out} and {metrics_path}; 'cnn2logic extract {out}{again} --out DIR' "
+          "reads the program")
+    return 0

@@ -1,0 +1,478 @@
+"""Fine-tune any trained CNN so that its decision *is* a compact rule list over kernel bits.
+
+:func:`tune_model` takes a trained network, the layer of its kernel units (``layer``, one
+value per kernel, e.g. ``pool`` or ``gap``) and the linear layer that reads them
+(``output``), and returns a network whose prediction goes through hard kernel bits and an
+ordered rule list of at most ``max_rules`` rules / ``max_literals`` literals
+(:mod:`cnn2logic.model.logic_head`).  The default recipe (``bench/logic_training.py``
+measures it against the alternatives, ``docs/logic_training.md``):
+
+1. **thresholds** per kernel, fitted on the training units for fidelity to the original
+   network exactly as ``extract``'s rule list would (``lookup`` up to 16 kernels, else
+   ``half`` / ``infogain``), and a :class:`~cnn2logic.model.logic_head.LogicUnits` wrapper
+   in the unit layer's place;
+2. **straight-through bits, distilled** (``warm_share`` of the iterations): the original
+   output layer is trained on the hard bits against the labels and the original
+   network's soft outputs (``distill``), warm-started from the trained weights;
+3. **the rule list replaces the output layer**: :class:`~cnn2logic.extract.rulelist.
+   RuleListExtractor` is fitted on the training bits against the labels (``target``);
+4. **kernels trained against the list** (the rest of the iterations, in ``rounds``
+   rounds, the list refitted after each): the list's multilinear relaxation passes
+   gradients to the kernels through the straight-through bits.  The list with the best
+   training accuracy is kept (the test split is never used for a choice).
+
+**No collapse**: every ``check_every`` steps the bits of a probe batch are checked.  A
+constant unit whose values still vary gets its threshold moved to their median (a
+re-initialisation); a network with most units constant, one answer for every image or a
+non-finite loss is rolled back to its last healthy state with half the learning rate, and
+after ``max_recoveries`` such roll-backs :class:`CollapseError` is raised.  A constant
+final network is never returned.
+
+This module imports the rule-list learner of :mod:`cnn2logic.extract` (a leaf module: no
+``cnn2logic.model`` module imports it, so there is no cycle).
+
+Example
+-------
+>>> from cnn2logic.data import DataSplits, ImageSet, load_data
+>>> from cnn2logic.model.training import TrainConfig, train
+>>> full = load_data("embedded")  # sorted by class: take every 10th image
+>>> thin = lambda s: ImageSet(s.images[::10], s.labels[::10], s.classes, s.name)
+>>> d = DataSplits(thin(full.train), thin(full.test), full.source)
+>>> net, _ = train("paper1", d, TrainConfig(iterations=100, progress=False))
+>>> tuned, m = tune_model(net, d, config=TuneConfig(iterations=20, progress=False))
+>>> m["rules"] <= 30 and m["literals"] <= 300
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..data import DataSplits
+from ..errors import ModelError
+from ..extract.rulelist import LOOKUP_UP_TO, RuleListExtractor
+from ..units import auto_binarisation, capture, fit_binarisation
+from .load import save_weights
+from .logic_head import LOGIC_KEY, LogicUnits, RuleListHead, logic_info, replace_layer
+from .spec import SpecCNN, predict_logits, save_checkpoint
+
+TARGETS = ("labels", "teacher")
+
+
+class CollapseError(ModelError):
+    """Fine-tuning collapsed (constant units or one answer for every image) and could not
+    recover; nothing is written."""
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """How :func:`tune_model` fine-tunes (module docstring for the recipe).
+
+    Parameters
+    ----------
+    iterations : int
+        Minibatch steps in all (at most the original training's is the aim).
+    batch_size : int
+    lr : float
+        Adam's learning rate.
+    warm_share : float
+        Share of the iterations spent on straight-through bits with the linear head
+        (0: the rule list from the start; 1: never trained against the list).
+    distill : float
+        Weight of the distillation loss (KL to the original network's softmax) against the
+        cross-entropy on the labels, in [0, 1].
+    rounds : int
+        Rounds of training against the list (the list is refitted after each).
+    max_rules, max_literals : int
+        The program's budget (``extract``'s defaults).
+    target : {"labels", "teacher"}
+        What the list is fitted to: the training labels or the original network's
+        predictions.
+    check_every, max_recoveries : int
+        Collapse checks (module docstring).
+    seed : int
+    progress : bool
+        A progress bar on standard error.
+
+    Raises
+    ------
+    ModelError
+        A value out of range.
+    """
+
+    iterations: int = 1000
+    batch_size: int = 100
+    lr: float = 5e-4
+    warm_share: float = 0.5
+    distill: float = 0.5
+    rounds: int = 2
+    max_rules: int = 30
+    max_literals: int = 300
+    target: str = "labels"
+    check_every: int = 100
+    max_recoveries: int = 3
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "batch_size", "rounds", "max_rules", "max_literals",
+                     "check_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ModelError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
+        if self.max_recoveries < 0:
+            raise ModelError(f"max_recoveries must be ≥ 0, got {self.max_recoveries}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ModelError(f"learning rate must be a finite number > 0, got {self.lr}")
+        for name in ("warm_share", "distill"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ModelError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.target not in TARGETS:
+            raise ModelError(f"unknown target {self.target!r}; choose from {TARGETS}")
+
+
+def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: str = "out",
+               config: TuneConfig = TuneConfig()) -> tuple[nn.Module, dict[str, Any]]:
+    """Fine-tune a copy of ``model`` so it decides through kernel bits and a rule list.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained network (left unchanged).
+    data : DataSplits
+        Training images for tuning; test images for the accuracies in the metrics.
+    layer : str
+        The kernel-unit layer (one value per kernel per image).
+    output : str
+        The linear layer reading those units, replaced by the rule list.
+    config : TuneConfig
+
+    Returns
+    -------
+    model : nn.Module
+        The tuned network, in eval mode (save it with :func:`save_tuned`).
+    metrics : dict
+        Original and tuned accuracies, program size, iterations, seconds, recoveries.
+
+    Raises
+    ------
+    ModelError
+        Unknown layers, an output layer that is not linear or does not read exactly the
+        units of ``layer``, an empty training split.
+    CollapseError
+        Training collapsed beyond recovery.
+    """
+    torch.set_flush_denormal(True)  # saturated sigmoids: denormals stall CPU training
+    start = time.perf_counter()
+    x_tr, y_tr = data.train.tensors()
+    x_te, y_te = data.test.tensors()
+    if len(x_tr) == 0:
+        raise ModelError("training split is empty")
+    teacher = copy.deepcopy(model).eval()
+    t_logits = predict_logits(teacher, x_tr)
+    classes = int(t_logits.shape[1])
+    original_acc = _accuracy(predict_logits(teacher, x_te), y_te)
+    net = copy.deepcopy(model)
+    units = _wrap_units(net, layer, output, x_tr, t_logits.argmax(1).numpy())
+    run = _Run(net, units, x_tr, y_tr, t_logits, config)
+
+    n_warm = round(config.iterations * config.warm_share)
+    n_list = config.iterations - n_warm
+    if n_warm:
+        run.steps(n_warm, "bits")
+    candidates = []  # (training accuracy, round, head, the kernels it was fitted on)
+    per_round = [n_list // config.rounds + (i < n_list % config.rounds)
+                 for i in range(config.rounds)] if n_list else []
+    for i, n in enumerate([0] + [s for s in per_round if s]):
+        if n:
+            run.steps(n, "list")
+        kernels = {k: v.clone() for k, v in net.state_dict().items()
+                   if not k.startswith(f"{output}.")}
+        head = _fit_head(run, classes)
+        replace_layer(net, output, head)
+        candidates.append((_accuracy(predict_logits(net, x_tr), y_tr), i, head, kernels))
+    # best training accuracy; ties: the earlier list (fewer changes)
+    best_acc, best_round, head, kernels = max(candidates, key=lambda c: (c[0], -c[1]))
+    replace_layer(net, output, head)
+    net.load_state_dict({**kernels, **{f"{output}.{k}": v
+                                       for k, v in head.state_dict().items()}})
+    replace_layer(net, output, head)
+    net.eval()
+    if head.n_rules == 0:
+        raise CollapseError("fine-tuning collapsed: the best rule list has no rule, the "
+                            f"network would give class {int(head.default)} for every image")
+    pred_te = predict_logits(net, x_te).argmax(1)
+    _refuse_constant(net, run, pred_te)
+    metrics = {
+        "original_test_accuracy": original_acc,
+        "test_accuracy": _accuracy(predict_logits(net, x_te), y_te),
+        "train_accuracy": best_acc,
+        # the best any function of these bits does on the training images (the list's
+        # ceiling): the majority label of each code
+        "bits_ceiling_train": _lookup_ceiling(run.train_bits(), y_tr.numpy()),
+        "rules": head.n_rules,
+        "literals": head.n_literals,
+        "kernels": int(units.thresholds.numel()),
+        "iterations": run.done,
+        "kept_round": best_round,
+        "recoveries": run.recoveries,
+        "recentred_units": run.recentred,
+        "seconds": round(time.perf_counter() - start, 3),
+        "layer": layer,
+        "output": output,
+        "train_size": len(x_tr),
+        "test_size": len(x_te),
+        "data": data.source,
+        **{k: v for k, v in asdict(config).items() if k != "progress"},
+    }
+    return net, metrics
+
+
+def _lookup_ceiling(bits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of images whose label is the majority label of their code."""
+    _, inverse = np.unique(bits, axis=0, return_inverse=True)
+    table = np.zeros((int(inverse.max()) + 1, int(labels.max()) + 1))
+    np.add.at(table, (inverse.reshape(-1), labels), 1)
+    return round(float(table.max(1).sum() / len(labels)), 6)
+
+
+def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    if len(labels) == 0:
+        return float("nan")
+    return round(float((logits.argmax(1) == labels).float().mean()), 6)
+
+
+def _wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
+                predictions: np.ndarray) -> LogicUnits:
+    """Check the layers, fit thresholds and put the :class:`LogicUnits` in place."""
+    modules = dict(net.named_modules())
+    for name, what in ((layer, "--layer"), (output, "--output")):
+        if not name or name not in modules:
+            raise ModelError(f"{what}: no layer named {name!r}; layers: "
+                             f"{', '.join(n for n in modules if n)}")
+    if isinstance(modules[layer], LogicUnits):
+        raise ModelError(f"layer {layer!r} is already tuned")
+    lin = modules[output]
+    if not isinstance(lin, nn.Linear):
+        raise ModelError(f"output layer {output!r} is {type(lin).__name__}, not nn.Linear")
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [modules[layer].register_forward_hook(lambda _m, _i, o: seen.setdefault("u", o)),
+             lin.register_forward_hook(lambda _m, i, _o: seen.setdefault("x", i[0]))]
+    try:
+        with torch.no_grad():
+            net.eval()(x_tr[:2])
+    finally:
+        for h in hooks:
+            h.remove()
+    u, x = seen.get("u"), seen.get("x")
+    if u is None or x is None or u.ndim < 2 or u[0].numel() != u.shape[1] or (
+            x.shape != (u.shape[0], u.shape[1]) or not torch.equal(x, u.reshape(x.shape))):
+        raise ModelError(f"output layer {output!r} does not read the units of {layer!r} "
+                         "directly (one value per kernel, nothing in between but a flatten)")
+    values = capture(net, layer, x_tr, progress=False).values
+    method = "lookup" if values.shape[1] <= LOOKUP_UP_TO else auto_binarisation(values)
+    th = fit_binarisation(values, method, predictions)
+    t = torch.as_tensor(np.asarray(th.values), dtype=torch.float32)
+    scale = torch.as_tensor(np.maximum(values.std(axis=0), 1e-3), dtype=torch.float32)
+    units = LogicUnits(modules[layer], t, scale)
+    replace_layer(net, layer, units)
+    return units
+
+
+class _Run:
+    """The training state shared by the phases: optimiser, minibatch order, checks."""
+
+    def __init__(self, net: nn.Module, units: LogicUnits, x: torch.Tensor, y: torch.Tensor,
+                 t_logits: torch.Tensor, config: TuneConfig) -> None:
+        self.net, self.units, self.x, self.y, self.config = net, units, x, y, config
+        self.t_prob = torch.softmax(t_logits, 1)
+        self.lr = config.lr
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.order = torch.randperm(len(x), generator=self.gen)
+        self.pos = 0
+        self.done = 0
+        self.recoveries = 0
+        self.recentred = 0
+        self.probe = x[:1000]
+        self.snapshot = copy.deepcopy(net.state_dict())
+        self._new_optimizer()
+
+    def _new_optimizer(self) -> None:
+        self.opt = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad],
+                                    lr=self.lr)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = self.config.batch_size
+        if self.pos + b > len(self.x):
+            self.order = torch.randperm(len(self.x), generator=self.gen)
+            self.pos = 0
+        idx = self.order[self.pos:self.pos + b]
+        self.pos += b
+        return self.x[idx], self.y[idx], self.t_prob[idx]
+
+    def steps(self, n: int, phase: str) -> None:
+        """``n`` minibatch steps; ``phase`` "bits" (linear head) or "list" (rule list)."""
+        it = range(n)
+        if self.config.progress:
+            it = tqdm(it, desc=f"tune ({phase})", unit="it", mininterval=0.5)
+        self._new_optimizer()
+        self.snapshot = copy.deepcopy(self.net.state_dict())
+        w = self.config.distill if phase == "bits" else 0.0
+        for _ in it:
+            self.net.train()
+            xb, yb, tb = self.batch()
+            out = self.net(xb)
+            logp = torch.log_softmax(out, 1)
+            loss = (1 - w) * nn.functional.nll_loss(logp, yb)
+            if w:
+                loss = loss + w * nn.functional.kl_div(logp, tb, reduction="batchmean")
+            self.done += 1
+            if not loss.requires_grad:  # an empty rule list: nothing reaches the kernels
+                continue
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if not math.isfinite(float(loss.detach())):
+                self._recover("the loss is not finite")
+            elif self.done % self.config.check_every == 0:
+                self._check()
+        self.net.eval()
+
+    def bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bits and continuous units of the probe batch (eval mode)."""
+        got: dict[str, torch.Tensor] = {}
+        h = self.units.register_forward_hook(
+            lambda m, i, o: got.update(u=m.units(i[0]), b=o))
+        try:
+            with torch.no_grad():
+                self.net.eval()(self.probe)
+        finally:
+            h.remove()
+        k = self.units.thresholds.numel()
+        return (got["b"].reshape(len(self.probe), k).numpy(),
+                got["u"].reshape(len(self.probe), k).numpy())
+
+    def _check(self) -> None:
+        """Recentre constant units; roll back a collapsed network (module docstring)."""
+        bits, u = self.bits()
+        mean = bits.mean(0)
+        constant = (mean == 0) | (mean == 1)
+        with torch.no_grad():
+            for j in np.flatnonzero(constant):
+                if u[:, j].max() > u[:, j].min():
+                    self.units.thresholds[j] = float(np.median(u[:, j]))
+                    if (u[:, j] >= np.median(u[:, j])).all():  # median at the minimum
+                        self.units.thresholds[j] = float(np.unique(u[:, j])[1])
+                    self.recentred += 1
+        bits, _ = self.bits()
+        mean = bits.mean(0)
+        still = ((mean == 0) | (mean == 1)).sum()
+        with torch.no_grad():
+            pred = predict_logits(self.net, self.probe).argmax(1)
+        if still > len(mean) / 2:
+            self._recover(f"{int(still)} of {len(mean)} kernel units are constant")
+        elif len(torch.unique(pred)) == 1 and len(torch.unique(self.y[:len(self.probe)])) > 1:
+            self._recover("the network gives one class for every image")
+        else:
+            self.snapshot = copy.deepcopy(self.net.state_dict())
+
+    def _recover(self, why: str) -> None:
+        self.recoveries += 1
+        if self.recoveries > self.config.max_recoveries:
+            raise CollapseError(f"fine-tuning collapsed ({why}) after {self.done} iterations "
+                                f"and {self.config.max_recoveries} roll-backs with a lower "
+                                "learning rate; try a smaller --lr")
+        self.net.load_state_dict(self.snapshot)
+        self.lr /= 2
+        self._new_optimizer()
+
+    def train_bits(self) -> np.ndarray:
+        """The hard bits of every training image (eval mode)."""
+        got: list[torch.Tensor] = []
+        h = self.units.register_forward_hook(lambda _m, _i, o: got.append(o))
+        try:
+            predict_logits(self.net, self.x)
+        finally:
+            h.remove()
+        k = self.units.thresholds.numel()
+        return torch.cat(got).reshape(len(self.x), k).numpy().astype(bool)
+
+
+def _fit_head(run: _Run, classes: int) -> RuleListHead:
+    """The rule list fitted on the training bits (against ``config.target``)."""
+    bits = run.train_bits()
+    y = (run.y.numpy() if run.config.target == "labels"
+         else run.t_prob.argmax(1).numpy())
+    k = bits.shape[1]
+    names = [f"k{j + 1}" for j in range(k)]
+    # the learner works on the distinct codes with a class-count table itself
+    ext = RuleListExtractor(max_rules=run.config.max_rules,
+                            max_literals=run.config.max_literals)
+    ext.fit(bits, y, variables=names, heads=[str(c) for c in range(classes)])
+    rs = ext.rules_
+    index = {n: j for j, n in enumerate(names)}
+    triples = []
+    for rule in rs.rules:
+        signs = [0] * k
+        for lit in rule.body:
+            signs[index[lit.var]] = 1 if lit.positive else -1
+        triples.append((signs, rule.min_true, int(rule.head)))
+    return RuleListHead.from_rules(k, classes, triples, int(rs.default))
+
+
+def _refuse_constant(net: nn.Module, run: _Run, pred_te: torch.Tensor) -> None:
+    """Never hand back a constant network."""
+    bits, _ = run.bits()
+    mean = bits.mean(0)
+    if ((mean == 0) | (mean == 1)).all():
+        raise CollapseError("every kernel unit of the tuned network is constant")
+    if len(pred_te) > 1 and len(torch.unique(pred_te)) == 1 and len(
+            torch.unique(run.y)) > 1:
+        raise CollapseError("the tuned network gives one class for every test image")
+
+
+def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str, output: str,
+               factory: str | None = None, factory_kwargs: Mapping[str, Any] | None = None,
+               extra: Mapping[str, str] | None = None) -> None:
+    """Write a tuned network as an ordinary checkpoint that rebuilds it exactly.
+
+    A spec net is written with its spec (:func:`~cnn2logic.model.spec.save_checkpoint`), a
+    ``--factory`` model as a state dict naming its factory
+    (:func:`~cnn2logic.model.load.save_weights`); both record where the logic layers go
+    (:data:`~cnn2logic.model.logic_head.LOGIC_KEY`), which the loaders read.
+
+    Parameters
+    ----------
+    model : nn.Module
+        As returned by :func:`tune_model`.
+    path : path
+    layer, output : str
+        The names given to :func:`tune_model`.
+    factory : str, optional
+        Required for a model that is not a spec net.
+    factory_kwargs : mapping, optional
+    extra : mapping of str to str, optional
+        More metadata.
+
+    Raises
+    ------
+    ModelError
+        A model that is neither a spec net nor given with its factory.
+    """
+    if factory:
+        meta = {LOGIC_KEY: logic_info(layer, output, factory, factory_kwargs), **(extra or {})}
+        save_weights(model, path, extra=meta)
+    elif isinstance(model, SpecCNN):
+        save_checkpoint(model, path, extra=extra, logic=logic_info(layer, output))
+    else:
+        raise ModelError("this tuned network is not a cnn2logic spec net: give the factory "
+                         "that builds it so that the checkpoint can rebuild it")

@@ -1,0 +1,239 @@
+"""cnn2logic tune: fine-tuning a CNN so its decision is a compact program (fast, embedded)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnn2logic.cli import main
+from cnn2logic.data import load_data
+from cnn2logic.extract import ExtractConfig, extract_model
+from cnn2logic.model import build_from_factory, load_checkpoint, load_model, save_checkpoint
+from cnn2logic.model.logic_head import LogicUnits, RuleListHead
+from cnn2logic.model.spec import CHECKPOINT_SPEC_KEY, predict_logits, read_safetensors
+from cnn2logic.model.training import TrainConfig, train
+from cnn2logic.rules import Head, Variable
+from cnn2logic.model.tuning import CollapseError, TuneConfig, save_tuned, tune_model
+
+REPO = Path(__file__).resolve().parents[1]
+FACTORY = f"{REPO / 'examples' / 'relu_bn_cnn.py'}:make_net"
+SIZES = ["--train-size", "400", "--test-size", "100"]
+FAST = TuneConfig(iterations=40, check_every=10, progress=False)
+
+
+def _write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    path.write_bytes(struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+                     + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Every 5th embedded image as an IDX directory (the embedded splits are sorted by
+    class: their first images hold one class only)."""
+    full = load_data("embedded")
+    d = tmp_path_factory.mktemp("idx")
+    for split, (img, lab) in (("train", ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")),
+                              ("test", ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))):
+        part = getattr(full, split)
+        _write_idx(d / img, np.round(part.images[::5, 0] * 255))
+        _write_idx(d / lab, part.labels[::5])
+    return d
+
+
+@pytest.fixture(scope="module")
+def data(data_dir):
+    return load_data(data_dir)
+
+
+@pytest.fixture(scope="module")
+def paper1(data):
+    net, _ = train("paper1", data, TrainConfig(iterations=150, progress=False))
+    return net
+
+
+@pytest.fixture(scope="module")
+def tuned(paper1, data):
+    return tune_model(paper1, data, config=FAST)
+
+
+def _every_image_agrees(model, data, layer="pool", output="out"):
+    res = extract_model(model, data, ExtractConfig(layer=layer, output=output), progress=False)
+    x, _ = data.test.tensors()
+    net = predict_logits(model, x).argmax(1).numpy()
+    rules = res.rules.predict_index(res.test_codes.bits)
+    return res, bool((net == rules).all())
+
+
+def test_tune_gives_a_small_program_that_is_the_network(tuned, data):
+    model, m = tuned
+    assert m["rules"] <= 30 and m["literals"] <= 300 and m["rules"] >= 1
+    assert m["iterations"] == 40
+    res, agree = _every_image_agrees(model, data)
+    assert agree and res.metrics["fidelity"] == 1.0
+    assert res.rules.meta["rulelist"] == {"embedded": True}
+    assert len(res.rules.rules) == m["rules"]
+
+
+def test_original_is_left_alone(paper1, tuned):
+    assert not any(isinstance(m, (LogicUnits, RuleListHead)) for m in paper1.modules())
+
+
+def test_reload_is_bit_exact_and_pickle_free(tuned, data, tmp_path):
+    model, _ = tuned
+    path = tmp_path / "t.safetensors"
+    save_tuned(model, path, layer="pool", output="out")
+    again = load_checkpoint(path)
+    x, _ = data.test.tensors()
+    assert torch.equal(predict_logits(again, x), predict_logits(model, x))
+    state, meta = read_safetensors(path)
+    assert "logic" in json.loads(meta[CHECKPOINT_SPEC_KEY])
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    # the weights-only .pt form holds the same
+    pt = tmp_path / "t.pt"
+    torch.save({"state_dict": model.state_dict(), "spec": meta[CHECKPOINT_SPEC_KEY]}, pt)
+    assert torch.equal(predict_logits(load_checkpoint(pt), x), predict_logits(model, x))
+    # deterministic bytes
+    path2 = tmp_path / "t2.safetensors"
+    save_tuned(model, path2, layer="pool", output="out")
+    assert path.read_bytes() == path2.read_bytes()
+
+
+def test_factory_model_end_to_end(data, tmp_path):
+    kwargs = {"kernels": 8, "width": 4}
+    torch.manual_seed(0)
+    net, _ = train(build_from_factory(FACTORY, kwargs), data,
+                   TrainConfig(iterations=20, progress=False))
+    model, m = tune_model(net, data, "gap", "fc", FAST)
+    path = tmp_path / "f.safetensors"
+    save_tuned(model, path, layer="gap", output="fc", factory=FACTORY, factory_kwargs=kwargs)
+    again = load_model(path, factory=FACTORY, factory_kwargs=kwargs)
+    path2 = tmp_path / "f2.safetensors"
+    save_tuned(model, path2, layer="gap", output="fc", factory=FACTORY, factory_kwargs=kwargs)
+    assert path.read_bytes() == path2.read_bytes()
+    with pytest.raises(Exception, match="--factory"):
+        load_model(path)  # names the factory to pass
+    x, _ = data.test.tensors()
+    assert torch.equal(predict_logits(again, x), predict_logits(model, x))
+    res, agree = _every_image_agrees(again, data, "gap", "fc")
+    assert agree and res.metrics["fidelity"] == 1.0 and m["rules"] <= 30
+
+
+def test_cli_end_to_end(paper1, data_dir, tmp_path, capsys):
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(paper1, ckpt)
+    out = tmp_path / "tuned.safetensors"
+    assert main(["tune", str(ckpt), "--out", str(out), "--data", str(data_dir),
+                 "--iterations", "30", "--no-progress"]) == 0
+    assert "rules" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "tuned.metrics.json").read_text())
+    assert metrics["iterations"] == 30 and metrics["rules"] <= 30
+    rules_dir = tmp_path / "rules"
+    assert main(["extract", str(out), "--out", str(rules_dir), "--data", str(data_dir),
+                 "--no-progress"]) == 0
+    doc = json.loads((rules_dir / "rules.json").read_text())
+    assert doc["meta"]["metrics"]["fidelity"] == 1.0
+    assert len(doc["rules"]) == metrics["rules"]
+
+
+def _dead(paper1):
+    dead = copy.deepcopy(paper1)
+    with torch.no_grad():
+        dead.conv1.bias.fill_(-1e4)  # every sigmoid unit is 0 on every image
+    return dead
+
+
+def test_collapse_is_detected_and_refused(paper1, data):
+    with pytest.raises(CollapseError, match="collapsed"):
+        tune_model(_dead(paper1), data, config=FAST)
+
+
+def test_collapse_cli_writes_nothing(paper1, data_dir, tmp_path, capsys):
+    ckpt = tmp_path / "dead.safetensors"
+    save_checkpoint(_dead(paper1), ckpt)
+    out = tmp_path / "t.safetensors"
+    code = main(["tune", str(ckpt), "--out", str(out), "--data", str(data_dir),
+                 "--iterations", "30", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "collapsed" in err
+    assert not out.exists()
+
+
+def test_dead_minority_is_recentred_or_tolerated(paper1, data):
+    net = copy.deepcopy(paper1)
+    with torch.no_grad():
+        net.conv1.bias[:3] = -1e4  # three of ten units dead: no collapse
+    model, m = tune_model(net, data, config=FAST)
+    assert m["recoveries"] == 0 and m["rules"] >= 1
+
+
+def test_constant_units_recentred(paper1, data):
+    import cnn2logic.model.tuning as tuning
+
+    model = copy.deepcopy(paper1)
+    x, y = data.train.tensors()
+    units = tuning._wrap_units(model, "pool", "out", x, y.numpy())
+    run = tuning._Run(model, units, x, y, predict_logits(paper1, x), FAST)
+    with torch.no_grad():
+        units.thresholds[:2] = 10.0  # above every unit: constant 0 bits
+    run._check()
+    bits, _ = run.bits()
+    assert run.recentred >= 2 and 0 < bits[:, 0].mean() < 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--layer", "nope"], "no layer named 'nope'"),
+    (["--output", "act1"], "not nn.Linear"),
+    (["--layer", "act1"], "does not read the units"),
+    (["--warm-share", "2"], "warm_share"),
+    (["--data", "/nonexistent/dir"], ""),
+])
+def test_bad_inputs_one_line_exit_2(paper1, tmp_path, capsys, extra, message):
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(paper1, ckpt)
+    code = main(["tune", str(ckpt), "--out", str(tmp_path / "t.safetensors"), *SIZES,
+                 "--iterations", "5", "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err
+
+
+def test_bad_model_files_one_line(tmp_path, capsys):
+    assert main(["tune", str(tmp_path / "missing.safetensors"), "--out",
+                 str(tmp_path / "t.safetensors"), "--no-progress"]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "d").mkdir()
+    assert main(["tune", "x.safetensors", "--out", str(tmp_path / "d"), "--no-progress"]) == 2
+    assert "directory" in capsys.readouterr().err
+
+
+def test_already_tuned_is_refused(tuned, data):
+    with pytest.raises(Exception, match="already tuned"):
+        tune_model(tuned[0], data, config=FAST)
+
+
+def test_head_soft_equals_hard_on_bits():
+    head = RuleListHead.from_rules(4, 3, [((1, 1, 0, 0), None, 0), ((1, -1, 1, 1), 2, 2)],
+                                   default=1)
+    bits = torch.tensor([[a, b, c, d] for a in (0, 1) for b in (0, 1) for c in (0, 1)
+                         for d in (0, 1)], dtype=torch.float32)
+    hard = head.eval()(bits).argmax(1)
+    soft = head.train()(bits).argmax(1)
+    assert torch.equal(hard, soft)
+    expect = [0 if a and b else 2 if (a + (1 - b) + c + d) >= 2 else 1
+              for a, b, c, d in bits.int().tolist()]
+    assert hard.tolist() == expect
+    rs = head.ruleset([Variable(f"k{i}") for i in range(4)], [Head(str(c)) for c in range(3)])
+    assert rs.predict_index(bits.numpy().astype(bool)).tolist() == expect
+
+
+def test_config_checks():
+    for bad in ({"iterations": 0}, {"lr": -1.0}, {"distill": 1.5}, {"target": "x"}):
+        with pytest.raises(Exception):
+            TuneConfig(**bad)
+    assert np.isfinite(TuneConfig().lr)
