@@ -10,7 +10,9 @@ Where things live (each package is one stage; data flows down the list)
     layout), ``.npz`` arrays and any ``Dataset``, read in batches through a ``DataLoader``.
 ``model/``
     networks: specs and checkpoints, loading any ``nn.Module`` (``load_model``; nothing in
-    a model file is executed, see ``model.safeload``), training, logic-friendly training.
+    a model file is executed, see ``model.safeload``), training, logic-friendly training,
+    and ``tuning``: fine-tuning any trained CNN until its decision *is* a rule list over
+    kernel bits (``logic_head``).
 ``units/``
     kernel units: capture each kernel's pooled activation, binarise it (thresholds), the
     binary codes and the shard files of a distributed capture.
@@ -59,6 +61,7 @@ _LAZY = {
     "load_image_folder": "data", "load_arrays": "data", "ImageTransform": "data",
     "kernel_evidence": "visual.evidence", "KernelEvidence": "visual.evidence",
     "kernel_labels": "labels", "read_labels": "labels",
+    "tune_model": "model.tuning", "TuneConfig": "model.tuning",
 }
 
 __all__ = [

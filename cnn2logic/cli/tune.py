@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 
 from .._io import atomic_write_text, check_parents, refuse_overwriting_inputs
-from ..data import load_data
 from ..errors import ModelError
 from ..model import metrics_json, parse_factory_kwargs
 from ..model.spec import SpecCNN
 from ..model.tuning import TARGETS, TuneConfig, save_tuned, tune_model
-from ._common import add_data_args, add_progress_arg, positive_float, positive_int
+from ._common import add_progress_arg, positive_float, positive_int
+from ._data_args import add_data_args, data_from_args
 from ._model_args import add_model_args, model_from_args
 from .train import metrics_file
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.factory and not isinstance(model, SpecCNN):
         raise ModelError("only a cnn2logic checkpoint or a --factory model can be tuned into a "
                          "checkpoint that rebuilds it; give --factory for this model file")
-    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    data = data_from_args(args, "cnn2logic tune")
     tuned, metrics = tune_model(model, data, args.layer, args.output, config)
     save_tuned(tuned, out, layer=args.layer, output=args.output, factory=args.factory,
                factory_kwargs=kwargs)
