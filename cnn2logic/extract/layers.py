@@ -29,8 +29,9 @@ from ..errors import ExtractionError, ModelError
 from ..evaluate import binarized_network_accuracy
 from ..model.spec import predict_logits
 from ..rules import Head
-from .base import Outcome
 from ..units import BinaryCodes, KernelUnits, capture, fit_binarisation
+from .base import Outcome
+from .rest import LEVEL_IMAGES, layer_calls, network_on_bits, replaced_layers
 
 
 def output_layer(model: nn.Module, name: str, n_units: int) -> tuple[np.ndarray, np.ndarray]:
@@ -175,11 +176,53 @@ class ModelInputs:
         """The output layer's test accuracy on ``bits_te``, None where it does not read them.
 
         The output layer may not read these units (e.g. ERIC on a conv map below the
-        pooling): applying it to their bits would measure nothing.
+        pooling, or torchvision's ``avgpool`` + ``fc``): applying it to their bits would
+        measure nothing; :meth:`rest_of_network` measures the rest of the network instead.
         """
         if W is None or not reads_directly(self.model, self.config.layer, self.config.output):
             return None
+        if self._cache.get("rest", {}).get("output_reads_units") is False:
+            return None
         return binarized_network_accuracy(W, b, bits_te, self.labels_te)[0]
+
+    def rest_of_network(self, thresholds: np.ndarray | None = None) -> dict[str, Any]:
+        """What the rules over ``config.layer`` replace (:mod:`cnn2logic.extract.rest`).
+
+        ``layer_calls``: how many times the layer runs per forward pass (its last call is
+        captured); ``replaces``: the modules after it; ``output_reads_units``: whether
+        only flattening lies between it and the linear ``config.output``.  Unless it does,
+        and given the ``thresholds``, ``network_on_bits`` is the rest of the network run
+        on the binarised units (fidelity and accuracy on the test images).
+
+        Raises
+        ------
+        ModelError
+            ``config.layer`` does not run in the forward pass.
+        ActivationError
+            The thresholds do not fit the layer.
+        """
+        config = self.config
+        sample = self.x_tr[:1]
+        replaced = replaced_layers(self.model, config.layer, sample)
+        modules = dict(self.model.named_modules())
+        steps = [n for n in replaced if not isinstance(modules[n], (nn.Flatten, nn.Identity))]
+        direct = steps == [config.output] and isinstance(modules.get(config.output), nn.Linear)
+        info: dict[str, Any] = {"layer": config.layer,
+                                "layer_calls": layer_calls(self.model, config.layer, sample),
+                                "replaces": replaced, "output_reads_units": direct}
+        self._cache["rest"] = info
+        if direct or thresholds is None or config.reduce == "position":
+            return info
+        fit = self.x_tr[:LEVEL_IMAGES]
+        info["network_on_bits"] = network_on_bits(
+            self.model, config.layer, config.reduce, thresholds, _chunks(fit),
+            _chunks(self.x_te), self.pred_te, self.labels_te, calls=info["layer_calls"])
+        return info
+
+
+def _chunks(x: torch.Tensor, size: int = 500):
+    """``x`` in batches of ``size`` (a generator: one batch at a time)."""
+    return (x[s:s + size] for s in range(0, len(x), size))
 
 
 def binarise(inputs: "ModelInputs", threshold: str | Any) -> BinaryInputs:
@@ -208,11 +251,14 @@ def binarise(inputs: "ModelInputs", threshold: str | Any) -> BinaryInputs:
 def learned_outcome(inputs: "ModelInputs", bin_: BinaryInputs, rules: Any,
                     meta: dict[str, Any]) -> Outcome:
     """The :class:`~cnn2logic.extract.base.Outcome` of a learned method fitted on
-    ``bin_``'s bits (ranked against ``inputs.target_tr``, its own default)."""
+    ``bin_``'s bits (ranked against ``inputs.target_tr``, its own default); its meta
+    says what the rules replace (``rest_of_network``, :meth:`ModelInputs.rest_of_network`).
+    """
     train, test = inputs.codes(bin_.bits_tr, bin_.bits_te, bin_.units.variables, bin_.heads)
+    rest = inputs.rest_of_network(bin_.thresholds.values)
     return Outcome(rules, train, test, inputs.target_tr, rules.default,
                    inputs.binarized_accuracy(bin_.W, bin_.b, bin_.bits_te),
-                   thresholds_meta(bin_.thresholds), meta=meta)
+                   thresholds_meta(bin_.thresholds), meta={**meta, "rest_of_network": rest})
 
 
 def bits_fit_args(inputs: "ModelInputs", bin_: BinaryInputs) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from ..data import DataSplits
 from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_table_terms,
                         term_counts)
 from ..minimize import minimize_ruleset
+from ..model.factory import build_info
 from ..rules import Literal, Rule, RuleSet
 from ..units import BinaryCodes, check_model_input
 from .base import REGISTRY, Extractor, Outcome
@@ -207,6 +208,10 @@ def _metrics(rules: RuleSet, outcome: Outcome) -> tuple[dict[str, Any], list[dic
     unminimized = outcome.unminimized
     metrics = evaluate_rules(rules, te.bits, te.labels, te.predictions)
     metrics["binarized_network_accuracy"] = outcome.binarized_accuracy
+    on_bits = (outcome.meta.get("rest_of_network") or {}).get("network_on_bits")
+    if on_bits:  # the output layer does not read the units: the rest of the network did
+        metrics["network_on_bits_fidelity"] = on_bits["fidelity"]
+        metrics["network_on_bits_accuracy"] = on_bits["accuracy"]
     metrics.update(ceilings(tr.bits, tr.labels, te.bits, te.labels))
     unmin_metrics = evaluate_rules(unminimized, te.bits, te.labels, te.predictions)
     metrics["unminimized"] = {k: unmin_metrics[k] for k in
@@ -227,7 +232,7 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
     meta = {
         "method": config.method,
         "model": model_name,
-        "architecture": getattr(getattr(model, "spec", None), "name", type(model).__name__),
+        "architecture": _architecture(model),
         "data": data.source,
         "layer": config.layer,
         "output_layer": config.output,
@@ -240,8 +245,19 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
                                len(outcome.unminimized.heads)),
         "unminimized_rules": outcome.unminimized.to_dict()["rules"],
     }
+    build = build_info(model)
+    if build:  # --arch / --factory and their arguments: what built the network
+        meta["model_build"] = build
     meta.update(outcome.meta)
     return meta
+
+
+def _architecture(model: nn.Module) -> str:
+    """The spec's name, the ``--arch`` it was built from, else the module's class."""
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        return getattr(spec, "name", type(model).__name__)
+    return (build_info(model) or {}).get("arch") or type(model).__name__
 
 
 def table_metrics(rules: RuleSet, table: list[dict], codes: BinaryCodes) -> dict[str, Any]:

@@ -161,17 +161,22 @@ class LayerBatch(NamedTuple):
     layer: str
 
     def units(self) -> np.ndarray:
-        """The batch's units, requiring that the layer ran exactly once.
+        """The batch's units: the layer's output in its **last** call of the forward pass.
+
+        A module called more than once per forward pass is usually one reused inside a
+        block (torchvision's ``BasicBlock.relu`` runs after ``bn1`` and again after the
+        residual add): its last call is the block's output, what the next block reads.
+        Each call is one array of :attr:`outputs`; :func:`layer_calls` counts them.
 
         Raises
         ------
         ActivationError
-            The layer ran zero or several times in the forward pass.
+            The layer did not run in the forward pass.
         """
-        if len(self.outputs) != 1:
-            raise ActivationError(f"layer {self.layer!r} ran {len(self.outputs)} times in one "
-                                  "forward pass; capture needs exactly once")
-        return self.outputs[0]
+        if not self.outputs:
+            raise ActivationError(f"layer {self.layer!r} did not run in the forward pass; "
+                                  "name a module the model's forward calls")
+        return self.outputs[-1]
 
 
 def layer_module(model: nn.Module, layer: str, reduce: str) -> nn.Module:
@@ -232,7 +237,10 @@ def iter_layer_units(model: nn.Module, layer: str, batches: Iterable, reduce: st
         elif out.ndim != 2:
             raise ActivationError(f"layer {layer!r} outputs shape {tuple(output.shape)}; "
                                   "expected (n, c, h, w) or (n, c)")
-        values = out.float().cpu().numpy()
+        # A copy, taken now: the tensor may be a view of the live activation, which a
+        # later in-place op (ReLU(inplace=True), a residual ``out += identity``) rewrites
+        # before the forward pass ends; the copy holds what this layer output.
+        values = np.array(out.float().cpu().numpy(), copy=True)
         if not np.isfinite(values).all():
             # Refused here, before any threshold is fitted: NaN compares false with every
             # threshold and would binarise silently to all-zero codes.
@@ -404,7 +412,7 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
     outputs: list[np.ndarray] = []
     map_shape: tuple[int, ...] = ()
     for batch in iter_layer_units(model, layer, batches, reduce, progress, len(starts)):
-        outputs.extend(batch.outputs)
+        outputs.append(batch.units())  # the last call of a module run several times
         map_shape = batch.map_shape
     values = np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
     return KernelUnits(values, layer, unit_names(layer, values.shape[1], reduce, map_shape,

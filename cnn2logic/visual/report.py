@@ -45,7 +45,8 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_write_text
 from ..errors import VisualizationError
-from ..export.markdown import METRIC_ROWS, rule_kind_sentence  # one source for both views
+from ..export.markdown import (METRIC_ROWS, replaces_sentence,  # one source for both views
+                               rule_kind_sentence)
 from ..rules import Literal, Rule, RuleSet
 from .graph import kernel_graph
 from .graph_draw import graph_png
@@ -402,8 +403,11 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
     """``(id, title, html)`` of every part the inputs allow; what is left out goes to notes."""
     sections: list[tuple[str, str, str]] = []
     if metrics:
+        replaces = replaces_sentence(rules.meta)  # what the rules stand for (extract/rest.py)
         sections.append(("metrics", "Accuracy, fidelity, coverage",
-                         _metrics_section(metrics, arch, metrics_source)))
+                         _metrics_section(metrics, arch, metrics_source)
+                         + (f"<p class=small>{html.escape(replaces[:1].upper() + replaces[1:])}.</p>"
+                            if replaces else "")))
     else:
         notes.append("metrics table omitted: the rules file has no meta['metrics'] and no "
                      "model + data were given to compute them")
