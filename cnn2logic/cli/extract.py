@@ -10,14 +10,14 @@ from dataclasses import fields
 
 from .._io import atomic_directory, atomic_write_text, refuse_overwriting_inputs
 from ._model_args import add_model_args, model_from_args
-from ..data import load_data
 from ..errors import ExtractionError
 from ..export.markdown import metrics_table, table1, to_markdown
 from ..extract import REGISTRY
 from ..extract.config import SECTIONS, ExtractConfig
 from ..extract.run import extract_model
 from ..model.spec import PAPER_FIGURES
-from ._common import add_data_args, add_progress_arg, positive_float, positive_int
+from ._common import add_progress_arg, positive_float, positive_int
+from ._data_args import add_data_args, data_from_args
 
 # How a settings field's ``parse`` (cnn2logic.extract.config.setting) reads its option.
 _PARSERS = {"str": str, "int": int, "float": float, "positive_int": positive_int,
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "--factory, any state dict, TorchScript or .pt2 file)")
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
-    add_data_args(p)
+    add_data_args(p, batch_size=True)
     method_group = p.add_argument_group("method",
                                         "which extractor, and the settings of the others")
     for section in SECTIONS:
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise ExtractionError(f"--out {out} exists and is not a directory")
     refuse_overwriting_inputs([out / name for name in OUTPUTS], [args.model])
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
-    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    data = data_from_args(args, "cnn2logic extract")
     result = extract_model(model, data, config, progress=args.progress,
                            model_name=Path(args.model).name)
     # The four files are one set: written into a temporary sibling folder and moved in

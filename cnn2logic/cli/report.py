@@ -19,7 +19,8 @@ import numpy as np
 
 from .._io import refuse_overwriting_inputs
 from ._model_args import add_model_args, load_model, model_from_args
-from ..data import load_data
+from ..data import as_splits, load_data
+from ._data_args import add_data_args, data_from_args
 from ..errors import Cnn2LogicError, ModelError, VisualizationError
 from ..evaluate import confusion, evaluate_rules
 from ..rules import RuleSet, load_rules
@@ -44,14 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("rules", help="rules JSON written by 'cnn2logic extract'")
     add_model_args(p)
     p.add_argument("--out", required=True, help="the HTML file to write")
-    p.add_argument("--data", default="embedded",
-                   help="images for top-activating images, the SmoothGrad 'mean' base and "
-                        "metrics missing from the rules file: 'embedded' (default), a "
-                        "directory of MNIST IDX files, or 'none'")
-    p.add_argument("--train-size", type=positive_int, default=None,
-                   help="use only the first N training images")
-    p.add_argument("--test-size", type=positive_int, default=None,
-                   help="use only the first N test images")
+    add_data_args(p, none_ok=True, batch_size=True,
+                  data_help="images for top-activating images, the SmoothGrad 'mean' base "
+                            "and metrics missing from the rules file")
     p.add_argument("--visuals", default=None, metavar="DIR",
                    help="reuse (or write) 'cnn2logic visualize' output in DIR")
     p.add_argument("--layer", default=None, help="default: the layer recorded in the rules")
@@ -81,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs([args.out], [args.rules, args.model])
     rules = load_rules(args.rules)
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
-    data = None
-    if args.data != "none":
-        data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    data = data_from_args(args, "cnn2logic report")
     path = build_report(model, rules, data, args.out, visuals_dir=args.visuals,
                         layer=args.layer, reduce=args.reduce, base=args.base,
                         samples=args.samples, top=args.top, actmax=args.actmax,
@@ -111,7 +105,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     rules : RuleSet or path
         The rules (``meta`` from ``cnn2logic extract`` supplies metrics, the table terms
         and the confusion matrix).
-    data : DataSplits, "embedded", a directory, or None
+    data : DataSplits, "embedded", a path, Dataset(s), DataLoader(s) or None
         Training images give the top-activating images and the ``mean`` SmoothGrad base;
         test images let the report compute metrics and confusion missing from ``meta``.
     out_path : path
@@ -218,7 +212,7 @@ def _load_data(data: Any) -> Any:
         return None
     if isinstance(data, (str, os.PathLike)):
         return load_data(data)
-    return data
+    return as_splits(data)  # DataSplits, Datasets, DataLoaders or a (train, test) pair
 
 
 def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, base: str | None,

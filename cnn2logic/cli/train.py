@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 
 from .._io import atomic_write_text, check_parents
-from ..data import load_data
 from ..errors import ModelError
 from ..model import (PAPER_ITERATIONS, TrainConfig, build_from_factory, metrics_json,
                      parse_factory_kwargs, save_checkpoint, save_weights, spec_from_arg, train)
 from ..model.logic_training import MODES
-from ._common import add_data_args, add_progress_arg, positive_float, positive_int
+from ._common import add_progress_arg, positive_float, positive_int
+from ._data_args import add_data_args, data_from_args
 from ._model_args import add_model_args
 
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "factory", None) or args.arch is None:
         return _run_factory(args)
     spec = spec_from_arg(args.arch)
-    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    data = data_from_args(args, "cnn2logic train")
     iterations = args.iterations or PAPER_ITERATIONS.get(spec.name, 10_000)
     config = _train_config(args, iterations)
     model, metrics = train(spec, data, config)
@@ -133,7 +133,7 @@ def _run_factory(args: argparse.Namespace) -> int:
     kwargs = parse_factory_kwargs(args.factory_kwargs)
     torch.manual_seed(args.seed)
     model = build_from_factory(args.factory, kwargs)
-    data = load_data(args.data, train_size=args.train_size, test_size=args.test_size)
+    data = data_from_args(args, "cnn2logic train")
     iterations = args.iterations or 10_000
     config = _train_config(args, iterations)
     model, metrics = train(model, data, config)

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from .._io import refuse_overwriting_inputs
+from ._data_args import add_data_args, data_from_args
 from ._model_args import add_model_args, model_from_args
-from ..data import load_data
 from ..errors import VisualizationError
 from ..units import REDUCTIONS
 from ..visual.kernels import visualize
@@ -37,11 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", default="pool",
                    help="layer whose kernels are the rule variables (default pool; for your "
                         "own model, a name from model.named_modules())")
-    p.add_argument("--data", default="embedded",
-                   help="images for the top-activating images and the 'mean'/'top' bases: "
-                        "'embedded' (default), a directory of MNIST IDX files, or 'none'")
-    p.add_argument("--train-size", type=positive_int, default=None,
-                   help="use only the first N training images")
+    add_data_args(p, none_ok=True, test_size=False,
+                  data_help="training images for the top-activating images and the "
+                            "'mean'/'top' bases (all in memory: use --train-size)")
     p.add_argument("--base", choices=BASES, default=None,
                    help=f"image the noise is added to (default {DEFAULT_BASE!r}; 'zeros' "
                         "when --data none)")
@@ -80,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs([Path(args.out) / n for n in ("grid.png", "visuals.json")],
                               [args.model])
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
-    images = None
-    if args.data != "none":
-        images = load_data(args.data, train_size=args.train_size).train
+    data = data_from_args(args, "cnn2logic visualize", batch_size=args.batch_size)
+    images = data.train if data is not None else None
     base = args.base or (DEFAULT_BASE if images is not None else "zeros")
     vis = visualize(model, args.layer, images, base=base, samples=args.samples,
                     stdev=args.stdev, top=args.top, actmax=args.actmax,

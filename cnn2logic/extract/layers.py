@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import DataSplits
+from ..data import DataSplits, ImageSet
 from ..errors import ExtractionError, ModelError
 from ..evaluate import binarized_network_accuracy
 from ..model.spec import predict_logits
 from ..rules import Head
-from ..units import BinaryCodes, KernelUnits, capture, fit_binarisation
+from ..units import BinaryCodes, KernelUnits, capture, capture_split, fit_binarisation
 from .base import Outcome
 from .rest import LEVEL_IMAGES, layer_calls, network_on_bits, replaced_layers
 
@@ -85,8 +85,12 @@ class BinaryInputs:
 class ModelInputs:
     """One extraction's model, data and settings, and what the methods share of them.
 
-    ``classes`` are the class names (``class_names`` or the data's); the tensors and
-    the network's predictions are computed once, on first use.
+    ``classes`` are the class names (``class_names`` or the data's); the network's
+    predictions are computed once, on first use.  In-memory splits
+    (:class:`~cnn2logic.data.ImageSet`) are read as tensors; streamed ones
+    (:class:`~cnn2logic.data.StreamSet`, an image folder or a Dataset) batch by batch,
+    and their predictions come from the first capture's pass over them, so the images
+    are never all in memory (``x_tr`` / ``x_te`` are then lazy views).
     """
 
     model: nn.Module
@@ -101,20 +105,30 @@ class ModelInputs:
         """The class names to use (``class_names``, else the training split's)."""
         return tuple(self.class_names or self.data.train.classes)
 
-    def _tensors(self) -> dict[str, Any]:
-        if not self._cache:
-            x_tr, y_tr = self.data.train.tensors()
-            x_te, y_te = self.data.test.tensors()
-            self._cache.update(
-                x_tr=x_tr, x_te=x_te, labels_tr=y_tr.numpy(), labels_te=y_te.numpy(),
-                pred_tr=predict_logits(self.model, x_tr).argmax(1).numpy(),
-                pred_te=predict_logits(self.model, x_te).argmax(1).numpy())
-        return self._cache
+    def _split(self, which: str) -> Any:
+        return self.data.train if which == "tr" else self.data.test
+
+    def _value(self, name: str) -> Any:
+        kind, which = name.rsplit("_", 1)
+        split = self._split(which)
+        if name in self._cache:
+            return self._cache[name]
+        if kind == "labels":
+            value: Any = np.asarray(split.labels, dtype=np.int64)
+        elif isinstance(split, ImageSet):
+            x = split.tensors()[0]
+            value = x if kind == "x" else predict_logits(self.model, x).argmax(1).numpy()
+        elif kind == "x":
+            return split.images  # lazy: loads only what is indexed
+        else:
+            value = predict_split(self.model, split)
+        self._cache[name] = value
+        return value
 
     def __getattr__(self, name: str) -> Any:
         # x_tr, x_te, labels_tr, labels_te, pred_tr, pred_te: computed on first use.
         if name in ("x_tr", "x_te", "labels_tr", "labels_te", "pred_tr", "pred_te"):
-            return self._tensors()[name]
+            return self._value(name)
         raise AttributeError(name)
 
     @property
@@ -129,11 +143,18 @@ class ModelInputs:
         must not collide.
         """
         qualified = self.config.method == "chaining"
-        tr = capture(self.model, layer, self.x_tr, reduce=reduce, progress=self.progress,
-                     qualified_names=qualified)
-        te = capture(self.model, layer, self.x_te, reduce=reduce, progress=self.progress,
-                     qualified_names=qualified)
-        return tr.values, te.values, tr
+        out = []
+        for which in ("tr", "te"):
+            split = self._split(which)
+            if isinstance(split, ImageSet):
+                out.append(capture(self.model, layer, self._value(f"x_{which}"), reduce=reduce,
+                                   progress=self.progress, qualified_names=qualified))
+                continue
+            units, preds = capture_split(self.model, layer, split, reduce=reduce,
+                                         progress=self.progress, qualified_names=qualified)
+            self._cache.setdefault(f"pred_{which}", preds)
+            out.append(units)
+        return out[0].values, out[1].values, out[0]
 
     def output_or_none(self, n_units: int, required: bool
                        ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -213,16 +234,51 @@ class ModelInputs:
         self._cache["rest"] = info
         if direct or thresholds is None or config.reduce == "position":
             return info
-        fit = self.x_tr[:LEVEL_IMAGES]
+        fit = _images(self.data.train.batches(), LEVEL_IMAGES)
         info["network_on_bits"] = network_on_bits(
-            self.model, config.layer, config.reduce, thresholds, _chunks(fit),
-            _chunks(self.x_te), self.pred_te, self.labels_te, calls=info["layer_calls"])
+            self.model, config.layer, config.reduce, thresholds, fit,
+            _images(self.data.test.batches()), self.pred_te, self.labels_te,
+            calls=info["layer_calls"])
         return info
 
 
-def _chunks(x: torch.Tensor, size: int = 500):
-    """``x`` in batches of ``size`` (a generator: one batch at a time)."""
-    return (x[s:s + size] for s in range(0, len(x), size))
+def _images(batches, limit: int | None = None):
+    """The image tensors of ``(images, labels)`` batches, the first ``limit`` images only
+    (a generator: one batch in memory at a time, as the capture streams them)."""
+    seen = 0
+    for xb, _ in batches:
+        if limit is not None and seen >= limit:
+            return
+        xb = xb if limit is None else xb[:limit - seen]
+        seen += len(xb)
+        yield xb
+
+
+def predict_split(model: nn.Module, split: Any) -> np.ndarray:
+    """The network's predicted class of every image of ``split``, batch by batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Returns ``(n, classes)`` scores.
+    split : ImageSet or StreamSet
+        Anything with ``batches()``.
+
+    Returns
+    -------
+    np.ndarray
+        int64 class indices.
+    """
+    was = model.training
+    model.eval()
+    preds = []
+    try:
+        with torch.no_grad():
+            for xb, _ in split.batches():
+                preds.append(model(xb).argmax(1).numpy().astype(np.int64))
+    finally:
+        model.train(was)
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
 
 
 def binarise(inputs: "ModelInputs", threshold: str | Any) -> BinaryInputs:

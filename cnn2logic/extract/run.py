@@ -35,7 +35,7 @@ from typing import Any
 
 from torch import nn
 
-from ..data import DataSplits
+from ..data import DataSplits, as_splits
 from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_table_terms,
                         term_counts)
 from ..minimize import minimize_ruleset
@@ -83,7 +83,7 @@ class ExtractionResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
+def extract_model(model: nn.Module, data: Any, config: ExtractConfig = ExtractConfig(),
                   *, progress: bool = True, model_name: str = "",
                   class_names: tuple[str, ...] | None = None) -> ExtractionResult:
     """Run the whole extraction (module docstring) with ``config.method``.
@@ -92,8 +92,10 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     ----------
     model : torch.nn.Module
         The trained network.
-    data : DataSplits
-        Training images (thresholds, fitting, ranking) and test images (metrics).
+    data : DataSplits, path, Dataset, DataLoader or (train, test) pair
+        Training images (thresholds, fitting, ranking) and test images (metrics); anything
+        :func:`cnn2logic.data.as_splits` reads (a single Dataset gets the seeded 20 %
+        hold-out).  Streamed splits (image folders, Datasets) are read batch by batch.
     config : ExtractConfig
         The settings.
     progress : bool
@@ -120,6 +122,7 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     """
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    data = as_splits(data)  # a path, Datasets, DataLoaders or a (train, test) pair
     for split in (data.train, data.test):  # one image each: shapes and labels fit the model
         check_model_input(model, split.images[:1], split.labels, split.name)
     inputs = ModelInputs(model, data, config, progress, class_names)
@@ -248,6 +251,8 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
     build = build_info(model)
     if build:  # --arch / --factory and their arguments: what built the network
         meta["model_build"] = build
+    if data.transform is not None:  # image folders, arrays, resized/normalised data
+        meta["data_transform"] = data.transform
     meta.update(outcome.meta)
     return meta
 

@@ -40,8 +40,9 @@ Example
 (4, 2)
 """
 
-from .activations import (REDUCTIONS, KernelUnits, LayerBatch, capture, check_model_input,
-                          iter_layer_units, kernel_names, position_names, reduce_maps, unit_names)
+from .activations import (REDUCTIONS, KernelUnits, LayerBatch, capture, capture_split,
+                          check_model_input, iter_layer_units, kernel_names, position_names,
+                          reduce_maps, unit_names)
 from .codes import BinaryCodes, check_binary, codes_for
 from .fidelity import (BINARISATIONS, FIDELITY_THRESHOLDS, auto_binarisation,
                        fit_binarisation, fit_fidelity_thresholds)
@@ -57,8 +58,8 @@ __all__ = [
     "BINARISATIONS", "FIDELITY_THRESHOLDS", "auto_binarisation", "fit_binarisation",
     "fit_fidelity_thresholds",
     # activations
-    "REDUCTIONS", "KernelUnits", "LayerBatch", "capture", "check_model_input", "iter_layer_units",
-    "kernel_names",
+    "REDUCTIONS", "KernelUnits", "LayerBatch", "capture", "capture_split", "check_model_input",
+    "iter_layer_units", "kernel_names",
     "position_names", "reduce_maps", "unit_names",
     # thresholds
     "THRESHOLDS", "THRESHOLDS_FORMAT", "RunningStats", "Thresholds", "fit_stream_thresholds",

