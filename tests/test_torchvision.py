@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnn2logic.cli import main as cli_main
-from cnn2logic.errors import ModelError
+from cnn2logic.errors import ActivationError, ModelError
 from cnn2logic.export.markdown import replaces_sentence
 from cnn2logic.extract.rest import (bit_levels, forward_order, layer_calls, network_on_bits,
                                     replaced_layers, replaced_summary)
@@ -169,11 +169,11 @@ def test_module_called_twice_is_read_at_its_last_call():
 
 def test_module_that_never_runs_is_a_clear_error():
     net = _block_net()
-    net.add_module("unused", nn.ReLU())
-    with pytest.raises(Exception, match="did not run"):
-        capture(net, "unused", torch.randn(2, 1, 6, 6), progress=False)
+    net.block.add_module("unused", nn.ReLU())  # Block.forward never calls it
+    with pytest.raises(ActivationError, match="did not run"):
+        capture(net, "block.unused", torch.randn(2, 1, 6, 6), progress=False)
     with pytest.raises(ModelError, match="does not run"):
-        replaced_layers(net, "unused", torch.randn(1, 1, 6, 6))
+        replaced_layers(net, "block.unused", torch.randn(1, 1, 6, 6))
 
 
 def _resnet_manual(net, x):

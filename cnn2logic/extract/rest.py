@@ -285,8 +285,14 @@ def network_on_bits(model: nn.Module, layer: str, reduce: str, thresholds: np.nd
     ActivationError
         As :func:`bit_levels`.
     """
-    fit = list(fit_batches)
-    off, on = bit_levels(model, layer, reduce, thresholds, fit, calls)
+    fit_count = [0]
+
+    def counted(batches):  # streamed: one batch of training images in memory at a time
+        for xb in batches:
+            fit_count[0] += len(xb)
+            yield xb
+
+    off, on = bit_levels(model, layer, reduce, thresholds, counted(fit_batches), calls)
     module = dict(model.named_modules())[layer]
     th = torch.as_tensor(np.asarray(thresholds, dtype=np.float32))
 
@@ -304,4 +310,4 @@ def network_on_bits(model: nn.Module, layer: str, reduce: str, thresholds: np.nd
     n = max(len(pred), 1)
     return {"fidelity": round(float((pred == np.asarray(predictions)).sum() / n), 6),
             "accuracy": round(float((pred == np.asarray(labels)).sum() / n), 6),
-            "images": int(len(pred)), "level_images": int(sum(len(b) for b in fit))}
+            "images": int(len(pred)), "level_images": int(fit_count[0])}
