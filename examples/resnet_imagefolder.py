@@ -68,13 +68,30 @@ def mnist_rgb(source: str, train_images: int | None, test_images: int | None):
 
     from cnn2logic.data import load_data
 
-    data = load_data(source, train_size=train_images, test_size=test_images)
+    data = load_data(source)
     out = {}
-    for name, split in (("train", data.train), ("test", data.test)):
-        grey = np.rint(split.images[:, 0] * 255).astype(np.uint8)       # (n, 28, 28)
+    for name, split, n in (("train", data.train, train_images),
+                           ("test", data.test, test_images)):
+        keep = _stratified(split.labels, n)
+        grey = np.rint(split.images[keep, 0] * 255).astype(np.uint8)    # (n, 28, 28)
         grey = np.pad(grey, ((0, 0), (2, 2), (2, 2)))                   # (n, 32, 32)
-        out[name] = (np.repeat(grey[..., None], 3, axis=3), split.labels.astype(int))
+        out[name] = (np.repeat(grey[..., None], 3, axis=3), split.labels[keep].astype(int))
     return out
+
+
+def _stratified(labels, n: int | None):
+    """The first ``n`` indices taking the classes in turn (all when ``n`` is None): a
+    subset of a class-sorted set (the embedded one) still holds every class."""
+    import numpy as np
+
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    rank = np.zeros(len(labels), np.int64)
+    for c in np.unique(labels):  # rank of each image within its class
+        idx = np.flatnonzero(labels == c)
+        rank[idx] = np.arange(len(idx))
+    order = np.lexsort((np.arange(len(labels)), labels, rank))
+    return np.sort(order[:n])
 
 
 def build_image_folder(root: Path, source: str = "embedded", train_images: int | None = None,
