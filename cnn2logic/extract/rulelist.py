@@ -358,11 +358,16 @@ class RuleListExtractor(Extractor):
         k2 = L.shape[1]
         k = k2 // 2
         Gpos = np.maximum(G, 0.0)
+        K = G.shape[1]
         best: _Cand | None = None
         beam: list[tuple[tuple[int, ...], np.ndarray]] = [((), np.ones(len(G), dtype=bool))]
         for depth in range(1, depth_cap + 1):
-            pool: list = []
-            for body, cover in beam:
+            # the refinable candidates of this depth, as arrays (score, bound, parent, literal):
+            # a wide layer has thousands per body, and only the few the beam keeps become
+            # Python tuples (measured: the tuple per candidate was most of a 512-kernel fit)
+            cands: list[tuple[np.ndarray, ...]] = []
+            penalty = self._lit_penalty * depth
+            for p, (body, cover) in enumerate(beam):
                 # one product gives, per literal added to the body, the gain per head, the
                 # optimistic bound and the support (float32: BLAS; the sums are of counts
                 # and small multiples of alpha, exact well past a million images)
@@ -373,43 +378,66 @@ class RuleListExtractor(Extractor):
                     A = np.concatenate([G[idx], Gpos[idx], rowsum[idx, None]], axis=1)
                     Lsub = Lf[idx]
                 prod = (Lsub.T @ A.astype(np.float32)).astype(np.float64)
-                K = G.shape[1]
                 scores, bounds, support = prod[:, :K], prod[:, K:2 * K].max(axis=1), prod[:, -1]
                 used = list(body) + [(j + k) % k2 for j in body]
-                penalty = self._lit_penalty * depth
                 ok = support >= self._min_cover
                 ok[used] = False
+                sel = np.flatnonzero(ok)
+                if not len(sel):
+                    continue
                 heads = scores.argmax(axis=1)
                 gains = scores[np.arange(k2), heads]
-                for j in np.flatnonzero(ok):
-                    s = float(gains[j]) - penalty
-                    if best is None or s > best.score + 1e-9:
-                        best = _Cand(tuple(sorted(body + (int(j),))), None, int(heads[j]), s,
-                                     float(gains[j]))
+                s = gains[sel] - penalty
+                top = int(np.argmax(s))  # the first maximum: the lowest literal, as before
+                if best is None or float(s[top]) > best.score + 1e-9:
+                    j = int(sel[top])
+                    best = _Cand(tuple(sorted(body + (j,))), None, int(heads[j]),
+                                 float(s[top]), float(gains[j]))
                 if depth < depth_cap:
-                    for j in np.flatnonzero(ok):
-                        pool.append((float(gains[j]) - penalty,
-                                     tuple(sorted(body + (int(j),))), cover, int(j),
-                                     float(bounds[j]) - penalty - self._lit_penalty))
-            # keep the best-scoring refinable bodies, one per distinct cover
-            pool = [p for p in pool if p[4] > best.score + 1e-9] if best is not None else pool
-            pool.sort(key=lambda t: (-t[0], t[1]))
-            beam, seen = [], set()
-            for _, new_body, cover, j, _ in pool:
+                    cands.append((s, bounds[sel] - penalty - self._lit_penalty,
+                                  np.full(len(sel), p), sel))
+            if not cands:
+                break
+            score, bound, parent, lit = (np.concatenate(c) for c in zip(*cands))
+            if best is not None:  # bodies whose bound cannot beat the best are not refined
+                keep = bound > best.score + 1e-9
+                score, parent, lit = score[keep], parent[keep], lit[keep]
+            beam = self._next_beam(beam, L, score, parent, lit)
+            if not beam:
+                break
+        return best
+
+    def _next_beam(self, beam, L, score, parent, lit) -> list:
+        """The best-scoring refinable bodies, one per distinct body and cover.
+
+        In the order ``(-score, body)``; the bodies of equal score are sorted only as
+        far as the beam needs them.
+        """
+        order = np.argsort(-score, kind="stable")
+        out: list[tuple[tuple[int, ...], np.ndarray]] = []
+        seen: set = set()
+        start = 0
+        while start < len(order) and len(out) < self.beam:
+            value = score[order[start]]
+            stop = start + 1
+            while stop < len(order) and score[order[stop]] == value:
+                stop += 1
+            group = sorted((tuple(sorted(beam[parent[i]][0] + (int(lit[i]),))), int(i))
+                           for i in order[start:stop])
+            for new_body, i in group:
                 if new_body in seen:
                     continue
                 seen.add(new_body)
-                new_cover = cover & L[:, j]
+                new_cover = beam[parent[i]][1] & L[:, lit[i]]
                 key = np.packbits(new_cover).tobytes()
                 if key in seen:
                     continue
                 seen.add(key)
-                beam.append((new_body, new_cover))
-                if len(beam) == self.beam:
+                out.append((new_body, new_cover))
+                if len(out) == self.beam:
                     break
-            if not beam:
-                break
-        return best
+            start = stop
+        return out
 
     def _best_mofn(self, G, L, Lf, rowsum, rows, n_cap) -> _Cand | None:
         best: _Cand | None = None
@@ -424,7 +452,8 @@ class RuleListExtractor(Extractor):
             diff = rates[:, c] / pos_total - rates[:, K + c] / neg_total
             if self._linear is not None:
                 diff = self._linear[:, c]
-            order = [j for j in np.argsort(-diff, kind="stable") if diff[j] > 0][:n_cap]
+            ranked = np.argsort(-diff, kind="stable")
+            order = [int(j) for j in ranked[diff[ranked] > 0][:n_cap]]
             count = np.zeros(len(G), dtype=np.int64)
             for N, j in enumerate(order, start=1):
                 count += L[:, j]
