@@ -76,6 +76,12 @@ LINEAR_RANKING_FROM = 16
 #: distinct codes: each costs a whole fit, and wide layers (every image its own code)
 #: would exceed 30 s per fit on 2 cores.
 FIXED_DEFAULTS_UP_TO = 5000
+#: Above this many distinct codes × literals (a wide layer on many images: ResNet-18's
+#: 512 ``layer4`` kernels over 50,000 images is 5e7) the revision runs one pass and one
+#: insertion round (``passes`` and ``insert_rounds`` are capped at 1): each round costs a
+#: search per position of the list.  Measured on 12,000 codes of those 512 kernels:
+#: 28.4 s -> 3.9 s per fit, test fidelity 0.970 -> 0.968.
+WIDE_WORK = 5e6
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,8 @@ class RuleListExtractor(Extractor):
     min_support : float
         Least share of the total weight a new rule must cover.
     passes : int
-        Rounds of revision (0: construction only).
+        Rounds of revision (0: construction only); at most 1 on a wide problem
+        (:data:`WIDE_WORK`).
     ranking : {"auto", "contrast", "linear"}
         How M-of-N literals are ranked: ``"contrast"``, how much more often a literal
         holds for the class than for the other uncovered images; ``"linear"``, the
@@ -150,7 +157,8 @@ class RuleListExtractor(Extractor):
         frequent classes (besides the start that re-chooses it after every rule); only up
         to 5,000 distinct codes.
     insert_rounds : int
-        Most insertions per revision pass (each costs one search per list position).
+        Most insertions per revision pass (each costs one search per list position); at
+        most 1 on a wide problem (:data:`WIDE_WORK`).
 
     Attributes
     ----------
@@ -236,6 +244,9 @@ class RuleListExtractor(Extractor):
         C = np.zeros((len(codes), len(heads)))
         np.add.at(C, (inverse.reshape(-1), y), w)
         self._setup(codes, C)
+        wide = len(codes) * 2 * k > WIDE_WORK
+        self._passes = min(self.passes, 1) if wide else self.passes
+        self._insert_rounds = min(self.insert_rounds, 1) if wide else self.insert_rounds
         best = None
         # starts: the default re-chosen after every rule, then held at each of the most
         # frequent classes (a list whose natural default is not the majority, e.g. a
@@ -494,7 +505,7 @@ class RuleListExtractor(Extractor):
         return rules
 
     def _revise(self, rules: list[_Cand]) -> list[_Cand]:
-        for _ in range(self.passes):
+        for _ in range(self._passes):
             changed = False
             i = 0
             while i < len(rules):
@@ -535,7 +546,7 @@ class RuleListExtractor(Extractor):
         """
         changed = False
         fid = self._fidelity(rules)[0]
-        for _ in range(self.insert_rounds):
+        for _ in range(self._insert_rounds):
             pred, which, _ = self._predict_codes(rules)
             G = self._gain_matrix(self._C[np.arange(len(pred)), pred], 0.0)
             used = sum(r.size for r in rules)
@@ -654,9 +665,9 @@ class RuleListExtractor(Extractor):
             "max_rules": self.max_rules, "max_literals": self.max_literals,
             "max_depth": self.max_depth, "max_n": self.max_n, "beam": self.beam,
             "alphas": list(self.alphas), "alpha": alpha, "literal_cost": self.literal_cost,
-            "min_support": self.min_support, "passes": self.passes,
+            "min_support": self.min_support, "passes": self._passes,
             "ranking": self.ranking, "defaults": self.defaults,
-            "insert_rounds": self.insert_rounds,
+            "insert_rounds": self._insert_rounds,
             "distinct_codes": int(len(self._C)), "curve": curve,
             "train_fidelity": self.curve_[-1]["train_fidelity"]}}
         return RuleSet(tuple(variables), tuple(heads), tuple(out), heads[default].name, meta)
