@@ -79,6 +79,7 @@ class BinaryInputs:
     thresholds: Any
     bits_tr: np.ndarray
     bits_te: np.ndarray
+    rest: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -301,7 +302,11 @@ def binarise(inputs: "ModelInputs", threshold: str | Any) -> BinaryInputs:
         threshold = threshold(U_tr)
     th = fit_binarisation(U_tr, threshold, inputs.target_tr, alpha=config.alpha,
                           gamma=config.gamma)
-    return BinaryInputs(units, W, b, inputs.heads(W), th, th.apply(U_tr), th.apply(U_te))
+    # what the rules replace, and the rest of the network on these bits: measured here,
+    # with the other forward passes (the driver times this step as the capture)
+    rest = inputs.rest_of_network(th.values)
+    return BinaryInputs(units, W, b, inputs.heads(W), th, th.apply(U_tr), th.apply(U_te),
+                        rest)
 
 
 def learned_outcome(inputs: "ModelInputs", bin_: BinaryInputs, rules: Any,
@@ -311,7 +316,7 @@ def learned_outcome(inputs: "ModelInputs", bin_: BinaryInputs, rules: Any,
     says what the rules replace (``rest_of_network``, :meth:`ModelInputs.rest_of_network`).
     """
     train, test = inputs.codes(bin_.bits_tr, bin_.bits_te, bin_.units.variables, bin_.heads)
-    rest = inputs.rest_of_network(bin_.thresholds.values)
+    rest = bin_.rest or inputs.rest_of_network(bin_.thresholds.values)
     return Outcome(rules, train, test, inputs.target_tr, rules.default,
                    inputs.binarized_accuracy(bin_.W, bin_.b, bin_.bits_te),
                    thresholds_meta(bin_.thresholds), meta={**meta, "rest_of_network": rest})
