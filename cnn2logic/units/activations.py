@@ -169,15 +169,29 @@ class LayerBatch(NamedTuple):
         residual add): its last call is the block's output, what the next block reads.
         Each call is one array of :attr:`outputs`; :func:`layer_calls` counts them.
 
+        A model that runs one image at a time (a ``.pt2`` exported with batch size 1) calls
+        the layer once per image: those calls are joined, again the last one per image.
+
         Raises
         ------
         ActivationError
-            The layer did not run in the forward pass.
+            The layer did not run in the forward pass, or its calls do not add up to the
+            batch.
         """
         if not self.outputs:
             raise ActivationError(f"layer {self.layer!r} did not run in the forward pass; "
                                   "name a module the model's forward calls")
-        return self.outputs[-1]
+        n, rows = len(self.labels), [len(o) for o in self.outputs]
+        if len(rows) == 1 or sum(rows) == n:  # one call, or one call per part of the batch
+            return self.outputs[0] if len(rows) == 1 else np.concatenate(self.outputs)
+        if all(r == n for r in rows):  # a module reused within the forward pass
+            return self.outputs[-1]
+        if n and all(r == 1 for r in rows) and len(rows) % n == 0:  # per image, reused
+            per = len(rows) // n
+            return np.concatenate(self.outputs[per - 1::per])
+        raise ActivationError(f"layer {self.layer!r} ran {len(rows)} times on a batch of {n} "
+                              f"images with {rows[:4]}... rows: name a module that runs once "
+                              "per image (e.g. the block that contains it)")
 
 
 def layer_module(model: nn.Module, layer: str, reduce: str) -> nn.Module:
@@ -267,7 +281,7 @@ def iter_layer_units(model: nn.Module, layer: str, batches: Iterable, reduce: st
                     xb, yb = batch[0], (batch[1] if len(batch) > 1 else None)
                 grabbed.clear()
                 logits = model(xb)
-                n = len(grabbed[0]) if grabbed else len(xb)
+                n = len(xb)  # the batch (a model run image by image calls the layer n times)
                 labels = (np.full(n, -1, np.int64) if yb is None
                           else np.asarray(yb, dtype=np.int64).reshape(-1))
                 preds = (logits.argmax(1).numpy().astype(np.int64)
