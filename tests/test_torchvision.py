@@ -306,3 +306,13 @@ def test_resnet_imagefolder_example_reduced(tmp_path, capsys):
     assert (out / "resnet18" / "rules.lp").stat().st_size > 0
     assert (out / "resnet18" / "graph" / "kernels.graphml").stat().st_size > 0
     assert "data:image/png" in (out / "resnet18" / "report.html").read_text()
+
+
+def test_rulelist_on_a_network_predicting_one_class():
+    # an untrained wide network may predict one class only: the linear M-of-N ranking
+    # (a logistic read-out) has nothing to fit, and the list is the default class
+    from cnn2logic.extract.rulelist import RuleListExtractor
+
+    X = np.random.default_rng(0).random((50, 40)) < 0.5
+    ext = RuleListExtractor().fit(X, np.full(50, 3), heads=[f"c{i}" for i in range(5)])
+    assert ext.rules_.default == "c3" and (ext.predict(X) == 3).all()

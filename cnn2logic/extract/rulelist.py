@@ -296,8 +296,9 @@ class RuleListExtractor(Extractor):
                                                and self._k > LINEAR_RANKING_FROM)
         self._linear = self._linear_ranking() if linear else None
 
-    def _linear_ranking(self) -> np.ndarray:
-        """(2k, K) literal scores from a multinomial logistic read-out of the bits.
+    def _linear_ranking(self) -> np.ndarray | None:
+        """(2k, K) literal scores from a multinomial logistic read-out of the bits (None
+        when the target holds one class: the contrast ranking is then used).
 
         For class ``c`` and kernel ``j``, ``v = w[c, j] - mean_c' w[c', j]``: literal
         ``x_j`` scores ``v`` and ``¬x_j`` scores ``-v``, so an M-of-N rule over the top
@@ -307,6 +308,8 @@ class RuleListExtractor(Extractor):
         from sklearn.linear_model import LogisticRegression
 
         rows, cls = np.nonzero(self._C > 0)
+        if len(np.unique(cls)) < 2:  # one class only: nothing to rank against
+            return None
         X = self._L[rows, :self._k].astype(np.float64)
         lr = LogisticRegression(C=1.0, max_iter=200)
         lr.fit(X, cls, sample_weight=self._C[rows, cls])
