@@ -187,7 +187,8 @@ def one_family(family: str, folder: Path, out: Path, args: argparse.Namespace) -
          "--no-progress"])
     m = rules.meta.get("metrics", {})
     summary = {k: m.get(k) for k in ("network_accuracy", "rule_accuracy", "fidelity",
-                                     "network_on_bits_fidelity", "rules")}
+                                     "network_on_bits_fidelity")}
+    summary["rules"] = len(rules.rules)
     summary["replaces"] = (rules.meta.get("rest_of_network") or {}).get("replaces")
     print(f"{arch}: {json.dumps(summary)}")
     return summary
