@@ -1,4 +1,4 @@
-"""A torchvision ResNet-18 on an image folder, end to end: extract → export → query → graph → report.
+"""A torchvision ResNet-18 on an image folder: extract → export → query → graph → report.
 
 What a researcher with their own torchvision checkpoint and a folder of images does:
 

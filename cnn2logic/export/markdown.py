@@ -125,7 +125,7 @@ def replaces_sentence(meta: Mapping) -> str:
     if not isinstance(rest, Mapping) or rest.get("output_reads_units", True):
         return ""
     names = [str(n) for n in rest.get("replaces") or []]
-    shown = " → ".join(names[:3] + ["…"] + names[-2:]) if len(names) > 6 else " → ".join(names)
+    shown = " → ".join(names if len(names) <= 6 else names[:3] + ["…"] + names[-2:])
     text = f"the rules over `{rest.get('layer', '?')}` replace {shown or 'the layers after it'}"
     calls = rest.get("layer_calls", 1)
     if isinstance(calls, int) and calls > 1:

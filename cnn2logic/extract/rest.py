@@ -129,7 +129,7 @@ def replaced_layers(model: nn.Module, layer: str, sample: torch.Tensor) -> list[
 
 
 def replaced_summary(names: list[str]) -> str:
-    """``"avgpool → fc"``; a long list keeps its ends (``a → b → c → … (9 more) → y → z``).
+    """``"avgpool → fc"``; a long list keeps its ends (``a → b → c → … (9 more) → y``).
 
     Parameters
     ----------

@@ -404,10 +404,10 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
     sections: list[tuple[str, str, str]] = []
     if metrics:
         replaces = replaces_sentence(rules.meta)  # what the rules stand for (extract/rest.py)
+        replaces = replaces[:1].upper() + replaces[1:]
         sections.append(("metrics", "Accuracy, fidelity, coverage",
                          _metrics_section(metrics, arch, metrics_source)
-                         + (f"<p class=small>{html.escape(replaces[:1].upper() + replaces[1:])}.</p>"
-                            if replaces else "")))
+                         + (f"<p class=small>{html.escape(replaces)}.</p>" if replaces else "")))
     else:
         notes.append("metrics table omitted: the rules file has no meta['metrics'] and no "
                      "model + data were given to compute them")
