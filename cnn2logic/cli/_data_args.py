@@ -42,7 +42,7 @@ def _non_negative(text: str) -> int:
     return value
 
 
-def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False,
+def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False, sizes: bool = True,
                   test_size: bool = True, batch_size: bool = False,
                   data_help: str | None = None) -> None:
     """Add the data options to ``p``.
@@ -52,6 +52,9 @@ def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False,
     p : argparse.ArgumentParser
     none_ok : bool
         ``--data none`` is allowed (the command can run without images).
+    sizes : bool
+        Add ``--train-size`` (and ``--test-size``); a command choosing its own split
+        (``capture``) has its own size option.
     test_size : bool
         Add ``--test-size`` (commands that read a test split).
     batch_size : bool
@@ -63,9 +66,10 @@ def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False,
     extra = ", or 'none'" if none_ok else ""
     g.add_argument("--data", default="embedded",
                    help=(f"{data_help}: " if data_help else "") + DATA_HELP + extra)
-    g.add_argument("--train-size", type=_positive, default=None,
-                   help="use only the first N training images (the paper: 50000)")
-    if test_size:
+    if sizes:
+        g.add_argument("--train-size", type=_positive, default=None,
+                       help="use only the first N training images (the paper: 50000)")
+    if sizes and test_size:
         g.add_argument("--test-size", type=_positive, default=None,
                        help="use only the first N test images")
     g.add_argument("--resize", type=_positive, nargs="+", default=None, metavar="N",

@@ -14,6 +14,7 @@ from ._common import add_progress_arg, positive_int
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``capture`` subcommand to ``sub``."""
+    from ._data_args import add_data_args
     from ._model_args import add_model_args
     from ..units import REDUCTIONS
 
@@ -27,8 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="checkpoint ('cnn2logic train', or a state dict with --factory)")
     add_model_args(p)
     p.add_argument("--out", required=True, help="shard file to write (.npz)")
-    p.add_argument("--data", default="embedded",
-                   help="'embedded' or a directory of MNIST-format IDX files")
+    add_data_args(p, sizes=False)
     p.add_argument("--split", choices=("train", "test"), default="train")
     p.add_argument("--size", type=positive_int, default=None,
                    help="use only the first N images of the split")
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ActivationError(f"{args.thresholds} was fitted on {key} {info[key]!r}, "
                                       f"not {mine!r}")
     model = model_from_args(args)
-    result = capture_shard(model, args.layer, source=args.data, split=args.split,
+    source, images = _source(args)
+    result = capture_shard(model, args.layer, images, source=source, split=args.split,
                            size=args.size, shard=shard, reduce=args.reduce,
                            threshold=args.threshold, thresholds=thresholds,
                            batch_size=args.batch_size, model_digest=file_digest(args.model),
@@ -81,3 +82,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: shard {shard[0]}/{shard[1]}, images {start}..{stop - 1} of "
           f"{result.total}, {len(result.names)} units of {args.layer} as {result.kind}")
     return 0
+
+
+def _source(args: argparse.Namespace):
+    """``(source, None)`` for MNIST read piecewise from its files (embedded, IDX, no
+    preprocessing), else ``(None, split)``: the split of an image folder, an ``.npz`` or
+    preprocessed MNIST, streamed by its DataLoader."""
+    from ..data import EMBEDDED, has_idx
+    from ._data_args import data_from_args, transform_from_args
+
+    plain = transform_from_args(args).identity
+    path = Path(args.data)
+    if plain and (args.data == EMBEDDED or (path.is_dir() and has_idx(path))):
+        return args.data, None
+    data = data_from_args(args, "cnn2logic capture", batch_size=args.batch_size)
+    return None, (data.train if args.split == "train" else data.test)

@@ -19,7 +19,7 @@ import numpy as np
 
 from .._io import refuse_overwriting_inputs
 from ._model_args import add_model_args, load_model, model_from_args
-from ..data import as_splits, load_data
+from ..data import StreamSet, as_splits, load_data
 from ._data_args import add_data_args, data_from_args
 from ..errors import Cnn2LogicError, ModelError, VisualizationError
 from ..evaluate import confusion, evaluate_rules
@@ -30,6 +30,11 @@ from ..visual.report import CONFUSION_SOURCE, METRICS_SOURCE, write_report
 from ..visual.saliency import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
 from ..visual.visuals import MANIFEST, KernelVisuals, load_visuals, match_kernels, write_visuals
 from ._common import add_progress_arg, positive_int
+
+
+#: At most this many training images of a streamed split (an image folder) are loaded
+#: for the visuals (top-activating images, the mean base), which hold them in memory.
+VISUAL_IMAGES = 5000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -243,6 +248,12 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
         notes.append("no model given: kernels are shown by name, without maximising images")
         return None
     images = data.train if data is not None else None
+    if isinstance(images, StreamSet) and len(images) > VISUAL_IMAGES:
+        # the visuals hold their images in memory: a streamed split is cut to its first
+        # VISUAL_IMAGES (metrics are still measured on every image, batch by batch)
+        notes.append(f"top-activating images and the mean base are taken from the first "
+                     f"{VISUAL_IMAGES} of {len(images)} training images")
+        images = images.subset(VISUAL_IMAGES)
     chosen = base or ("mean" if images is not None else "zeros")
     if images is None:
         notes.append("no data given: no top-activating images, and SmoothGrad starts from "

@@ -33,7 +33,8 @@ from .arrays import load_arrays
 from .folder import FolderImages, load_image_folder
 from .loader import as_split, as_splits, load_data
 from .mnist import (EMBEDDED, EMBEDDED_SPLIT_SEED, EMBEDDED_TEST_FRACTION, MAX_CLASSES,
-                    SplitInfo, iter_batches, load_embedded, load_idx_dir, open_split, read_idx)
+                    SplitInfo, has_idx, iter_batches, load_embedded, load_idx_dir, open_split,
+                    read_idx)
 from .sets import (MEMORY_BATCH, STREAM_BATCH, DataSplits, ImageSet, LazyImages, StreamSet,
                    collate_items, holdout_mask, item_tensor)
 from .transform import ImageTransform
@@ -42,7 +43,7 @@ __all__ = [
     "EMBEDDED", "EMBEDDED_SPLIT_SEED", "EMBEDDED_TEST_FRACTION", "MAX_CLASSES",
     "MEMORY_BATCH", "STREAM_BATCH", "DataSplits", "FolderImages", "ImageSet",
     "ImageTransform", "LazyImages", "SplitInfo", "StreamSet", "as_split", "as_splits",
-    "collate_items", "holdout_mask", "item_tensor", "iter_batches", "load_arrays",
+    "collate_items", "has_idx", "holdout_mask", "item_tensor", "iter_batches", "load_arrays",
     "load_data", "load_embedded", "load_idx_dir", "load_image_folder", "open_split",
     "read_idx",
 ]

@@ -70,7 +70,7 @@ def load_data(source: str | os.PathLike[str] = EMBEDDED, *, train_size: int | No
         if is_array_file(path):
             splits = _in_memory(load_arrays(path), transform)
         elif not path.exists():
-            raise DataFileNotFoundError(f"{path}: data directory or file does not exist")
+            raise DataFileNotFoundError(f"{path}: data directory does not exist")
         elif path.is_dir() and (has_idx(path) or not is_image_folder(path)):
             # IDX files first (a torchvision root holds MNIST/raw/); with neither IDX files
             # nor class folders, the folder reader names both layouts it expected

@@ -233,12 +233,15 @@ def _load_idx_split(directory: Path, split: str) -> ImageSet:
 
 
 def has_idx(directory: Path) -> bool:
-    """True when ``directory`` holds a training images IDX file (any place looked in)."""
-    try:
-        _find_idx(directory, _IDX_FILES["train"][0])
-    except DataFileNotFoundError:
-        return False
-    return True
+    """True when ``directory`` holds any of the four MNIST IDX files (anywhere looked in):
+    then it is read as IDX data, and a missing file is named."""
+    for stem in _IDX_FILES["train"] + _IDX_FILES["test"]:
+        try:
+            _find_idx(directory, stem)
+        except DataFileNotFoundError:
+            continue
+        return True
+    return False
 
 
 def load_idx_dir(directory: Path) -> DataSplits:

@@ -110,6 +110,11 @@ class ImageSet:
         return replace(self, images=self.images[:n], labels=self.labels[:n],
                        name=f"{self.name}[:{n}]")
 
+    def slice(self, start: int, stop: int) -> "ImageSet":
+        """Images ``start..stop-1`` (a shard's range), as a view."""
+        return replace(self, images=self.images[start:stop], labels=self.labels[start:stop],
+                       name=f"{self.name}[{start}:{stop}]")
+
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The images (float32) and labels (int64) as tensors, sharing memory."""
         return torch.from_numpy(self.images), torch.from_numpy(self.labels.astype(np.int64))
@@ -153,7 +158,7 @@ def item_tensor(image: Any, where: str = "dataset") -> torch.Tensor:
         Anything else, or an array of another rank.
     """
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image))
+        image = torch.from_numpy(np.array(image))  # a copy: the array may be read-only
     elif not isinstance(image, torch.Tensor):
         if hasattr(image, "getbands"):  # a PIL image
             from torchvision.transforms.functional import pil_to_tensor
@@ -362,6 +367,12 @@ class StreamSet:
         known = None if self.known_labels is None else self.known_labels[:n]
         return replace(self, dataset=Subset(self.dataset, range(n)), known_labels=known,
                        name=f"{self.name}[:{n}]", _cache={})
+
+    def slice(self, start: int, stop: int) -> "StreamSet":
+        """Images ``start..stop-1`` (a shard's range), read from the same Dataset."""
+        return replace(self, dataset=Subset(self.dataset, range(start, stop)),
+                       known_labels=self.labels[start:stop], name=f"{self.name}[{start}:{stop}]",
+                       _cache={})
 
     def with_loader(self, batch_size: int | None = None, workers: int | None = None
                     ) -> "StreamSet":

@@ -151,9 +151,10 @@ def extract_model(model: nn.Module, data: Any, config: ExtractConfig = ExtractCo
         meta["ordered"] = True  # readers show it as a list, top to bottom
     rules = rules.replace(meta=meta)
     seconds["total"] = time.perf_counter() - t0
+    warnings = usefulness_warnings(rules, metrics, config.method)
+    warnings += preprocessing_warnings(metrics, len(rules.heads), data.transform)
     return ExtractionResult(rules, outcome.unminimized, outcome.train_codes,
-                            outcome.test_codes, metrics, table, seconds, extractor,
-                            usefulness_warnings(rules, metrics, config.method))
+                            outcome.test_codes, metrics, table, seconds, extractor, warnings)
 
 
 #: Below this test fidelity an extraction is reported as not following the network.
@@ -189,6 +190,31 @@ def usefulness_warnings(rules: RuleSet, metrics: dict[str, Any], method: str) ->
         out.append(f"the rules agree with the network on only {fidelity:.1%} of the test "
                    f"images{better}")
     return out
+
+
+def preprocessing_warnings(metrics: dict[str, Any], n_classes: int,
+                           transform: dict | None) -> list[str]:
+    """A warning when the network itself is near chance on the test images.
+
+    A network that classifies the user's images no better than chance was most likely
+    trained on images prepared otherwise (size, crop, normalisation, channels): the
+    rules would then explain a network that is not doing its job.
+
+    Returns
+    -------
+    list of str
+        Empty unless the test accuracy is below 1.5 / classes (with at least 3 classes).
+    """
+    acc = metrics.get("network_accuracy")
+    if not isinstance(acc, float) or n_classes < 3 or acc >= 1.5 / n_classes:
+        return []
+    given = {k: v for k, v in (transform or {}).items()
+             if k in ("resize", "center_crop", "mean", "std") and v is not None}
+    now = ("; the images were read with " + ", ".join(f"{k}={v}" for k, v in given.items())
+           if given else "; no --resize/--center-crop/--mean/--std was given")
+    return [f"the network classifies only {acc:.1%} of the test images correctly (chance: "
+            f"{1 / n_classes:.1%}): are the images prepared as in training? (--resize, "
+            f"--center-crop, --mean/--std, --channels){now}"]
 
 
 def _minimize_and_rank(outcome: Outcome, config: ExtractConfig) -> tuple[RuleSet, dict]:

@@ -21,14 +21,16 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from .._io import atomic_path
+from ..data import ImageSet
 from ..errors import ActivationError
 from ..model.spec import predict_logits
 from ..rules import RuleSet, Variable
 from ._npz import MAX_INDEX, Schema, read_npz
-from .activations import KernelUnits, capture, check_model_input
+from .activations import KernelUnits, capture, capture_split, check_model_input
 from .fidelity import fit_binarisation
 from .thresholds import Thresholds
 
@@ -195,8 +197,9 @@ def codes_for(model: nn.Module, layer: str, split: Any, thresholds: Thresholds |
     model : nn.Module
     layer : str
         The layer whose kernels are the variables.
-    split : cnn2logic.data.ImageSet
-        Images and labels (anything with ``tensors()`` and ``classes``).
+    split : cnn2logic.data.ImageSet or cnn2logic.data.StreamSet
+        Images and labels (anything with ``tensors()`` and ``classes``); a
+        :class:`~cnn2logic.data.StreamSet` is read batch by batch.
     thresholds : Thresholds, optional
         Fitted elsewhere (the training split's); else fitted here with
         ``threshold_method``.
@@ -219,11 +222,19 @@ def codes_for(model: nn.Module, layer: str, split: Any, thresholds: Thresholds |
         As :func:`~cnn2logic.units.check_model_input` (images or labels the model cannot
         take).
     """
-    x, y = split.tensors()
-    check_model_input(model, x, y, getattr(split, "name", "data"))
-    units = capture(model, layer, x, reduce=reduce, progress=progress,
-                    qualified_names=qualified_names)
-    preds = predict_logits(model, x).argmax(1).numpy()
+    if hasattr(split, "batches") and not isinstance(split, ImageSet):
+        # a streamed split (image folder, Dataset): one pass, one batch of images at a time
+        y_all = np.asarray(split.labels, dtype=np.int64)
+        check_model_input(model, split.images[:1], y_all, split.name)
+        units, preds = capture_split(model, layer, split, reduce=reduce, progress=progress,
+                                     qualified_names=qualified_names)
+        y = torch.from_numpy(y_all)
+    else:
+        x, y = split.tensors()
+        check_model_input(model, x, y, getattr(split, "name", "data"))
+        units = capture(model, layer, x, reduce=reduce, progress=progress,
+                        qualified_names=qualified_names)
+        preds = predict_logits(model, x).argmax(1).numpy()
     if thresholds is None:  # the fidelity binarisations fit against the predictions
         thresholds = fit_binarisation(units, threshold_method, preds)
     codes = BinaryCodes(thresholds.apply(units), units.variables,

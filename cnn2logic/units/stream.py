@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import iter_batches, open_split
+from ..data import as_split, iter_batches, open_split
 from ..errors import ActivationError, DataError
 from ..rules import Variable
 from .activations import check_model_input, iter_layer_units, unit_names
@@ -146,7 +146,10 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
     layer : str
         A name from ``model.named_modules()``.
     images, labels : tensor or array, optional
-        In-memory images (and labels) of the whole split.
+        In-memory images (and labels) of the whole split; or, in ``images`` alone, a
+        split (:class:`~cnn2logic.data.ImageSet`, :class:`~cnn2logic.data.StreamSet` such
+        as an image folder's), a ``Dataset`` or an unshuffled ``DataLoader``, read batch
+        by batch.
     shard : (int, int)
         ``(i, n)``: the contiguous part :func:`shard_range` gives.
     source : str, optional
@@ -182,6 +185,8 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
     i, n = shard
     if (images is None) == (source is None):
         raise DataError("give either images or a data source")
+    if not isinstance(images, (type(None), torch.Tensor, np.ndarray)):
+        images = as_split(images, "images", batch_size=batch_size)
     if threshold not in (None, "half") and thresholds is None:
         raise ActivationError(f"threshold {threshold!r} needs statistics over all shards: "
                               "capture raw units (no threshold) and let merge fit it")
@@ -197,6 +202,18 @@ def capture_shard(model: nn.Module, layer: str, images: Any = None, labels: Any 
         classes: tuple[str, ...] | None = meta.classes
         total = meta.total
         info["source"] = meta.source
+    elif not isinstance(images, (torch.Tensor, np.ndarray)):  # a split or a Dataset
+        if size is not None and size > len(images):
+            raise DataError(f"{images.name}: asked for {size} images but the split holds only "
+                            f"{len(images)}")
+        total = len(images) if size is None else size
+        start, stop = shard_range(total, i, n)
+        part = images.slice(start, stop)
+        if start < stop:
+            check_model_input(model, part.images[:1], images.labels[:total], images.name)
+        batches = part.batches(batch_size)
+        classes = tuple(images.classes)
+        info["source"] = images.name
     else:
         if size is not None and size > len(images):
             raise DataError(f"asked for {size} images but {len(images)} were given")

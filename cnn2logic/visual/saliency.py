@@ -50,8 +50,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..data import as_split
 from ..errors import ActivationError, ModelError, VisualizationError
 from ..units import REDUCTIONS, capture, reduce_maps
 
@@ -156,7 +158,9 @@ def _input_shape(model: nn.Module, images: np.ndarray | None) -> tuple[int, int,
 def _as_array(images: Any) -> np.ndarray | None:
     if images is None:
         return None
-    if hasattr(images, "images"):  # an ImageSet
+    if isinstance(images, (Dataset, DataLoader)):  # a torch Dataset: loaded whole
+        images = as_split(images, "images")
+    if hasattr(images, "images"):  # an ImageSet or StreamSet
         images = images.images
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
