@@ -316,3 +316,19 @@ def test_rulelist_on_a_network_predicting_one_class():
     X = np.random.default_rng(0).random((50, 40)) < 0.5
     ext = RuleListExtractor().fit(X, np.full(50, 3), heads=[f"c{i}" for i in range(5)])
     assert ext.rules_.default == "c3" and (ext.predict(X) == 3).all()
+
+
+def test_vgg_and_mobilenet_classifiers_are_what_the_rules_replace():
+    x = torch.rand(6, 3, 32, 32)
+    vgg = build_arch("torchvision:vgg11_bn", {"num_classes": 4}).eval()
+    assert replaced_layers(vgg, "features", x[:1]) == (
+        ["avgpool"] + [f"classifier.{i}" for i in range(7)])
+    mnv3 = build_arch("torchvision:mobilenet_v3_small", {"num_classes": 4}).eval()
+    assert replaced_layers(mnv3, "features", x[:1])[-1] == "classifier.3"
+    units = capture(mnv3, "features", x, progress=False).values
+    with torch.no_grad():
+        pred = mnv3(x).argmax(1).numpy()
+    got = network_on_bits(mnv3, "features", "max", np.median(units, axis=0), [x], [x], pred,
+                          pred)
+    assert got["images"] == 6 and 0.0 <= got["fidelity"] <= 1.0
+    assert replaced_summary([f"m{i}" for i in range(9)]) == "m0 → m1 → m2 → … (4 more) → m7 → m8"
