@@ -10,7 +10,8 @@ The setting of ``examples/resnet_imagefolder.py`` at full size:
   output ``fc``, the data streamed from the folder through a ``DataLoader``
   (``cnn2logic.data``), in a **fresh process** per training-image count (``--counts``):
   wall time per stage and the peak resident memory above the process's baseline after
-  the model is loaded (``VmHWM``), so memory growth with the image count shows;
+  the model is loaded (``VmHWM``), so memory growth with the image count shows; and the
+  streamed capture of the training split alone, measured the same way;
 * on the largest count's codes, the other extractors that read bits
   (``mofn`` by default) fitted on the same training codes: seconds, rules, test
   fidelity;
@@ -93,10 +94,32 @@ def _extract_child(ckpt: str, folder: str, train_size: int | None, threads: int,
     conn.close()
 
 
-def _in_child(*args) -> dict:
+def _capture_child(ckpt: str, folder: str, train_size: int | None, threads: int,
+                   conn) -> None:  # pragma: no cover - a child
+    import torch
+
+    from cnn2logic.data import load_data
+    from cnn2logic.model.load import load_model
+    from cnn2logic.units import capture_split
+
+    torch.set_num_threads(threads)
+    model = load_model(ckpt, factory=ARCH, factory_kwargs=KWARGS)
+    with torch.no_grad():
+        model(torch.zeros(64, 3, 32, 32))
+    base = _vm("VmRSS")
+    t0 = time.perf_counter()
+    data = load_data(folder, train_size=train_size)
+    units, _ = capture_split(model, LAYER, data.train, progress=False)
+    conn.send({"images": int(len(units.values)), "kernels": int(units.values.shape[1]),
+               "seconds": round(time.perf_counter() - t0, 2),
+               "peak_rss_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1)})
+    conn.close()
+
+
+def _in_child(*args, target=None) -> dict:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_extract_child, args=(*args, child))
+    proc = ctx.Process(target=target or _extract_child, args=(*args, child))
     proc.start()
     result = parent.recv()
     proc.join()
@@ -202,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = cache / "resnet18.safetensors"
     report["train"] = train_checkpoint(folder, ckpt, args.steps)
     counts = [int(c) for c in args.counts.split(",") if c]
+    report["capture_only"] = []
+    for n in counts:  # the streamed capture alone (the training split), a fresh process each
+        size = None if n >= args.train_images else n
+        report["capture_only"].append(_in_child(str(ckpt), str(folder), size, args.threads,
+                                                target=_capture_child))
+        print(json.dumps(report["capture_only"][-1]), file=sys.stderr, flush=True)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, n in enumerate(counts):

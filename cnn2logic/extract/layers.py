@@ -235,12 +235,23 @@ class ModelInputs:
         self._cache["rest"] = info
         if direct or thresholds is None or config.reduce == "position":
             return info
-        fit = _images(self.data.train.batches(), LEVEL_IMAGES)
+        fit = _spread(self.data.train.images, LEVEL_IMAGES)
         info["network_on_bits"] = network_on_bits(
             self.model, config.layer, config.reduce, thresholds, fit,
             _images(self.data.test.batches()), self.pred_te, self.labels_te,
             calls=info["layer_calls"])
         return info
+
+
+def _spread(images, limit: int, size: int = 250):
+    """Up to ``limit`` images evenly spread over ``images`` (an array or a split's lazy
+    view), in batches of ``size``: a class-sorted image folder's first images would all be
+    of one class."""
+    n = len(images)
+    idx = np.unique(np.linspace(0, n - 1, min(n, limit)).astype(np.int64))
+    for s in range(0, len(idx), size):
+        xb = images[idx[s:s + size]]
+        yield torch.from_numpy(np.asarray(xb)) if not isinstance(xb, torch.Tensor) else xb
 
 
 def _images(batches, limit: int | None = None):

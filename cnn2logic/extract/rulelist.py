@@ -88,6 +88,8 @@ WIDE_WORK = 5e6
 #: codes of ResNet-18's 512 ``layer4`` kernels the nine starts took 99.8 s for a test
 #: fidelity of 0.954, the first start alone 5.1 s for 0.969.
 MULTI_START_WORK = 1e6
+#: Rows (code, class) the linear M-of-N ranking is fitted on in a wide problem.
+LINEAR_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,11 @@ class RuleListExtractor(Extractor):
         rows, cls = np.nonzero(self._C > 0)
         if len(np.unique(cls)) < 2:  # one class only: nothing to rank against
             return None
+        if len(rows) * self._k > WIDE_WORK and len(rows) > LINEAR_ROWS:
+            # a wide problem: the read-out is fitted on evenly spread rows (its float64
+            # copy of every row was the fit's peak memory: 200 MB at 50,000 x 512)
+            keep = np.unique(np.linspace(0, len(rows) - 1, LINEAR_ROWS).astype(np.int64))
+            rows, cls = rows[keep], cls[keep]
         X = self._L[rows, :self._k].astype(np.float64)
         lr = LogisticRegression(C=1.0, max_iter=200)
         lr.fit(X, cls, sample_weight=self._C[rows, cls])
