@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mnist", default="../shared/data/mnist")
     ap.add_argument("--cache", default="runs/resnet-bench")
     ap.add_argument("--train-images", type=int, default=50_000)
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--counts", default="10000,25000,50000",
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--counts", default="10000,50000",
                     help="training-image counts, each extracted in a fresh process")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--extractors", default="mofn",
