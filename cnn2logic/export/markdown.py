@@ -20,6 +20,9 @@ from ..rules import RuleSet
 METRIC_ROWS = (
     ("network_accuracy", "network accuracy (test)"),
     ("binarized_network_accuracy", "network on binarised kernel units"),
+    # when the output layer does not read the kernel units directly (extract/rest.py):
+    ("network_on_bits_fidelity", "rest of the network on binarised units: fidelity"),
+    ("network_on_bits_accuracy", "rest of the network on binarised units: accuracy"),
     ("rule_accuracy", "rule accuracy (rules replace the output layer)"),
     ("fidelity", "fidelity to the network"),
     ("coverage", "coverage (exactly one class fires)"),
@@ -146,6 +149,39 @@ def rule_kind_sentence(meta: Mapping) -> str:
     return ""
 
 
+def replaces_sentence(meta: Mapping) -> str:
+    """Which layers the rules stand for, when more than the output layer (else ``""``).
+
+    From ``meta["rest_of_network"]`` (:mod:`cnn2logic.extract.rest`), e.g. "the rules
+    over `layer4` replace avgpool → fc; the rest of the network run on the binarised
+    units agrees with the network on 97.1% of the test images".
+
+    Parameters
+    ----------
+    meta : mapping
+        A rules file's meta.
+
+    Returns
+    -------
+    str
+    """
+    rest = meta.get("rest_of_network")
+    if not isinstance(rest, Mapping) or rest.get("output_reads_units", True):
+        return ""
+    names = [str(n) for n in rest.get("replaces") or []]
+    shown = " → ".join(names if len(names) <= 6 else names[:3] + ["…"] + names[-2:])
+    text = f"the rules over `{rest.get('layer', '?')}` replace {shown or 'the layers after it'}"
+    calls = rest.get("layer_calls", 1)
+    if isinstance(calls, int) and calls > 1:
+        text += f" (the layer runs {calls} times per image; its last call is read)"
+    on_bits = rest.get("network_on_bits")
+    if isinstance(on_bits, Mapping) and isinstance(on_bits.get("fidelity"), float):
+        text += (f"; the rest of the network run on the binarised units agrees with the "
+                 f"network on {on_bits['fidelity']:.1%} of the test images (accuracy "
+                 f"{on_bits.get('accuracy', 0.0):.1%}): what binarisation costs")
+    return text
+
+
 def to_markdown(rules: RuleSet) -> str:
     """The whole readable summary of a rules file."""
     # Deferred on purpose: cnn2logic.model.spec imports torch; the other writers here do not.
@@ -165,6 +201,8 @@ def to_markdown(rules: RuleSet) -> str:
     kind = rule_kind_sentence(meta)
     if kind:
         parts.append(f"- kind: {kind}")
+    if replaces_sentence(meta):  # the output layer does not read the kernel units directly
+        parts.append(f"- replaces: {replaces_sentence(meta)}")
     parts.append("")
     if "metrics" in meta:
         parts += ["## Metrics (test set)", "",

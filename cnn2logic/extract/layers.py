@@ -29,8 +29,9 @@ from ..errors import ExtractionError, ModelError
 from ..evaluate import binarized_network_accuracy
 from ..model.spec import predict_logits
 from ..rules import Head
-from .base import Outcome
 from ..units import BinaryCodes, KernelUnits, capture, capture_split, fit_binarisation
+from .base import Outcome
+from .rest import LEVEL_IMAGES, layer_calls, network_on_bits, replaced_layers
 
 
 def output_layer(model: nn.Module, name: str, n_units: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +79,7 @@ class BinaryInputs:
     thresholds: Any
     bits_tr: np.ndarray
     bits_te: np.ndarray
+    rest: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -196,11 +198,72 @@ class ModelInputs:
         """The output layer's test accuracy on ``bits_te``, None where it does not read them.
 
         The output layer may not read these units (e.g. ERIC on a conv map below the
-        pooling): applying it to their bits would measure nothing.
+        pooling, or torchvision's ``avgpool`` + ``fc``): applying it to their bits would
+        measure nothing; :meth:`rest_of_network` measures the rest of the network instead.
         """
         if W is None or not reads_directly(self.model, self.config.layer, self.config.output):
             return None
+        if self._cache.get("rest", {}).get("output_reads_units") is False:
+            return None
         return binarized_network_accuracy(W, b, bits_te, self.labels_te)[0]
+
+    def rest_of_network(self, thresholds: np.ndarray | None = None) -> dict[str, Any]:
+        """What the rules over ``config.layer`` replace (:mod:`cnn2logic.extract.rest`).
+
+        ``layer_calls``: how many times the layer runs per forward pass (its last call is
+        captured); ``replaces``: the modules after it; ``output_reads_units``: whether
+        only flattening lies between it and the linear ``config.output``.  Unless it does,
+        and given the ``thresholds``, ``network_on_bits`` is the rest of the network run
+        on the binarised units (fidelity and accuracy on the test images).
+
+        Raises
+        ------
+        ModelError
+            ``config.layer`` does not run in the forward pass.
+        ActivationError
+            The thresholds do not fit the layer.
+        """
+        config = self.config
+        sample = self.x_tr[:1]
+        replaced = replaced_layers(self.model, config.layer, sample)
+        modules = dict(self.model.named_modules())
+        steps = [n for n in replaced if not isinstance(modules[n], (nn.Flatten, nn.Identity))]
+        direct = steps == [config.output] and isinstance(modules.get(config.output), nn.Linear)
+        info: dict[str, Any] = {"layer": config.layer,
+                                "layer_calls": layer_calls(self.model, config.layer, sample),
+                                "replaces": replaced, "output_reads_units": direct}
+        self._cache["rest"] = info
+        if direct or thresholds is None or config.reduce == "position":
+            return info
+        fit = _spread(self.data.train.images, LEVEL_IMAGES)
+        info["network_on_bits"] = network_on_bits(
+            self.model, config.layer, config.reduce, thresholds, fit,
+            _images(self.data.test.batches()), self.pred_te, self.labels_te,
+            calls=info["layer_calls"])
+        return info
+
+
+def _spread(images, limit: int, size: int = 250):
+    """Up to ``limit`` images evenly spread over ``images`` (an array or a split's lazy
+    view), in batches of ``size``: a class-sorted image folder's first images would all be
+    of one class."""
+    n = len(images)
+    idx = np.unique(np.linspace(0, n - 1, min(n, limit)).astype(np.int64))
+    for s in range(0, len(idx), size):
+        xb = images[idx[s:s + size]]
+        yield torch.from_numpy(np.asarray(xb)) if not isinstance(xb, torch.Tensor) else xb
+
+
+def _images(batches, limit: int | None = None):
+    """The image tensors of ``(images, labels)`` batches, the first ``limit`` images only
+    (a generator: one batch in memory at a time, as the capture streams them)."""
+    seen = 0
+    for xb, _ in batches:
+        if limit is not None and seen >= limit:
+            return
+        xb = xb if limit is None else xb[:limit - seen]
+        seen += len(xb)
+        yield xb
 
 
 def predict_split(model: nn.Module, split: Any) -> np.ndarray:
@@ -250,17 +313,24 @@ def binarise(inputs: "ModelInputs", threshold: str | Any) -> BinaryInputs:
         threshold = threshold(U_tr)
     th = fit_binarisation(U_tr, threshold, inputs.target_tr, alpha=config.alpha,
                           gamma=config.gamma)
-    return BinaryInputs(units, W, b, inputs.heads(W), th, th.apply(U_tr), th.apply(U_te))
+    # what the rules replace, and the rest of the network on these bits: measured here,
+    # with the other forward passes (the driver times this step as the capture)
+    rest = inputs.rest_of_network(th.values)
+    return BinaryInputs(units, W, b, inputs.heads(W), th, th.apply(U_tr), th.apply(U_te),
+                        rest)
 
 
 def learned_outcome(inputs: "ModelInputs", bin_: BinaryInputs, rules: Any,
                     meta: dict[str, Any]) -> Outcome:
     """The :class:`~cnn2logic.extract.base.Outcome` of a learned method fitted on
-    ``bin_``'s bits (ranked against ``inputs.target_tr``, its own default)."""
+    ``bin_``'s bits (ranked against ``inputs.target_tr``, its own default); its meta
+    says what the rules replace (``rest_of_network``, :meth:`ModelInputs.rest_of_network`).
+    """
     train, test = inputs.codes(bin_.bits_tr, bin_.bits_te, bin_.units.variables, bin_.heads)
+    rest = bin_.rest or inputs.rest_of_network(bin_.thresholds.values)
     return Outcome(rules, train, test, inputs.target_tr, rules.default,
                    inputs.binarized_accuracy(bin_.W, bin_.b, bin_.bits_te),
-                   thresholds_meta(bin_.thresholds), meta=meta)
+                   thresholds_meta(bin_.thresholds), meta={**meta, "rest_of_network": rest})
 
 
 def bits_fit_args(inputs: "ModelInputs", bin_: BinaryInputs) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_
                         term_counts)
 from ..labels import META_KEY as LABELS_KEY, check_names, labels_meta
 from ..minimize import minimize_ruleset
+from ..model.factory import build_info
 from ..rules import Literal, Rule, RuleSet
 from ..units import BinaryCodes, check_model_input
 from .base import REGISTRY, Extractor, Outcome
@@ -263,6 +264,10 @@ def _metrics(rules: RuleSet, outcome: Outcome) -> tuple[dict[str, Any], list[dic
     unminimized = outcome.unminimized
     metrics = evaluate_rules(rules, te.bits, te.labels, te.predictions)
     metrics["binarized_network_accuracy"] = outcome.binarized_accuracy
+    on_bits = (outcome.meta.get("rest_of_network") or {}).get("network_on_bits")
+    if on_bits:  # the output layer does not read the units: the rest of the network did
+        metrics["network_on_bits_fidelity"] = on_bits["fidelity"]
+        metrics["network_on_bits_accuracy"] = on_bits["accuracy"]
     metrics.update(ceilings(tr.bits, tr.labels, te.bits, te.labels))
     unmin_metrics = evaluate_rules(unminimized, te.bits, te.labels, te.predictions)
     metrics["unminimized"] = {k: unmin_metrics[k] for k in
@@ -283,7 +288,7 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
     meta = {
         "method": config.method,
         "model": model_name,
-        "architecture": getattr(getattr(model, "spec", None), "name", type(model).__name__),
+        "architecture": _architecture(model),
         "data": data.source,
         "layer": config.layer,
         "output_layer": config.output,
@@ -296,6 +301,9 @@ def _meta(model: nn.Module, data: DataSplits, config: ExtractConfig, model_name:
                                len(outcome.unminimized.heads)),
         "unminimized_rules": outcome.unminimized.to_dict()["rules"],
     }
+    build = build_info(model)
+    if build:  # --arch / --factory and their arguments: what built the network
+        meta["model_build"] = build
     if data.transform is not None:  # image folders, arrays, resized/normalised data
         meta["data_transform"] = data.transform
     meta.update(outcome.meta)
@@ -318,6 +326,14 @@ def _labels(tr: BinaryCodes, fallback: Any, user: Mapping[str, str] | None
     if user:
         check_names(user, tr.names, "labels")
     return labels_meta(tr.bits, target, tr.names, tr.classes, user)
+
+
+def _architecture(model: nn.Module) -> str:
+    """The spec's name, the ``--arch`` it was built from, else the module's class."""
+    spec = getattr(model, "spec", None)
+    if spec is not None:
+        return getattr(spec, "name", type(model).__name__)
+    return (build_info(model) or {}).get("arch") or type(model).__name__
 
 
 def table_metrics(rules: RuleSet, table: list[dict], codes: BinaryCodes) -> dict[str, Any]:

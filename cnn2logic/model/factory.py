@@ -6,6 +6,13 @@ arguments come as a mapping, inline JSON or a JSON file (``--factory-kwargs``). 
 factory runs the user's code: that is the point of it, and it is only ever done when the
 user names one (a weights file's recorded factory is never imported on its own).
 
+A registered architecture is named ``"torchvision:<name>"`` (``--arch``): one of
+``torchvision.models.list_models()``'s classification models, built with ``weights=None``
+so nothing is ever downloaded; the user's own weights are then loaded into it.  Keyword
+arguments that would download weights (``weights``, ``pretrained``, ``weights_backbone``...)
+are refused.  Every module built here carries :data:`BUILD_ATTR`, what built it (``arch``
+or ``factory`` and its keyword arguments), which the extraction records in its meta.
+
 Example
 -------
 >>> import tempfile, pathlib
@@ -17,10 +24,13 @@ Example
 >>> net = build_from_factory(f"{d}/mynet.py:make", '{"k": 2}')
 >>> net[0].out_channels
 2
+>>> getattr(build_from_factory("torchvision:resnet18", {"num_classes": 3}), BUILD_ATTR)
+{'arch': 'torchvision:resnet18', 'kwargs': {'num_classes': 3}}
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -33,6 +43,13 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from ..errors import ModelError
+
+#: The prefix of a registered architecture's name (``torchvision:resnet18``).
+ARCH_PREFIXES = ("torchvision:",)
+#: The attribute every module built here carries: ``{"arch" or "factory": ref, "kwargs": {...}}``.
+BUILD_ATTR = "cnn2logic_build"
+#: Builder arguments that would download weights; refused (the user brings the weights).
+DOWNLOAD_KWARGS = ("weights", "pretrained", "weights_backbone", "pretrained_backbone")
 
 
 def import_factory(ref: str) -> Callable[..., nn.Module]:
@@ -173,15 +190,120 @@ def build_from_factory(factory: str, factory_kwargs: Mapping[str, Any] | str | N
     ModelError
         The factory fails or returns something else.
     """
-    fn = import_factory(factory)
     kwargs = parse_factory_kwargs(factory_kwargs)
+    if is_arch(factory):
+        return build_arch(factory, kwargs)
+    fn = import_factory(factory)
     try:
         model = fn(**kwargs)
     except TypeError as exc:
         raise ModelError(f"factory {factory} rejected its arguments {kwargs}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"factory {factory} returned {type(model).__name__}, not a torch.nn.Module")
+    _record_build(model, "factory", factory, kwargs)
     return model
+
+
+def is_arch(ref: str) -> bool:
+    """Whether ``ref`` names a registered architecture (``torchvision:<name>``).
+
+    Parameters
+    ----------
+    ref : str
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(ref, str) and ref.startswith(ARCH_PREFIXES)
+
+
+def torchvision_models() -> list[str]:
+    """The classification architectures ``torchvision.models`` builds by name, sorted.
+
+    Returns
+    -------
+    list of str
+    """
+    # Deferred on purpose: torchvision's import costs about a second and only --arch needs it.
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
+
+
+def build_arch(arch: str, kwargs: Mapping[str, Any] | str | None = None) -> nn.Module:
+    """A registered architecture (``"torchvision:resnet18"``) with random weights.
+
+    Built with ``weights=None``: nothing is downloaded; load the user's state dict into it
+    (:func:`cnn2logic.model.load_model` does, with ``factory=arch``).
+
+    Parameters
+    ----------
+    arch : str
+        ``"torchvision:<name>"``, ``<name>`` one of :func:`torchvision_models`.
+    kwargs : mapping, JSON text or JSON file, optional
+        The builder's keyword arguments (``{"num_classes": 10}``).
+
+    Returns
+    -------
+    nn.Module
+        Carrying :data:`BUILD_ATTR` = ``{"arch": arch, "kwargs": kwargs}``.
+
+    Raises
+    ------
+    ModelError
+        Unknown prefix or name (the message lists close names), a keyword argument that
+        would download weights, or arguments the builder rejects.
+    """
+    kw = parse_factory_kwargs(kwargs)
+    prefix, _, name = arch.partition(":")
+    if f"{prefix}:" not in ARCH_PREFIXES or not name:
+        raise ModelError(f"--arch {arch!r}: expected 'torchvision:<name>', e.g. "
+                         "torchvision:resnet18")
+    names = torchvision_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = (f"; close names: {', '.join(close)}" if close
+                else f"; e.g. {', '.join(n for n in names if n.startswith(('resnet', 'vgg')))}")
+        raise ModelError(f"--arch {arch!r}: torchvision has no classification model "
+                         f"{name!r}{hint}")
+    for key in DOWNLOAD_KWARGS:
+        if kw.get(key) not in (None, False):
+            raise ModelError(f"--arch-kwargs: {key}={kw[key]!r} would download weights; "
+                             "cnn2logic never downloads: drop it and pass your own weights "
+                             "file (a state dict)")
+    # Deferred on purpose, as in torchvision_models.
+    import torchvision.models as tvm
+
+    builder_kwargs = {k: v for k, v in kw.items() if k not in DOWNLOAD_KWARGS}
+    try:
+        model = tvm.get_model(name, weights=None, **builder_kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"--arch {arch} rejected its arguments {builder_kwargs}: "
+                         f"{_first_line(exc)}") from None
+    _record_build(model, "arch", arch, kw)
+    return model
+
+
+def build_info(model: nn.Module) -> dict[str, Any] | None:
+    """What built ``model`` (:data:`BUILD_ATTR`), or None for a module built elsewhere.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    dict or None
+        ``{"arch": "torchvision:resnet18", "kwargs": {...}}`` or ``{"factory": ..., ...}``.
+    """
+    info = getattr(model, BUILD_ATTR, None)
+    return dict(info) if isinstance(info, dict) else None
+
+
+def _record_build(model: nn.Module, kind: str, ref: str, kwargs: Mapping[str, Any]) -> None:
+    # A plain attribute (not a buffer): it never enters the state dict.
+    object.__setattr__(model, BUILD_ATTR, {kind: ref, "kwargs": dict(kwargs)})
 
 
 def _first_line(exc: BaseException) -> str:

@@ -162,17 +162,36 @@ class LayerBatch(NamedTuple):
     layer: str
 
     def units(self) -> np.ndarray:
-        """The batch's units, requiring that the layer ran exactly once.
+        """The batch's units: the layer's output in its **last** call of the forward pass.
+
+        A module called more than once per forward pass is usually one reused inside a
+        block (torchvision's ``BasicBlock.relu`` runs after ``bn1`` and again after the
+        residual add): its last call is the block's output, what the next block reads.
+        Each call is one array of :attr:`outputs`; :func:`layer_calls` counts them.
+
+        A model that runs one image at a time (a ``.pt2`` exported with batch size 1) calls
+        the layer once per image: those calls are joined, again the last one per image.
 
         Raises
         ------
         ActivationError
-            The layer ran zero or several times in the forward pass.
+            The layer did not run in the forward pass, or its calls do not add up to the
+            batch.
         """
-        if len(self.outputs) != 1:
-            raise ActivationError(f"layer {self.layer!r} ran {len(self.outputs)} times in one "
-                                  "forward pass; capture needs exactly once")
-        return self.outputs[0]
+        if not self.outputs:
+            raise ActivationError(f"layer {self.layer!r} did not run in the forward pass; "
+                                  "name a module the model's forward calls")
+        n, rows = len(self.labels), [len(o) for o in self.outputs]
+        if len(rows) == 1 or sum(rows) == n:  # one call, or one call per part of the batch
+            return self.outputs[0] if len(rows) == 1 else np.concatenate(self.outputs)
+        if all(r == n for r in rows):  # a module reused within the forward pass
+            return self.outputs[-1]
+        if n and all(r == 1 for r in rows) and len(rows) % n == 0:  # per image, reused
+            per = len(rows) // n
+            return np.concatenate(self.outputs[per - 1::per])
+        raise ActivationError(f"layer {self.layer!r} ran {len(rows)} times on a batch of {n} "
+                              f"images with {rows[:4]}... rows: name a module that runs once "
+                              "per image (e.g. the block that contains it)")
 
 
 def layer_module(model: nn.Module, layer: str, reduce: str) -> nn.Module:
@@ -233,7 +252,10 @@ def iter_layer_units(model: nn.Module, layer: str, batches: Iterable, reduce: st
         elif out.ndim != 2:
             raise ActivationError(f"layer {layer!r} outputs shape {tuple(output.shape)}; "
                                   "expected (n, c, h, w) or (n, c)")
-        values = out.float().cpu().numpy()
+        # A copy, taken now: the tensor may be a view of the live activation, which a
+        # later in-place op (ReLU(inplace=True), a residual ``out += identity``) rewrites
+        # before the forward pass ends; the copy holds what this layer output.
+        values = np.array(out.float().cpu().numpy(), copy=True)
         if not np.isfinite(values).all():
             # Refused here, before any threshold is fitted: NaN compares false with every
             # threshold and would binarise silently to all-zero codes.
@@ -259,7 +281,7 @@ def iter_layer_units(model: nn.Module, layer: str, batches: Iterable, reduce: st
                     xb, yb = batch[0], (batch[1] if len(batch) > 1 else None)
                 grabbed.clear()
                 logits = model(xb)
-                n = len(grabbed[0]) if grabbed else len(xb)
+                n = len(xb)  # the batch (a model run image by image calls the layer n times)
                 labels = (np.full(n, -1, np.int64) if yb is None
                           else np.asarray(yb, dtype=np.int64).reshape(-1))
                 preds = (logits.argmax(1).numpy().astype(np.int64)
@@ -437,7 +459,7 @@ def _collect(model: nn.Module, layer: str, batches: Iterable, reduce: str, progr
     preds: list[np.ndarray] = []
     map_shape: tuple[int, ...] = ()
     for batch in iter_layer_units(model, layer, batches, reduce, progress, total):
-        outputs.extend(batch.outputs)
+        outputs.append(batch.units())  # the last call of a module run several times
         preds.append(batch.predictions)
         map_shape = batch.map_shape
     values = np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)

@@ -53,7 +53,8 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_write_text
 from ..errors import VisualizationError
-from ..export.markdown import METRIC_ROWS, rule_kind_sentence  # one source for both views
+from ..export.markdown import (METRIC_ROWS, replaces_sentence,  # one source for both views
+                               rule_kind_sentence)
 from ..labels import display, kernel_labels
 from ..rules import Literal, Rule, RuleSet
 from .gallery import GALLERY_CSS, kernel_anchor, kernel_section, literal_thumbnail
@@ -391,8 +392,11 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
     """``(id, title, html)`` of every part the inputs allow; what is left out goes to notes."""
     sections: list[tuple[str, str, str]] = []
     if metrics:
+        replaces = replaces_sentence(rules.meta)  # what the rules stand for (extract/rest.py)
+        replaces = replaces[:1].upper() + replaces[1:]
         sections.append(("metrics", "Accuracy, fidelity, coverage",
-                         _metrics_section(metrics, arch, metrics_source)))
+                         _metrics_section(metrics, arch, metrics_source)
+                         + (f"<p class=small>{html.escape(replaces)}.</p>" if replaces else "")))
     else:
         notes.append("metrics table omitted: the rules file has no meta['metrics'] and no "
                      "model + data were given to compute them")
