@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnn2logic.cli import main
 from cnn2logic.data import (STREAM_BATCH, DataSplits, FolderImages, ImageSet, ImageTransform,
-                            LazyImages, StreamSet, as_splits, load_data)
+                            LazyImages, StreamSet, as_splits, load_data, spread_indices)
 from cnn2logic.errors import DataError
 from cnn2logic.export.logic import program_text
 from cnn2logic.extract.config import ExtractConfig
@@ -75,6 +75,20 @@ def test_train_test_layout_streams_rgb_images(rgb_folder):
     assert x.shape == (2, 3, 32, 32) and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
     assert np.array_equal(d.train.labels, np.repeat(np.arange(10), 6))
     assert d.transform["layout"] == "train/test" and d.transform["channels"] == 3
+
+
+def test_train_size_on_a_class_ordered_folder_keeps_every_class(rgb_folder):
+    """A folder lists class after class: --train-size takes images of every class in
+    proportion (the first 20 would be digits 0-3 only), and the same ones each time."""
+    full = load_data(rgb_folder)
+    d = load_data(rgb_folder, train_size=20, test_size=10)
+    assert np.array_equal(np.bincount(d.train.labels, minlength=10), np.full(10, 2))
+    assert np.array_equal(np.bincount(d.test.labels, minlength=10), np.ones(10, int))
+    assert np.array_equal(d.train.images[:], full.train.images[d.train.dataset.indices])
+    again = load_data(rgb_folder, train_size=20, test_size=10)
+    assert d.train.dataset.indices == again.train.dataset.indices
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 2)  # uneven classes: largest remainders
+    assert np.bincount(labels[spread_indices(labels, 5)]).tolist() == [3, 1, 1]
 
 
 def test_folder_is_read_in_batches_never_as_one_tensor(rgb_folder, monkeypatch):

@@ -36,7 +36,7 @@ from .mnist import (EMBEDDED, EMBEDDED_SPLIT_SEED, EMBEDDED_TEST_FRACTION, MAX_C
                     SplitInfo, has_idx, iter_batches, load_embedded, load_idx_dir, open_split,
                     read_idx)
 from .sets import (MEMORY_BATCH, STREAM_BATCH, DataSplits, ImageSet, LazyImages, StreamSet,
-                   collate_items, holdout_mask, item_tensor)
+                   collate_items, holdout_mask, item_tensor, spread_indices)
 from .transform import ImageTransform
 
 __all__ = [
@@ -45,5 +45,5 @@ __all__ = [
     "ImageTransform", "LazyImages", "SplitInfo", "StreamSet", "as_split", "as_splits",
     "collate_items", "has_idx", "holdout_mask", "item_tensor", "iter_batches", "load_arrays",
     "load_data", "load_embedded", "load_idx_dir", "load_image_folder", "open_split",
-    "read_idx",
+    "read_idx", "spread_indices",
 ]

@@ -139,6 +139,43 @@ class ImageSet:
         return tuple(int(s) for s in self.images.shape[1:])
 
 
+def spread_indices(labels: np.ndarray, n: int) -> np.ndarray:
+    """``n`` indices spread evenly over each class, in proportion to the class sizes.
+
+    Each class gets its largest-remainder share of ``n`` (ties to the smaller class
+    label), taken at evenly spaced positions within the class; no randomness, so the
+    same labels and ``n`` give the same images.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        int labels of the split.
+    n : int
+        How many indices, ``1 <= n <= len(labels)``.
+
+    Returns
+    -------
+    np.ndarray
+        Sorted int indices.
+
+    Examples
+    --------
+    >>> spread_indices(np.array([0, 0, 0, 0, 1, 1, 1, 1]), 4).tolist()
+    [0, 3, 4, 7]
+    """
+    classes, counts = np.unique(labels, return_counts=True)
+    share = n * counts / len(labels)
+    quota = np.floor(share).astype(int)
+    extra = n - int(quota.sum())
+    quota[np.argsort(-(share - quota), kind="stable")[:extra]] += 1
+    picked = []
+    for c, q in zip(classes, quota):
+        if q:
+            idx = np.flatnonzero(labels == c)
+            picked.append(idx[np.round(np.linspace(0, len(idx) - 1, q)).astype(int)])
+    return np.sort(np.concatenate(picked))
+
+
 def _check_subset(name: str, n: int | None, held: int) -> None:
     if n is not None and n > held:
         raise DataError(f"{name}: asked for {n} images but the split holds only {held}")
@@ -354,7 +391,12 @@ class StreamSet:
             raise type(exc)(_worker_message(str(exc))) from None
 
     def subset(self, n: int | None) -> "StreamSet":
-        """The first ``n`` images (all when ``n`` is None).
+        """``n`` images (all when ``n`` is None): the first ``n``, or, when the split is
+        ordered by class (an image folder lists class after class), ``n`` images spread
+        over every class in proportion (:func:`spread_indices`).
+
+        Taking the first ``n`` of a class-ordered folder would keep only its first classes
+        (10,000 of a 50,000-image MNIST folder are all 0s and 1s).
 
         Raises
         ------
@@ -364,7 +406,13 @@ class StreamSet:
         _check_subset(self.name, n, len(self))
         if n is None or n == len(self):
             return self
-        known = None if self.known_labels is None else self.known_labels[:n]
+        known = self.known_labels
+        if known is not None and len(np.unique(known)) > 1 and np.all(np.diff(known) >= 0):
+            idx = spread_indices(known, n)
+            return replace(self, dataset=Subset(self.dataset, idx.tolist()),
+                           known_labels=known[idx], name=f"{self.name}[{n} spread]",
+                           _cache={})
+        known = None if known is None else known[:n]
         return replace(self, dataset=Subset(self.dataset, range(n)), known_labels=known,
                        name=f"{self.name}[:{n}]", _cache={})
 
