@@ -277,10 +277,11 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
         return None
     images = data.train if data is not None else None
     if isinstance(images, StreamSet) and len(images) > VISUAL_IMAGES:
-        # the visuals hold their images in memory: a streamed split is cut to its first
-        # VISUAL_IMAGES (metrics are still measured on every image, batch by batch)
-        notes.append(f"top-activating images and the mean base are taken from the first "
-                     f"{VISUAL_IMAGES} of {len(images)} training images")
+        # the visuals hold their images in memory: a streamed split is cut to
+        # VISUAL_IMAGES (spread over the classes when the split lists class after class,
+        # StreamSet.subset); metrics are still measured on every image, batch by batch
+        notes.append(f"top-activating images and the mean base are taken from "
+                     f"{VISUAL_IMAGES} of the {len(images)} training images")
         images = images.subset(VISUAL_IMAGES)
     chosen = base or ("mean" if images is not None else "zeros")
     if images is None:
