@@ -28,10 +28,11 @@ def random_case(seed: int) -> tuple[RuleSet, BinaryCodes]:
     var = tuple(Variable(f"k{i}", "conv", i) for i in range(nk))
     rules = []
     for r in range(14):
-        ks = rng.choice(nk, size=int(rng.integers(0, 6)), replace=False)
+        ks = rng.choice(nk, size=int(rng.integers(2, 7)), replace=False)
         body = tuple(Literal(f"k{k}", bool(rng.random() < 0.6)) for k in ks)
-        kind = rng.random()
-        min_true = None if kind < 0.4 or not body else int(rng.integers(0, len(body) + 1))
+        min_true = None if rng.random() < 0.4 else int(rng.integers(2, len(body) + 1))
+        if seed >= 2 and r == 13:  # a rule that always fires: 0-of-N, or the empty body
+            body, min_true = (body, 0) if seed == 3 else ((), None)
         rules.append(Rule(CLASSES[int(rng.integers(len(CLASSES) - 1))], body,
                           min_true=min_true))
     rs = RuleSet(variables=var, heads=tuple(Head(c, "class", "out", i)
