@@ -26,7 +26,7 @@ from .program import Program
 _IDENT = r"[a-z][A-Za-z0-9_]*"
 _FIRES = re.compile(r"^fires\(I, (\d+)\) :- evaluate\(I\)(.*)\.$", re.M)
 _LIT = re.compile(rf"^(not )?active\(I, ({_IDENT})\)$")
-_COUNT = re.compile(rf"^#count \{{ (.*) \}} >= (\d+)$")
+_COUNT = re.compile(r"^#count \{ (.*) \} >= (\d+)$")
 _RULE = re.compile(rf"^rule\((\d+), ({_IDENT})\)\.", re.M)
 _SEP = re.compile(r"(?<=\)), ")
 _CHAINED = re.compile(r"^(derives\(|derived\(I, |active\(I, )", re.M)
