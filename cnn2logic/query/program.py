@@ -66,6 +66,16 @@ class Program:
         else:
             self._head, self._patterns, self._data = text, "", ""
 
+    @property
+    def head_text(self) -> str:
+        """The rules part of a layered program (the whole text otherwise)."""
+        return self._head
+
+    @property
+    def pattern_text(self) -> str:
+        """The activation-pattern section of a layered program ("" when it has none)."""
+        return self._patterns
+
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> "Program":
         """Read an exported ``.lp`` file.

@@ -58,6 +58,7 @@ from ..words import why
 from ..names import asp_string, is_identifier, label_text
 from ..rules import natural_key
 from .clingo import Answer, Names, Session, by_name, const_args, open_session
+from .ondata import data_conflicts
 from .program import Program, as_program, unknown_image
 from .results import (ConflictsResult, ExplainResult, FlipResult, ImpliesResult,
                       NecessaryResult, ProgramResult, Result, Term, Witness)
@@ -216,8 +217,10 @@ def conflicts(program: Program | str | os.PathLike[str], *, limit: int = 20,
     ``max_pairs`` of them (0: always); their number is always given.
 
     ``data=False`` skips the contradictions on the data: they need every rule evaluated on
-    every activation pattern (images x rules), which dominates on large rule bases
-    (``bench/scale.py`` measures both).
+    every activation pattern (images x rules).  On an exported program that is done in
+    Python (:func:`cnn2logic.query.ondata.data_conflicts`, same answers), because clingo
+    would first parse and ground every ``pattern_active/2`` fact (24 of 25 s on 10,000
+    images x 512 kernels); other programs leave it to ``programs/conflicts.lp``.
 
     Raises
     ------
@@ -226,10 +229,14 @@ def conflicts(program: Program | str | os.PathLike[str], *, limit: int = 20,
     """
     start = time.perf_counter()
     prog = as_program(program)
-    s = open_session(prog, "conflicts", images=None, patterns=data,
+    # The data part is evaluated in Python when the program has the exporter's shape: in
+    # clingo it costs parsing every pattern_active/2 fact (ondata's docstring has figures).
+    fast = data_conflicts(prog) if data else None
+    in_asp = data and fast is None
+    s = open_session(prog, "conflicts", images=None, patterns=in_asp,
                  args=["--heuristic=Domain", "--enum-mode=domRec", str(max(limit, 0))]
                  + const_args("max_pairs", str(max_pairs if max_pairs > 0 else 2 ** 31 - 1))
-                 + const_args("data", "1" if data else "0"))
+                 + const_args("data", "1" if in_asp else "0"))
     names = Names(s, prog)
     facts = by_name(a.symbol for name, ar in (("listed_pair", 2), ("opposite", 4),
                                                  ("never_together_count", 1),
@@ -246,13 +253,16 @@ def conflicts(program: Program | str | os.PathLike[str], *, limit: int = 20,
                         "positive": a[2].number, "negative": a[3].number}
                        for a in (sym.arguments for sym in facts.get("opposite", []))),
                       key=lambda o: (o["class"], order.get(o["kernel"], 0)))
-    examples = {(str(x.arguments[0]), str(x.arguments[1])): str(x.arguments[2])
-                for x in facts.get("data_example", [])}
+    if fast is None:
+        examples = {(str(x.arguments[0]), str(x.arguments[1])): str(x.arguments[2])
+                    for x in facts.get("data_example", [])}
+        fast = [(str(x.arguments[0]), str(x.arguments[1]), x.arguments[2].number,
+                 examples.get((str(x.arguments[0]), str(x.arguments[1])), ""))
+                for x in facts.get("data_conflict", [])]
     on_data = []
-    for sym in facts.get("data_conflict", []):
-        c1, c2 = str(sym.arguments[0]), str(sym.arguments[1])
-        on_data.append({"classes": [names.c(c1), names.c(c2)], "images": sym.arguments[2].number,
-                        "example": names.image(examples.get((c1, c2), "")),
+    for c1, c2, n_images, example in fast:
+        on_data.append({"classes": [names.c(c1), names.c(c2)], "images": n_images,
+                        "example": names.image(example),
                         "_key": (corder.get(c1, 0), corder.get(c2, 0))})
     on_data.sort(key=lambda o: (-o["images"], o["_key"]))
     data_pairs = {tuple(o["classes"]) for o in on_data}
