@@ -47,3 +47,12 @@ def mean_std(values):
 def emit(obj) -> None:
     json.dump(obj, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
+
+
+def vm_bytes(field: str) -> int:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes; -1 if absent."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return -1

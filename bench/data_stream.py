@@ -35,15 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import vm_bytes  # noqa: E402
+
 from cnn2logic._io import atomic_write_text
-
-
-def _vm(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return -1
 
 
 def build_folder(root: Path, n_train: int, n_test: int, data: str) -> Path:
@@ -94,12 +89,12 @@ def _child(folder: str, model_name: str, n: int, mode: str, batch: int, workers:
 
     with torch.no_grad():  # warm-up: torch's own buffers belong to the baseline
         model.eval()(torch.zeros(batch, 3, 32, 32))
-    start = _vm("VmRSS")
+    start = vm_bytes("VmRSS")
     t0 = time.perf_counter()
     d = load_data(folder, train_size=n, batch_size=batch, workers=workers)
     index_s = time.perf_counter() - t0
     capture_split(model, layer, d.train.subset(batch), progress=False)  # warm-up
-    base = _vm("VmRSS")
+    base = vm_bytes("VmRSS")
     t = time.perf_counter()
     if mode == "stream":
         units, _ = capture_split(model, layer, d.train, progress=False)
@@ -109,8 +104,8 @@ def _child(folder: str, model_name: str, n: int, mode: str, batch: int, workers:
         x, _ = d.train.tensors()
         extra = {"images_mb": round(x.numel() * 4 / 2 ** 20, 1)}
     conn.send({"mode": mode, "images": n, "seconds": round(time.perf_counter() - t, 2),
-               "peak_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1),
-               "peak_above_start_mb": round((_vm("VmHWM") - start) / 2 ** 20, 1),
+               "peak_above_baseline_mb": round((vm_bytes("VmHWM") - base) / 2 ** 20, 1),
+               "peak_above_start_mb": round((vm_bytes("VmHWM") - start) / 2 ** 20, 1),
                "index_seconds": round(index_s, 2), **extra})
     conn.close()
 

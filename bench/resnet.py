@@ -37,16 +37,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples"))
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from _common import vm_bytes  # noqa: E402
 
 ARCH, KWARGS, LAYER, OUTPUT = "torchvision:resnet18", {"num_classes": 10}, "layer4", "fc"
-
-
-def _vm(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return -1
 
 
 def _extract_child(ckpt: str, folder: str, train_size: int | None, threads: int,
@@ -63,7 +57,7 @@ def _extract_child(ckpt: str, folder: str, train_size: int | None, threads: int,
     model = load_model(ckpt, factory=ARCH, factory_kwargs=KWARGS)
     with torch.no_grad():  # warm up: the baseline includes torch's own buffers
         model(torch.zeros(64, 3, 32, 32))
-    base = _vm("VmRSS")
+    base = vm_bytes("VmRSS")
     t0 = time.perf_counter()
     data = load_data(folder, train_size=train_size)
     result = extract_model(model, data, ExtractConfig(layer=LAYER, output=OUTPUT),
@@ -73,7 +67,7 @@ def _extract_child(ckpt: str, folder: str, train_size: int | None, threads: int,
     out = {"train_images": int(m["train_images"]), "test_images": int(m["images"]),
            "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
            "wall_seconds": round(wall, 2),
-           "peak_rss_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1),
+           "peak_rss_above_baseline_mb": round((vm_bytes("VmHWM") - base) / 2 ** 20, 1),
            "baseline_rss_mb": round(base / 2 ** 20, 1),
            "fidelity": m["fidelity"], "rule_accuracy": m["rule_accuracy"],
            "network_accuracy": m["network_accuracy"],
@@ -106,13 +100,13 @@ def _capture_child(ckpt: str, folder: str, train_size: int | None, threads: int,
     model = load_model(ckpt, factory=ARCH, factory_kwargs=KWARGS)
     with torch.no_grad():
         model(torch.zeros(64, 3, 32, 32))
-    base = _vm("VmRSS")
+    base = vm_bytes("VmRSS")
     t0 = time.perf_counter()
     data = load_data(folder, train_size=train_size)
     units, _ = capture_split(model, LAYER, data.train, progress=False)
     conn.send({"images": int(len(units.values)), "kernels": int(units.values.shape[1]),
                "seconds": round(time.perf_counter() - t0, 2),
-               "peak_rss_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1)})
+               "peak_rss_above_baseline_mb": round((vm_bytes("VmHWM") - base) / 2 ** 20, 1)})
     conn.close()
 
 

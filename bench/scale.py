@@ -51,6 +51,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import vm_bytes  # noqa: E402
+
 from cnn2logic._io import atomic_write_text
 from cnn2logic.data import load_data
 from cnn2logic.model.spec import ConvSpec, ModelSpec, load_checkpoint, save_checkpoint
@@ -63,14 +66,6 @@ def spec_for(kernels: int) -> ModelSpec:
                      pool="global-max", binary_units="ste", name=f"scale{kernels}")
 
 
-def _vm(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return -1
-
-
 def _capture_child(ckpt: str, source: str, size: int | None, conn) -> None:  # pragma: no cover
     torch.set_num_threads(1)
     from cnn2logic.data import iter_batches
@@ -80,13 +75,13 @@ def _capture_child(ckpt: str, source: str, size: int | None, conn) -> None:  # p
     # warm up: one batch through the model, so the baseline includes torch's own buffers
     capture_shard(model, "pool", source=source, split="train", size=500, threshold="half")
     next(iter(iter_batches(source, "train", 0, 500)))
-    base = _vm("VmRSS")
+    base = vm_bytes("VmRSS")
     t = time.perf_counter()
     shard = capture_shard(model, "pool", source=source, split="train", size=size,
                           threshold="half", batch_size=500)
     seconds = time.perf_counter() - t
     conn.send({"images": len(shard), "seconds": round(seconds, 2),
-               "peak_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1),
+               "peak_above_baseline_mb": round((vm_bytes("VmHWM") - base) / 2 ** 20, 1),
                "output_bits_mb": round(len(shard) * len(shard.names) / 8 / 2 ** 20, 2)})
     conn.close()
 
@@ -120,11 +115,11 @@ def _in_memory_child(ckpt: str, source: str, conn) -> None:  # pragma: no cover
 
     model = load_checkpoint(ckpt)
     capture(model, "pool", torch.zeros(500, 1, 28, 28), progress=False)
-    base = _vm("VmRSS")
+    base = vm_bytes("VmRSS")
     d = load_data(source)
     units = capture(model, "pool", d.train.images, progress=False)
     conn.send({"images": len(units.values),
-               "peak_above_baseline_mb": round((_vm("VmHWM") - base) / 2 ** 20, 1)})
+               "peak_above_baseline_mb": round((vm_bytes("VmHWM") - base) / 2 ** 20, 1)})
     conn.close()
 
 
