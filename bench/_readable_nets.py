@@ -12,6 +12,8 @@ Four networks on full MNIST (the first 50,000 training images, the 10,000 test i
 ``relu_bn``
     ``examples/relu_bn_cnn.py`` with 48 kernels (ReLU/BatchNorm, global average pooling),
     1,500 iterations; units are the ``gap`` values the linear layer reads.
+``relu_bn128``
+    the same with 128 kernels (a wide ReLU/BatchNorm net; bench/logic_training.py only).
 
 The capture (``/work/cache/codes/{net}-seed{seed}.npz``) holds the float units of both
 splits, the network's predictions, the labels and the output layer's weights, so that the
@@ -34,9 +36,14 @@ from _common import CACHE, REPO  # noqa: E402
 
 CODES = Path("/work/cache/codes")
 NETS = ("paper1", "paper3", "scale128", "relu_bn")
-ITERATIONS = {"scale128": 3000, "relu_bn": 1500}
-LAYER = {"paper1": "pool", "paper3": "pool", "scale128": "pool", "relu_bn": "gap"}
-OUTPUT = {"paper1": "out", "paper3": "out", "scale128": "out", "relu_bn": "fc"}
+ITERATIONS = {"scale128": 3000, "relu_bn": 1500, "relu_bn128": 1500}
+LAYER = {"paper1": "pool", "paper3": "pool", "scale128": "pool", "relu_bn": "gap",
+         "relu_bn128": "gap"}
+OUTPUT = {"paper1": "out", "paper3": "out", "scale128": "out", "relu_bn": "fc",
+          "relu_bn128": "fc"}
+#: The factory kwargs of the ``--factory`` nets (examples/relu_bn_cnn.py:make_net).
+FACTORY_KWARGS = {"relu_bn": {"kernels": 48}, "relu_bn128": {"kernels": 128}}
+FACTORY = str(REPO / "examples" / "relu_bn_cnn.py") + ":make_net"
 
 
 def model_for(net: str, seed: int, data):
@@ -51,26 +58,26 @@ def model_for(net: str, seed: int, data):
         spec = dataclasses.replace(spec_for(128), binary_units="none", name="scale128")
         return trained_model(f"{net}-plain", seed, data, spec=spec,
                              iterations=ITERATIONS[net])
-    if net != "relu_bn":
+    if net not in FACTORY_KWARGS:
         raise SystemExit(f"unknown network {net!r}")
     import torch
     from cnn2logic.model import load_model, save_weights
     from cnn2logic.model.training import TrainConfig, train
 
-    factory = str(REPO / "examples" / "relu_bn_cnn.py") + ":make_net"
-    ckpt = CACHE / f"relu_bn48-seed{seed}.safetensors"
-    metrics_path = CACHE / f"relu_bn48-seed{seed}.metrics.json"
+    factory, kwargs = FACTORY, FACTORY_KWARGS[net]
+    ckpt = CACHE / f"relu_bn{kwargs['kernels']}-seed{seed}.safetensors"
+    metrics_path = CACHE / f"relu_bn{kwargs['kernels']}-seed{seed}.metrics.json"
     if ckpt.is_file() and metrics_path.is_file():
-        return (load_model(ckpt, factory=factory, factory_kwargs={"kernels": 48}),
+        return (load_model(ckpt, factory=factory, factory_kwargs=kwargs),
                 json.loads(metrics_path.read_text()))
     from cnn2logic.model import import_factory
 
     torch.manual_seed(seed)  # the factory's initialisation
-    model = import_factory(factory)(kernels=48)
+    model = import_factory(factory)(**kwargs)
     model, metrics = train(model, data, TrainConfig(iterations=ITERATIONS[net], seed=seed,
                                                     progress=False))
     CACHE.mkdir(parents=True, exist_ok=True)
-    save_weights(model, ckpt, factory=factory, factory_kwargs={"kernels": 48})
+    save_weights(model, ckpt, factory=factory, factory_kwargs=kwargs)
     metrics_path.write_text(json.dumps(metrics, indent=1, sort_keys=True, default=str))
     return model, metrics
 

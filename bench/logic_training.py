@@ -184,7 +184,7 @@ def parse_recipe(text: str) -> tuple[str, dict]:
     opts = dict(RECIPES[name])
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        opts[key.strip()] = value if key.strip() == "target" else (
+        opts[key.strip()] = value if key.strip() in ("target", "warm_head") else (
             int(value) if value.isdigit() else float(value))
     return name, opts
 
@@ -194,7 +194,7 @@ def tune_one(net: str, seed: int, data, recipe: str, extra: dict | None = None,
     """Tune one cached network with one recipe; reload the checkpoint and extract from it."""
     import tempfile
 
-    from _readable_nets import LAYER, OUTPUT, model_for
+    from _readable_nets import FACTORY, FACTORY_KWARGS, LAYER, OUTPUT, model_for
     from cnn2logic.model import load_checkpoint, load_model
     from cnn2logic.model.spec import predict_logits
     from cnn2logic.model.tuning import TuneConfig, save_tuned, tune_model
@@ -206,12 +206,8 @@ def tune_one(net: str, seed: int, data, recipe: str, extra: dict | None = None,
     t0 = time.perf_counter()
     tuned, m = tune_model(model, data, LAYER[net], OUTPUT[net], config)
     seconds = time.perf_counter() - t0
-    factory = None
-    kwargs = None
-    if net == "relu_bn":
-        factory = str(Path(__file__).resolve().parents[1] / "examples" / "relu_bn_cnn.py") \
-            + ":make_net"
-        kwargs = {"kernels": 48}
+    factory = FACTORY if net in FACTORY_KWARGS else None
+    kwargs = FACTORY_KWARGS.get(net)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "tuned.safetensors"
         save_tuned(tuned, path, layer=LAYER[net], output=OUTPUT[net], factory=factory,
@@ -230,6 +226,9 @@ def tune_one(net: str, seed: int, data, recipe: str, extra: dict | None = None,
         "tuned_accuracy": m["test_accuracy"],
         "tuned_train_accuracy": m["train_accuracy"],
         "bits_ceiling_train": m["bits_ceiling_train"],
+        "bits_lookup_test": m["bits_lookup_test"],
+        "kernels": m["kernels"],
+        "kernels_read": m["kernels_read"],
         "accuracy_drop": round(m["original_test_accuracy"] - m["test_accuracy"], 6),
         "rules": len(res.rules.rules),
         "literals": sum(len(r.body) for r in res.rules.rules),

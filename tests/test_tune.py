@@ -19,6 +19,7 @@ from cnn2logic.model.logic_head import LogicUnits, RuleListHead
 from cnn2logic.model.spec import CHECKPOINT_SPEC_KEY, predict_logits, read_safetensors
 from cnn2logic.model.training import TrainConfig, train
 from cnn2logic.rules import Head, Variable
+from cnn2logic.model import tuning
 from cnn2logic.model.tuning import CollapseError, TuneConfig, save_tuned, tune_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,12 +175,12 @@ def test_dead_minority_is_recentred_or_tolerated(paper1, data):
 
 
 def test_constant_units_recentred(paper1, data):
-    import cnn2logic.model.tuning as tuning
+
 
     model = copy.deepcopy(paper1)
     x, y = data.train.tensors()
-    units = tuning._wrap_units(model, "pool", "out", x, y.numpy())
-    run = tuning._Run(model, units, x, y, predict_logits(paper1, x), FAST)
+    units, selected = tuning._wrap_units(model, "pool", "out", x, y.numpy(), 0)
+    run = tuning._Run(model, units, x, y, predict_logits(paper1, x), FAST, selected)
     with torch.no_grad():
         units.thresholds[:2] = 10.0  # above every unit: constant 0 bits
     run._check()
@@ -192,6 +193,8 @@ def test_constant_units_recentred(paper1, data):
     (["--output", "act1"], "not nn.Linear"),
     (["--layer", "act1"], "does not read the units"),
     (["--warm-share", "2"], "warm_share"),
+    (["--bit-noise", "-1"], "bit_noise"),
+    (["--warm-head", "deep"], "--warm-head"),
     (["--data", "/nonexistent/dir"], ""),
 ])
 def test_bad_inputs_one_line_exit_2(paper1, tmp_path, capsys, extra, message):
@@ -233,7 +236,45 @@ def test_head_soft_equals_hard_on_bits():
 
 
 def test_config_checks():
-    for bad in ({"iterations": 0}, {"lr": -1.0}, {"distill": 1.5}, {"target": "x"}):
+    for bad in ({"iterations": 0}, {"lr": -1.0}, {"distill": 1.5}, {"target": "x"},
+                {"max_kernels": -1}, {"class_kernels": 1.5}, {"bit_noise": float("nan")},
+                {"warm_head": "deep"}):
         with pytest.raises(Exception):
             TuneConfig(**bad)
     assert np.isfinite(TuneConfig().lr)
+
+
+def test_select_kernels_finds_the_informative_ones():
+    rng = np.random.default_rng(0)
+    bits = rng.random((2000, 12)) < 0.5
+    # the target is a function of kernels 7 and 2 only (XOR-like: neither alone predicts it)
+    target = bits[:, 7].astype(int) * 2 + (bits[:, 7] ^ bits[:, 2]).astype(int)
+    chosen = tuning.select_kernels(bits, target, 2)
+    assert sorted(chosen) == [2, 7]
+    every = tuning.select_kernels(bits, target, 20)  # more than there are: each once
+    assert sorted(every) == list(range(12)) and every[:2] == chosen
+
+
+def test_max_kernels_limits_what_the_program_reads(data, tmp_path):
+    kwargs = {"kernels": 8, "width": 4}
+    torch.manual_seed(0)
+    net, _ = train(build_from_factory(FACTORY, kwargs), data,
+                   TrainConfig(iterations=20, progress=False))
+    config = TuneConfig(iterations=30, check_every=10, progress=False, max_kernels=3,
+                        class_kernels=2, warm_head="mlp", bit_noise=0.5)
+    model, m = tune_model(net, data, "gap", "fc", config)
+    assert len(m["selected_kernels"]) == 3 and m["kernels"] == 8
+    assert 1 <= m["kernels_read"] <= 3
+    head = dict(model.named_modules())["fc"]
+    read = set(np.flatnonzero((head.signs != 0).any(0).numpy()).tolist())
+    assert read <= set(m["selected_kernels"])
+    res, agree = _every_image_agrees(model, data, "gap", "fc")
+    assert agree and res.metrics["fidelity"] == 1.0
+    # the same configuration gives the same network
+    again, m2 = tune_model(net, data, "gap", "fc", config)
+    x, _ = data.test.tensors()
+    assert torch.equal(predict_logits(again, x), predict_logits(model, x))
+    assert m2["selected_kernels"] == m["selected_kernels"]
+    units = dict(model.named_modules())["gap"]
+    assert units.noise == 0.0  # the training-only noise is not handed back
+    assert not any(isinstance(mod, tuning._WarmHead) for mod in model.modules())

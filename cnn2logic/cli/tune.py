@@ -18,8 +18,8 @@ from .._io import atomic_write_text, check_parents, refuse_overwriting_inputs
 from ..errors import ModelError
 from ..model import metrics_json, parse_factory_kwargs
 from ..model.spec import SpecCNN
-from ..model.tuning import TARGETS, TuneConfig, save_tuned, tune_model
-from ._common import add_progress_arg, positive_float, positive_int
+from ..model.tuning import TARGETS, WARM_HEADS, TuneConfig, save_tuned, tune_model
+from ._common import add_progress_arg, non_negative_int, positive_float, positive_int
 from ._data_args import add_data_args, data_from_args
 from ._model_args import add_model_args, model_from_args
 from .train import metrics_file
@@ -64,6 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rounds of training against the list, refitted after each")
     p.add_argument("--target", choices=TARGETS, default=_DEFAULTS.target,
                    help="what the rule list is fitted to")
+    p.add_argument("--max-kernels", type=non_negative_int, default=_DEFAULTS.max_kernels,
+                   help="on a wider layer, make the decision read only this many kernels "
+                        f"(default {_DEFAULTS.max_kernels}; 0: all)")
+    p.add_argument("--class-kernels", type=non_negative_int, default=_DEFAULTS.class_kernels,
+                   help="while training on bits, each class reads only its this many "
+                        f"strongest kernels (default {_DEFAULTS.class_kernels}; 0: all)")
+    p.add_argument("--bit-noise", type=float, default=_DEFAULTS.bit_noise,
+                   help="noise (in units of each unit's spread) added before the thresholds "
+                        f"in training, for bits that generalise (default {_DEFAULTS.bit_noise})")
+    p.add_argument("--warm-head", choices=WARM_HEADS, default=_DEFAULTS.warm_head,
+                   help="head of the straight-through phase: the original output layer, "
+                        "or it plus a small ReLU network on the bits")
     p.add_argument("--seed", type=int, default=0)
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -96,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     config = TuneConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                         warm_share=args.warm_share, distill=args.distill, rounds=args.rounds,
                         max_rules=args.max_rules, max_literals=args.max_literals,
-                        target=args.target, seed=args.seed, progress=args.progress)
+                        target=args.target, max_kernels=args.max_kernels,
+                        class_kernels=args.class_kernels, bit_noise=args.bit_noise,
+                        warm_head=args.warm_head, seed=args.seed, progress=args.progress)
     kwargs = parse_factory_kwargs(args.factory_kwargs) if args.factory else None
     model = model_from_args(args)
     if not args.factory and not isinstance(model, SpecCNN):

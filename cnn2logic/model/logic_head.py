@@ -78,6 +78,11 @@ class LogicUnits(nn.Module):
         self.inner = inner
         self.register_buffer("thresholds", thresholds.clone())
         self.register_buffer("scale", scale.clone())
+        # training only, never saved: Gaussian noise (in units of ``scale``) added to the
+        # units before the threshold, so that the kernels learn to keep their units away
+        # from it (bits that unseen images do not flip); set by the tuner
+        self.noise = 0.0
+        self.noise_generator: torch.Generator | None = None
 
     def extra_repr(self) -> str:
         """The number of kernels in the module's repr."""
@@ -95,9 +100,12 @@ class LogicUnits(nn.Module):
                              f"shape {tuple(u.shape)}")
         shape = (1, -1) + (1,) * (u.ndim - 2)
         t, s = self.thresholds.view(shape), self.scale.view(shape)
-        hard = (u >= t).to(u.dtype)
         if not self.training:
-            return hard
+            return (u >= t).to(u.dtype)
+        if self.noise:
+            u = u + self.noise * s * torch.randn(u.shape, generator=self.noise_generator,
+                                                 dtype=u.dtype)
+        hard = (u >= t).to(u.dtype)
         soft = torch.sigmoid((u - t) / s)
         return hard + soft - soft.detach()
 
@@ -197,6 +205,11 @@ class RuleListHead(nn.Module):
     def n_literals(self) -> int:
         """Literals in all rule bodies."""
         return int((self.signs != 0).sum())
+
+    @property
+    def kernels_read(self) -> int:
+        """Kernels (bits) that some rule reads."""
+        return int((self.signs != 0).any(0).sum()) if self.n_rules else 0
 
     def extra_repr(self) -> str:
         """Rules and literals in the module's repr."""

@@ -67,6 +67,9 @@ from .logic_head import LOGIC_KEY, LogicUnits, RuleListHead, logic_info, replace
 from .spec import SpecCNN, predict_logits, save_checkpoint
 
 TARGETS = ("labels", "teacher")
+WARM_HEADS = ("linear", "mlp")
+#: Hidden width of the ``warm_head="mlp"`` correction.
+WARM_HIDDEN = 64
 
 
 class CollapseError(ModelError):
@@ -98,6 +101,23 @@ class TuneConfig:
     target : {"labels", "teacher"}
         What the list is fitted to: the training labels or the original network's
         predictions.
+    max_kernels : int
+        On a layer with more kernels, the decision is made to read only this many (chosen
+        greedily for the held-out fidelity of their bits; the output layer is masked to
+        them during the straight-through phase and the list is fitted on them); 0 reads
+        every kernel.
+    class_kernels : int
+        Class-specific sparsity in the straight-through phase: each class's output reads
+        only its this many strongest kernels (0: every kernel).
+    bit_noise : float
+        In training, Gaussian noise of this many surrogate widths (the units' standard
+        deviation) is added to each unit before its threshold: the kernels learn units
+        that stay clear of their thresholds, so unseen images flip fewer bits (0: none).
+    warm_head : {"linear", "mlp"}
+        The head of the straight-through phase: the original output layer, or that layer
+        plus a small ReLU network on the bits (its last layer starts at zero, so training
+        starts from the original decision): a head that can read any function of the
+        bits lets the kernels carry information a linear read-out cannot use.
     check_every, max_recoveries : int
         Collapse checks (module docstring).
     seed : int
@@ -119,12 +139,19 @@ class TuneConfig:
     max_rules: int = 30
     max_literals: int = 300
     target: str = "labels"
+    max_kernels: int = 0
+    class_kernels: int = 0
+    bit_noise: float = 0.5
+    warm_head: str = "linear"
     check_every: int = 100
     max_recoveries: int = 3
     seed: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("max_kernels", "class_kernels"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ModelError(f"{name} must be an integer ≥ 0, got {getattr(self, name)!r}")
         for name in ("iterations", "batch_size", "rounds", "max_rules", "max_literals",
                      "check_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -133,9 +160,13 @@ class TuneConfig:
             raise ModelError(f"max_recoveries must be ≥ 0, got {self.max_recoveries}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ModelError(f"learning rate must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.bit_noise) and self.bit_noise >= 0):
+            raise ModelError(f"bit_noise must be a finite number ≥ 0, got {self.bit_noise}")
         for name in ("warm_share", "distill"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ModelError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.warm_head not in WARM_HEADS:
+            raise ModelError(f"unknown warm_head {self.warm_head!r}; choose from {WARM_HEADS}")
         if self.target not in TARGETS:
             raise ModelError(f"unknown target {self.target!r}; choose from {TARGETS}")
 
@@ -182,13 +213,22 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
     classes = int(t_logits.shape[1])
     original_acc = _accuracy(predict_logits(teacher, x_te), y_te)
     net = copy.deepcopy(model)
-    units = _wrap_units(net, layer, output, x_tr, t_logits.argmax(1).numpy())
-    run = _Run(net, units, x_tr, y_tr, t_logits, config)
+    units, selected = _wrap_units(net, layer, output, x_tr, t_logits.argmax(1).numpy(),
+                                  config.max_kernels)
+    run = _Run(net, units, x_tr, y_tr, t_logits, config, selected)
 
     n_warm = round(config.iterations * config.warm_share)
     n_list = config.iterations - n_warm
     if n_warm:
-        run.steps(n_warm, "bits")
+        # the linear head sees only the chosen kernels, so the kernels learn to carry the
+        # decision in those bits
+        lin = dict(net.named_modules())[output]
+        warm = _WarmHead(lin, selected, config, run.bit_spread())
+        replace_layer(net, output, warm)
+        try:
+            run.steps(n_warm, "bits")
+        finally:
+            replace_layer(net, output, lin)
     candidates = []  # (training accuracy, round, head, the kernels it was fitted on)
     per_round = [n_list // config.rounds + (i < n_list % config.rounds)
                  for i in range(config.rounds)] if n_list else []
@@ -207,6 +247,7 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
                                        for k, v in head.state_dict().items()}})
     replace_layer(net, output, head)
     net.eval()
+    units.noise, units.noise_generator = 0.0, None  # training-only state, not handed back
     if head.n_rules == 0:
         raise CollapseError("fine-tuning collapsed: the best rule list has no rule, the "
                             f"network would give class {int(head.default)} for every image")
@@ -218,10 +259,17 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
         "train_accuracy": best_acc,
         # the best any function of these bits does on the training images (the list's
         # ceiling): the majority label of each code
-        "bits_ceiling_train": _lookup_ceiling(run.train_bits(), y_tr.numpy()),
+        "bits_ceiling_train": _lookup_ceiling(run.train_bits()[:, selected], y_tr.numpy()),
+        # the same table (fitted on the training bits) scored on the test images: where the
+        # list stands against the best program over the bits it reads
+        "bits_lookup_test": round(_table_accuracy(run.train_bits()[:, selected], y_tr.numpy(),
+                                                  run.bits_of(x_te)[:, selected],
+                                                  y_te.numpy()), 6),
         "rules": head.n_rules,
         "literals": head.n_literals,
         "kernels": int(units.thresholds.numel()),
+        "kernels_read": int(head.kernels_read),
+        "selected_kernels": [int(j) for j in selected],
         "iterations": run.done,
         "kept_round": best_round,
         "recoveries": run.recoveries,
@@ -245,6 +293,20 @@ def _lookup_ceiling(bits: np.ndarray, labels: np.ndarray) -> float:
     return round(float(table.max(1).sum() / len(labels)), 6)
 
 
+def _table_accuracy(fit_bits: np.ndarray, fit_y: np.ndarray, bits: np.ndarray,
+                    y: np.ndarray) -> float:
+    """Accuracy on ``bits``/``y`` of the majority-label-per-code table of the fitting bits."""
+    if len(y) == 0 or len(fit_y) == 0:
+        return float("nan")
+    # one integer per distinct code over both sets (codes may be longer than 64 bits)
+    _, ids = np.unique(np.packbits(np.concatenate([fit_bits, bits]), axis=1), axis=0,
+                       return_inverse=True)
+    ids = ids.reshape(-1).astype(np.int64)
+    classes = int(max(fit_y.max(), y.max())) + 1
+    fallback = int(np.bincount(fit_y, minlength=classes).argmax())
+    return _heldout_lookup(ids[:len(fit_y)], fit_y, ids[len(fit_y):], y, classes, fallback)
+
+
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if len(labels) == 0:
         return float("nan")
@@ -252,8 +314,9 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
-                predictions: np.ndarray) -> LogicUnits:
-    """Check the layers, fit thresholds and put the :class:`LogicUnits` in place."""
+                predictions: np.ndarray, max_kernels: int) -> tuple[LogicUnits, list[int]]:
+    """Check the layers, fit thresholds, choose the kernels the decision will read and put
+    the :class:`LogicUnits` in place."""
     modules = dict(net.named_modules())
     for name, what in ((layer, "--layer"), (output, "--output")):
         if not name or name not in modules:
@@ -280,20 +343,133 @@ def _wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
                          "directly (one value per kernel, nothing in between but a flatten)")
     values = capture(net, layer, x_tr, progress=False).values
     method = "lookup" if values.shape[1] <= LOOKUP_UP_TO else auto_binarisation(values)
-    th = fit_binarisation(values, method, predictions)
-    t = torch.as_tensor(np.asarray(th.values), dtype=torch.float32)
+    th = np.asarray(fit_binarisation(values, method, predictions).values, dtype=np.float64)
+    selected = list(range(values.shape[1]))
+    if 0 < max_kernels < values.shape[1]:
+        selected = select_kernels(values >= th, predictions, max_kernels)
+        # the chosen few get the thresholds a small layer gets (fitted jointly for fidelity)
+        few = values[:, selected]
+        refit = fit_binarisation(few, "lookup" if len(selected) <= LOOKUP_UP_TO
+                                 else auto_binarisation(few), predictions)
+        th[selected] = np.asarray(refit.values, dtype=np.float64)
+    t = torch.as_tensor(th, dtype=torch.float32)
     scale = torch.as_tensor(np.maximum(values.std(axis=0), 1e-3), dtype=torch.float32)
     units = LogicUnits(modules[layer], t, scale)
     replace_layer(net, layer, units)
-    return units
+    return units, selected
+
+
+def select_kernels(bits: np.ndarray, target: np.ndarray, n: int) -> list[int]:
+    """``n`` kernels chosen greedily so that their bits predict ``target`` on held-out images.
+
+    Each step adds the kernel whose bit, with those already chosen, gives the best lookup
+    (majority ``target`` of each code) fitted on the even-numbered images and scored on the
+    odd-numbered ones (unseen codes answer the overall majority): scoring on the images the
+    table was fitted on would reward codes that only memorise.
+
+    Parameters
+    ----------
+    bits : ndarray of bool, ``(images, kernels)``
+    target : ndarray of int, ``(images,)``
+    n : int
+
+    Returns
+    -------
+    list of int
+        Kernel indices in the order chosen (``min(n, kernels)`` of them).
+    """
+    bits = np.asarray(bits, dtype=bool)
+    target = np.asarray(target, dtype=np.int64)
+    fit, score = np.arange(0, len(bits), 2), np.arange(1, len(bits), 2)
+    classes = int(target.max()) + 1 if len(target) else 1
+    fallback = np.bincount(target[fit], minlength=classes).argmax() if len(fit) else 0
+    code = np.zeros(len(bits), dtype=np.int64)
+    chosen: list[int] = []
+    for _ in range(min(n, bits.shape[1])):
+        best = (-1.0, -1)
+        for j in range(bits.shape[1]):
+            if j in chosen:
+                continue
+            key = code * 2 + bits[:, j]
+            acc = _heldout_lookup(key[fit], target[fit], key[score], target[score],
+                                  classes, fallback)
+            if acc > best[0]:
+                best = (acc, j)
+        chosen.append(best[1])
+        code = code * 2 + bits[:, best[1]]
+    return chosen
+
+
+def _heldout_lookup(key_fit: np.ndarray, y_fit: np.ndarray, key_score: np.ndarray,
+                    y_score: np.ndarray, classes: int, fallback: int) -> float:
+    """Accuracy on the scoring images of the majority-per-code table of the fitting images."""
+    if len(key_score) == 0:
+        return 0.0
+    uniq, inverse = np.unique(key_fit, return_inverse=True)
+    table = np.zeros((len(uniq), classes), dtype=np.int64)
+    np.add.at(table, (inverse.reshape(-1), y_fit), 1)
+    answer = table.argmax(1)
+    pos = np.searchsorted(uniq, key_score)
+    pos = np.minimum(pos, len(uniq) - 1)
+    seen = uniq[pos] == key_score
+    pred = np.where(seen, answer[pos], fallback)
+    return float((pred == y_score).mean())
+
+
+class _WarmHead(nn.Module):
+    """The head of the straight-through phase, around the original output layer.
+
+    It reads only the chosen kernels (``max_kernels``), lets each class read only its
+    ``class_kernels`` strongest kernels (class-specific sparsity: the weight mask keeps,
+    per class, the kernels with the largest ``|weight| * spread of the bit``), and with
+    ``warm_head="mlp"`` adds a small ReLU network on the bits whose last layer starts at
+    zero (so training starts from the original decision).
+    """
+
+    def __init__(self, linear: nn.Linear, selected: list[int], config: TuneConfig,
+                 spread: torch.Tensor) -> None:
+        super().__init__()
+        k = linear.in_features
+        self.linear = linear
+        keep = torch.zeros(k)
+        keep[torch.as_tensor(selected)] = 1.0
+        self.register_buffer("keep", keep)
+        weight_mask = torch.ones_like(linear.weight)
+        e = config.class_kernels
+        if 0 < e < len(selected):
+            with torch.no_grad():
+                strength = linear.weight.abs() * spread[None, :] * keep[None, :]
+                top = strength.topk(e, dim=1).indices
+                weight_mask = torch.zeros_like(linear.weight).scatter_(1, top, 1.0)
+        self.register_buffer("weight_mask", weight_mask)
+        self.mlp: nn.Module | None = None
+        if config.warm_head == "mlp":
+            gen = torch.Generator().manual_seed(config.seed)
+            hidden, last = nn.Linear(k, WARM_HIDDEN), nn.Linear(WARM_HIDDEN, linear.out_features)
+            with torch.no_grad():  # seeded: a run is reproducible whatever ran before
+                bound = 1.0 / math.sqrt(k)
+                hidden.weight.uniform_(-bound, bound, generator=gen)
+                hidden.bias.uniform_(-bound, bound, generator=gen)
+                last.weight.zero_()
+                last.bias.zero_()
+            self.mlp = nn.Sequential(hidden, nn.ReLU(), last)
+
+    def forward(self, b: torch.Tensor) -> torch.Tensor:
+        """Logits from the kept bits."""
+        b = b.reshape(b.shape[0], -1) * self.keep
+        out = nn.functional.linear(b, self.linear.weight * self.weight_mask, self.linear.bias)
+        return out if self.mlp is None else out + self.mlp(b)
 
 
 class _Run:
     """The training state shared by the phases: optimiser, minibatch order, checks."""
 
     def __init__(self, net: nn.Module, units: LogicUnits, x: torch.Tensor, y: torch.Tensor,
-                 t_logits: torch.Tensor, config: TuneConfig) -> None:
+                 t_logits: torch.Tensor, config: TuneConfig, selected: list[int]) -> None:
         self.net, self.units, self.x, self.y, self.config = net, units, x, y, config
+        self.selected = list(selected)
+        units.noise = config.bit_noise
+        units.noise_generator = torch.Generator().manual_seed(config.seed + 1)
         self.t_prob = torch.softmax(t_logits, 1)
         self.lr = config.lr
         self.gen = torch.Generator().manual_seed(config.seed)
@@ -395,16 +571,25 @@ class _Run:
         self.lr /= 2
         self._new_optimizer()
 
+    def bit_spread(self) -> torch.Tensor:
+        """``(kernels,)``: the standard deviation of each bit over the probe batch."""
+        bits, _ = self.bits()
+        return torch.as_tensor(bits.std(0), dtype=torch.float32)
+
     def train_bits(self) -> np.ndarray:
         """The hard bits of every training image (eval mode)."""
+        return self.bits_of(self.x)
+
+    def bits_of(self, x: torch.Tensor) -> np.ndarray:
+        """The hard bits of the images ``x`` (eval mode)."""
         got: list[torch.Tensor] = []
         h = self.units.register_forward_hook(lambda _m, _i, o: got.append(o))
         try:
-            predict_logits(self.net, self.x)
+            predict_logits(self.net, x)
         finally:
             h.remove()
         k = self.units.thresholds.numel()
-        return torch.cat(got).reshape(len(self.x), k).numpy().astype(bool)
+        return torch.cat(got).reshape(len(x), k).numpy().astype(bool)
 
 
 def _fit_head(run: _Run, classes: int) -> RuleListHead:
@@ -414,10 +599,13 @@ def _fit_head(run: _Run, classes: int) -> RuleListHead:
          else run.t_prob.argmax(1).numpy())
     k = bits.shape[1]
     names = [f"k{j + 1}" for j in range(k)]
+    # the list is learnt on the chosen kernels only (all of them when none were chosen)
+    bits = bits[:, run.selected]
+    names_read = [names[j] for j in run.selected]
     # the learner works on the distinct codes with a class-count table itself
     ext = RuleListExtractor(max_rules=run.config.max_rules,
                             max_literals=run.config.max_literals)
-    ext.fit(bits, y, variables=names, heads=[str(c) for c in range(classes)])
+    ext.fit(bits, y, variables=names_read, heads=[str(c) for c in range(classes)])
     rs = ext.rules_
     index = {n: j for j, n in enumerate(names)}
     triples = []
