@@ -194,7 +194,6 @@ def test_constant_units_recentred(paper1, data):
     (["--layer", "act1"], "does not read the units"),
     (["--warm-share", "2"], "warm_share"),
     (["--bit-noise", "-1"], "bit_noise"),
-    (["--warm-head", "deep"], "--warm-head"),
     (["--data", "/nonexistent/dir"], ""),
 ])
 def test_bad_inputs_one_line_exit_2(paper1, tmp_path, capsys, extra, message):
@@ -278,3 +277,11 @@ def test_max_kernels_limits_what_the_program_reads(data, tmp_path):
     units = dict(model.named_modules())["gap"]
     assert units.noise == 0.0  # the training-only noise is not handed back
     assert not any(isinstance(mod, tuning._WarmHead) for mod in model.modules())
+
+
+def test_unknown_warm_head_is_an_argparse_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["tune", "x.safetensors", "--out", str(tmp_path / "t.safetensors"),
+              "--warm-head", "deep"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and "invalid choice: 'deep'" in err[-1]

@@ -253,16 +253,17 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
                             f"network would give class {int(head.default)} for every image")
     pred_te = predict_logits(net, x_te).argmax(1)
     _refuse_constant(net, run, pred_te)
+    read_tr = run.train_bits()[:, selected]  # one pass over the training images
     metrics = {
         "original_test_accuracy": original_acc,
         "test_accuracy": _accuracy(predict_logits(net, x_te), y_te),
         "train_accuracy": best_acc,
         # the best any function of these bits does on the training images (the list's
         # ceiling): the majority label of each code
-        "bits_ceiling_train": _lookup_ceiling(run.train_bits()[:, selected], y_tr.numpy()),
+        "bits_ceiling_train": _lookup_ceiling(read_tr, y_tr.numpy()),
         # the same table (fitted on the training bits) scored on the test images: where the
         # list stands against the best program over the bits it reads
-        "bits_lookup_test": round(_table_accuracy(run.train_bits()[:, selected], y_tr.numpy(),
+        "bits_lookup_test": round(_table_accuracy(read_tr, y_tr.numpy(),
                                                   run.bits_of(x_te)[:, selected],
                                                   y_te.numpy()), 6),
         "rules": head.n_rules,
@@ -287,10 +288,7 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
 
 def _lookup_ceiling(bits: np.ndarray, labels: np.ndarray) -> float:
     """Share of images whose label is the majority label of their code."""
-    _, inverse = np.unique(bits, axis=0, return_inverse=True)
-    table = np.zeros((int(inverse.max()) + 1, int(labels.max()) + 1))
-    np.add.at(table, (inverse.reshape(-1), labels), 1)
-    return round(float(table.max(1).sum() / len(labels)), 6)
+    return round(_table_accuracy(bits, labels, bits, labels), 6)
 
 
 def _table_accuracy(fit_bits: np.ndarray, fit_y: np.ndarray, bits: np.ndarray,
