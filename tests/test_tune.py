@@ -194,6 +194,7 @@ def test_constant_units_recentred(paper1, data):
     (["--layer", "act1"], "does not read the units"),
     (["--warm-share", "2"], "warm_share"),
     (["--bit-noise", "-1"], "bit_noise"),
+    (["--levels", "9"], "levels must be an integer in [1, 8], got 9"),
     (["--data", "/nonexistent/dir"], ""),
 ])
 def test_bad_inputs_one_line_exit_2(paper1, tmp_path, capsys, extra, message):
@@ -237,7 +238,7 @@ def test_head_soft_equals_hard_on_bits():
 def test_config_checks():
     for bad in ({"iterations": 0}, {"lr": -1.0}, {"distill": 1.5}, {"target": "x"},
                 {"max_kernels": -1}, {"class_kernels": 1.5}, {"bit_noise": float("nan")},
-                {"warm_head": "deep"}):
+                {"warm_head": "deep"}, {"levels": 0}, {"levels": 9}):
         with pytest.raises(Exception):
             TuneConfig(**bad)
     assert np.isfinite(TuneConfig().lr)
@@ -285,3 +286,65 @@ def test_unknown_warm_head_is_an_argparse_error(tmp_path, capsys):
               "--warm-head", "deep"])
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and "invalid choice: 'deep'" in err[-1]
+
+
+def test_levels_give_a_thermometer_code_by_hand():
+    units = LogicUnits(torch.nn.Identity(), torch.tensor([[0.2, 0.5], [1.0, 2.0]]),
+                       torch.ones(2))
+    assert (units.kernels, units.levels, units.n_bits) == (2, 2, 4)
+    assert units.unit_names == ("k1_1", "k1_2", "k2_1", "k2_2")
+    x = torch.tensor([[0.3, 1.5], [0.6, 0.0], [0.5, 2.0]])
+    assert units.eval()(x).tolist() == [[1, 0, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+    # maps keep their positions: (n, kernels, h, w) -> (n, kernels * levels, h, w)
+    maps = torch.tensor([[[[0.3]], [[1.5]]]])
+    assert units(maps).reshape(-1).tolist() == [1, 0, 1, 0]
+    # training: the hard bits forward, the surrogate's gradient backward, per level
+    units.train()
+    x.requires_grad_(True)
+    units(x)[:, 0].sum().backward()  # k1_1 only: no gradient reaches kernel 2
+    assert x.grad[:, 1].abs().sum() == 0 and (x.grad[:, 0] > 0).all()
+    with pytest.raises(Exception, match="thresholds"):
+        LogicUnits(torch.nn.Identity(), torch.zeros(2, 9), torch.ones(2))
+
+
+def test_levels_end_to_end_program_is_the_network(paper1, data, data_dir, tmp_path):
+    config = TuneConfig(iterations=30, check_every=10, progress=False, levels=3)
+    model, m = tune_model(paper1, data, config=config)
+    assert (m["kernels"], m["levels"], m["bits"]) == (10, 3, 30)
+    assert 1 <= m["kernels_read"] <= 10 and m["kernels_read"] <= m["bits_read"] <= 30
+    units = dict(model.named_modules())["pool"]
+    # cut at the quantiles of each kernel: a thermometer (sorted) code
+    assert (units.thresholds.diff(dim=1) >= 0).all()
+    path = tmp_path / "t3.safetensors"
+    save_tuned(model, path, layer="pool", output="out")
+    again = load_checkpoint(path)
+    x, _ = data.test.tensors()
+    assert torch.equal(predict_logits(again, x), predict_logits(model, x))
+    save_tuned(model, tmp_path / "t3b.safetensors", layer="pool", output="out")
+    assert path.read_bytes() == (tmp_path / "t3b.safetensors").read_bytes()
+    res, agree = _every_image_agrees(again, data)
+    assert agree and res.metrics["fidelity"] == 1.0
+    assert [v.name for v in res.rules.variables][:4] == ["k1_1", "k1_2", "k1_3", "k2_1"]
+    # the CLI: extract names the levels, and the exported program answers as the network
+    out = tmp_path / "rules"
+    assert main(["extract", str(path), "--out", str(out), "--data", str(data_dir),
+                 "--no-progress"]) == 0
+    doc = json.loads((out / "rules.json").read_text())
+    assert doc["meta"]["metrics"]["fidelity"] == 1.0
+    assert {var for r in doc["rules"] for var, _positive in r["body"]} <= {
+        f"k{k}_{lv}" for k in range(1, 11) for lv in (1, 2, 3)}
+
+
+def test_levels_on_a_factory_model_with_class_kernels(data):
+    kwargs = {"kernels": 8, "width": 4}
+    torch.manual_seed(0)
+    net, _ = train(build_from_factory(FACTORY, kwargs), data,
+                   TrainConfig(iterations=20, progress=False))
+    config = TuneConfig(iterations=30, check_every=10, progress=False, levels=2,
+                        max_kernels=3, class_kernels=2)
+    model, m = tune_model(net, data, "gap", "fc", config)
+    head = dict(model.named_modules())["fc"]
+    read = {j // 2 for j in np.flatnonzero((head.signs != 0).any(0).numpy())}
+    assert read <= set(m["selected_kernels"]) and m["bits"] == 16
+    res, agree = _every_image_agrees(model, data, "gap", "fc")
+    assert agree and res.metrics["fidelity"] == 1.0

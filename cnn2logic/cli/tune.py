@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bit-noise", type=float, default=_DEFAULTS.bit_noise,
                    help="noise (in units of each unit's spread) added before the thresholds "
                         f"in training, for bits that generalise (default {_DEFAULTS.bit_noise})")
+    p.add_argument("--levels", type=positive_int, default=_DEFAULTS.levels,
+                   help="thresholds per kernel: more than 1 gives each kernel a thermometer "
+                        f"code of that many bits (default {_DEFAULTS.levels})")
     p.add_argument("--warm-head", choices=WARM_HEADS, default=_DEFAULTS.warm_head,
                    help="head of the straight-through phase: the original output layer, "
                         "or it plus a small ReLU network on the bits")
@@ -110,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
                         max_rules=args.max_rules, max_literals=args.max_literals,
                         target=args.target, max_kernels=args.max_kernels,
                         class_kernels=args.class_kernels, bit_noise=args.bit_noise,
-                        warm_head=args.warm_head, seed=args.seed, progress=args.progress)
+                        levels=args.levels, warm_head=args.warm_head, seed=args.seed,
+                        progress=args.progress)
     kwargs = parse_factory_kwargs(args.factory_kwargs) if args.factory else None
     model = model_from_args(args)
     if not args.factory and not isinstance(model, SpecCNN):

@@ -7,8 +7,11 @@
     ``examples/relu_bn_cnn.py``...): it outputs the hard bits ``u >= threshold`` (one
     threshold per kernel, a buffer) at inference, and in training a straight-through
     surrogate (the forward pass is the hard bits, the gradient that of
-    ``sigmoid((u - threshold) / scale)``).  The wrapper takes the layer's name, so kernel
-    units captured from that layer *are* the bits the decision reads.
+    ``sigmoid((u - threshold) / scale)``).  With ``levels`` > 1 thresholds per kernel it
+    outputs a thermometer code, ``levels`` bits per kernel named ``k3_1``, ``k3_2``...
+    (kernel 3 at or above its first, second... threshold; :attr:`LogicUnits.unit_names`).
+    The wrapper takes the layer's name, so kernel units captured from that layer *are*
+    the bits the decision reads.
 :class:`RuleListHead`
     replaces the output layer by an ordered rule list over those bits (conjunctions and
     M-of-N rules, a default class): one-hot logits at inference.  In training it is the
@@ -51,6 +54,22 @@ LOGIC_KEY = "cnn2logic_logic"
 LIST_SMOOTHING = 0.05
 #: Steepness of the M-of-N surrogate: ``sigmoid(SHARPNESS * (count - M + 0.5))``.
 SHARPNESS = 2.0
+#: Most thresholds (output bits) per kernel in :class:`LogicUnits`.
+MAX_LEVELS = 8
+
+
+def level_names(kernels: int, levels: int) -> tuple[str, ...]:
+    """Bit names of :class:`LogicUnits`: ``k1..kK`` with one level, else ``k1_1, k1_2, ..``
+    (kernel 1 at or above its first, second... threshold).
+
+    Example
+    -------
+    >>> level_names(2, 2)
+    ('k1_1', 'k1_2', 'k2_1', 'k2_2')
+    """
+    if levels == 1:
+        return tuple(f"k{k + 1}" for k in range(kernels))
+    return tuple(f"k{k + 1}_{lv + 1}" for k in range(kernels) for lv in range(levels))
 
 
 class LogicUnits(nn.Module):
@@ -60,23 +79,33 @@ class LogicUnits(nn.Module):
     ----------
     inner : nn.Module
         The layer whose ``(n, kernels, ...)`` output holds one value per kernel.
-    thresholds, scale : torch.Tensor
-        ``(kernels,)``: where each unit switches on, and the width of its surrogate.
+    thresholds : torch.Tensor
+        ``(kernels,)``: where each unit switches on; or ``(kernels, levels)``: several
+        thresholds per kernel, one output bit each (a thermometer code when they are
+        sorted), the bits of a kernel next to each other.
+    scale : torch.Tensor
+        ``(kernels,)``: the width of each unit's surrogate.
 
     Raises
     ------
     ModelError
-        Thresholds and scales of different shapes, or a non-positive scale.
+        Thresholds and scales for different numbers of kernels, more than
+        :data:`MAX_LEVELS` levels, or a non-positive scale.
     """
 
     def __init__(self, inner: nn.Module, thresholds: torch.Tensor, scale: torch.Tensor) -> None:
         super().__init__()
-        thresholds = torch.as_tensor(thresholds, dtype=torch.float32).reshape(-1)
+        thresholds = torch.as_tensor(thresholds, dtype=torch.float32)
+        if thresholds.ndim != 2 or thresholds.shape[1] == 1:
+            thresholds = thresholds.reshape(-1)  # one level: the plain (kernels,) layout
         scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
-        if thresholds.shape != scale.shape or not bool((scale > 0).all()):
-            raise ModelError("LogicUnits needs one threshold and one positive scale per kernel")
+        if (thresholds.shape[0] != scale.numel() or not bool((scale > 0).all())
+                or (thresholds.ndim == 2 and thresholds.shape[1] > MAX_LEVELS)):
+            raise ModelError("LogicUnits needs 1 to "
+                             f"{MAX_LEVELS} thresholds and one positive scale per kernel")
         self.inner = inner
-        self.register_buffer("thresholds", thresholds.clone())
+        # contiguous: the tuner writes single thresholds through a flat view
+        self.register_buffer("thresholds", thresholds.clone(memory_format=torch.contiguous_format))
         self.register_buffer("scale", scale.clone())
         # training only, never saved: Gaussian noise (in units of ``scale``) added to the
         # units before the threshold, so that the kernels learn to keep their units away
@@ -84,9 +113,31 @@ class LogicUnits(nn.Module):
         self.noise = 0.0
         self.noise_generator: torch.Generator | None = None
 
+    @property
+    def kernels(self) -> int:
+        """Kernels (units) of the wrapped layer."""
+        return int(self.thresholds.shape[0])
+
+    @property
+    def levels(self) -> int:
+        """Thresholds (output bits) per kernel."""
+        return int(self.thresholds.shape[1]) if self.thresholds.ndim == 2 else 1
+
+    @property
+    def n_bits(self) -> int:
+        """Output bits: ``kernels * levels``."""
+        return int(self.thresholds.numel())
+
+    @property
+    def unit_names(self) -> tuple[str, ...]:
+        """The name of each output bit, as :func:`cnn2logic.units.capture` names them:
+        ``k1..`` with one level, else ``k1_1, k1_2, ..`` (kernel, then level)."""
+        return level_names(self.kernels, self.levels)
+
     def extra_repr(self) -> str:
-        """The number of kernels in the module's repr."""
-        return f"kernels={self.thresholds.numel()}"
+        """The number of kernels (and levels) in the module's repr."""
+        return f"kernels={self.kernels}" + (f", levels={self.levels}" if self.levels > 1
+                                            else "")
 
     def units(self, x: torch.Tensor) -> torch.Tensor:
         """The continuous units (the wrapped layer's output)."""
@@ -95,19 +146,26 @@ class LogicUnits(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Hard 0/1 bits (in training with the straight-through surrogate's gradient)."""
         u = self.inner(x)
-        if u.ndim < 2 or u.shape[1] != self.thresholds.numel():
-            raise ModelError(f"LogicUnits: {self.thresholds.numel()} thresholds for units of "
+        if u.ndim < 2 or u.shape[1] != self.kernels:
+            raise ModelError(f"LogicUnits: thresholds for {self.kernels} kernels, units of "
                              f"shape {tuple(u.shape)}")
-        shape = (1, -1) + (1,) * (u.ndim - 2)
-        t, s = self.thresholds.view(shape), self.scale.view(shape)
-        if not self.training:
-            return (u >= t).to(u.dtype)
-        if self.noise:
+        rest = (1,) * (u.ndim - 2)
+        s = self.scale.view((1, -1) + rest)
+        if self.training and self.noise:
+            # one draw per unit, shared by its levels: the unit moves, not its thresholds
             u = u + self.noise * s * torch.randn(u.shape, generator=self.noise_generator,
                                                  dtype=u.dtype)
+        levels = self.levels
+        if levels == 1:
+            t = self.thresholds.view((1, -1) + rest)
+        else:  # (n, kernels, levels, ...) flattened to (n, kernels * levels, ...)
+            u, s = u.unsqueeze(2), s.unsqueeze(2)
+            t = self.thresholds.view((1, self.kernels, levels) + rest)
         hard = (u >= t).to(u.dtype)
-        soft = torch.sigmoid((u - t) / s)
-        return hard + soft - soft.detach()
+        if self.training:
+            soft = torch.sigmoid((u - t) / s)
+            hard = hard + soft - soft.detach()
+        return hard if levels == 1 else hard.flatten(1, 2)
 
 
 class RuleListHead(nn.Module):
@@ -347,10 +405,13 @@ def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Te
     key = f"{layer}.thresholds"
     if key not in state:
         raise ModelError(f"tuned checkpoint lacks the entry {key!r}")
-    k = state[key].numel()
+    shape = tuple(state[key].shape)
+    if len(shape) not in (1, 2) or 0 in shape or (len(shape) == 2 and shape[1] > MAX_LEVELS):
+        raise ModelError(f"tuned checkpoint: {key!r} has shape {shape}, not (kernels,) or "
+                         f"(kernels, levels ≤ {MAX_LEVELS})")
     parent, leaf = _parent(model, layer)
     inner = getattr(parent, leaf)
-    replace_layer(model, layer, LogicUnits(inner, torch.zeros(k), torch.ones(k)))
+    replace_layer(model, layer, LogicUnits(inner, torch.zeros(shape), torch.ones(shape[0])))
     _parent(model, output)  # the output layer must exist in the rebuilt model
     replace_layer(model, output, RuleListHead.from_state(state, f"{output}."))
 
@@ -368,11 +429,11 @@ def embedded_program(model: nn.Module, layer: str, output: str) -> RuleListHead 
     -------
     RuleListHead or None
         None unless ``layer`` is a :class:`LogicUnits` and ``output`` a
-        :class:`RuleListHead` over as many bits.
+        :class:`RuleListHead` over as many bits (``kernels * levels``).
     """
     modules = dict(model.named_modules())
     units, head = modules.get(layer), modules.get(output)
     if (isinstance(units, LogicUnits) and isinstance(head, RuleListHead)
-            and head.signs.shape[1] == units.thresholds.numel()):
+            and head.signs.shape[1] == units.n_bits):
         return head
     return None

@@ -63,7 +63,8 @@ from ..errors import ModelError
 from ..extract.rulelist import LOOKUP_UP_TO, RuleListExtractor
 from ..units import auto_binarisation, capture, fit_binarisation
 from .load import save_weights
-from .logic_head import LOGIC_KEY, LogicUnits, RuleListHead, logic_info, replace_layer
+from .logic_head import (LOGIC_KEY, MAX_LEVELS, LogicUnits, RuleListHead, logic_info,
+                         replace_layer)
 from .spec import SpecCNN, predict_logits, save_checkpoint
 
 TARGETS = ("labels", "teacher")
@@ -113,6 +114,13 @@ class TuneConfig:
         In training, Gaussian noise of this many surrogate widths (the units' standard
         deviation) is added to each unit before its threshold: the kernels learn units
         that stay clear of their thresholds, so unseen images flip fewer bits (0: none).
+    levels : int
+        Thresholds per kernel (1 to :data:`~cnn2logic.model.logic_head.MAX_LEVELS`): with
+        more than one, each kernel gives a thermometer code (bits ``k3_1``, ``k3_2``...: the
+        unit at or above its first, second... threshold, cut at the training units'
+        quantiles ``1/(levels+1)``...), which the list reads like any bit.  One bit per
+        kernel cannot carry the decision of a net with few kernels (paper1:
+        ``docs/logic_training.md``).
     warm_head : {"linear", "mlp"}
         The head of the straight-through phase: the original output layer, or that layer
         plus a small ReLU network on the bits (its last layer starts at zero, so training
@@ -142,6 +150,7 @@ class TuneConfig:
     max_kernels: int = 0
     class_kernels: int = 0
     bit_noise: float = 0.5
+    levels: int = 1
     warm_head: str = "linear"
     check_every: int = 100
     max_recoveries: int = 3
@@ -156,6 +165,9 @@ class TuneConfig:
                      "check_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ModelError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
+        if not isinstance(self.levels, int) or not 1 <= self.levels <= MAX_LEVELS:
+            raise ModelError(f"levels must be an integer in [1, {MAX_LEVELS}], got "
+                             f"{self.levels!r}")
         if self.max_recoveries < 0:
             raise ModelError(f"max_recoveries must be ≥ 0, got {self.max_recoveries}")
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -214,8 +226,11 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
     original_acc = _accuracy(predict_logits(teacher, x_te), y_te)
     net = copy.deepcopy(model)
     units, selected = _wrap_units(net, layer, output, x_tr, t_logits.argmax(1).numpy(),
-                                  config.max_kernels)
-    run = _Run(net, units, x_tr, y_tr, t_logits, config, selected)
+                                  config.max_kernels, config.levels)
+    # the bits of the chosen kernels (every level of each)
+    levels = units.levels
+    selected_bits = [k * levels + lv for k in selected for lv in range(levels)]
+    run = _Run(net, units, x_tr, y_tr, t_logits, config, selected_bits)
 
     n_warm = round(config.iterations * config.warm_share)
     n_list = config.iterations - n_warm
@@ -223,7 +238,7 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
         # the linear head sees only the chosen kernels, so the kernels learn to carry the
         # decision in those bits
         lin = dict(net.named_modules())[output]
-        warm = _WarmHead(lin, selected, config, run.bit_spread())
+        warm = _WarmHead(lin, selected_bits, config, run.bit_spread(), levels)
         replace_layer(net, output, warm)
         try:
             run.steps(n_warm, "bits")
@@ -253,7 +268,7 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
                             f"network would give class {int(head.default)} for every image")
     pred_te = predict_logits(net, x_te).argmax(1)
     _refuse_constant(net, run, pred_te)
-    read_tr = run.train_bits()[:, selected]  # one pass over the training images
+    read_tr = run.train_bits()[:, selected_bits]  # one pass over the training images
     metrics = {
         "original_test_accuracy": original_acc,
         "test_accuracy": _accuracy(predict_logits(net, x_te), y_te),
@@ -264,12 +279,16 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
         # the same table (fitted on the training bits) scored on the test images: where the
         # list stands against the best program over the bits it reads
         "bits_lookup_test": round(_table_accuracy(read_tr, y_tr.numpy(),
-                                                  run.bits_of(x_te)[:, selected],
+                                                  run.bits_of(x_te)[:, selected_bits],
                                                   y_te.numpy()), 6),
         "rules": head.n_rules,
         "literals": head.n_literals,
-        "kernels": int(units.thresholds.numel()),
-        "kernels_read": int(head.kernels_read),
+        "kernels": units.kernels,
+        "bits": units.n_bits,
+        # a kernel is read when some rule reads one of its levels
+        "kernels_read": int(len({j // levels for j in
+                                 np.flatnonzero((head.signs != 0).any(0).numpy())})),
+        "bits_read": int(head.kernels_read),
         "selected_kernels": [int(j) for j in selected],
         "iterations": run.done,
         "kept_round": best_round,
@@ -312,9 +331,11 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def _wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
-                predictions: np.ndarray, max_kernels: int) -> tuple[LogicUnits, list[int]]:
+                predictions: np.ndarray, max_kernels: int,
+                levels: int = 1) -> tuple[LogicUnits, list[int]]:
     """Check the layers, fit thresholds, choose the kernels the decision will read and put
-    the :class:`LogicUnits` in place."""
+    the :class:`LogicUnits` in place (with ``levels`` > 1, also an output layer as wide as
+    the bits)."""
     modules = dict(net.named_modules())
     for name, what in ((layer, "--layer"), (output, "--output")):
         if not name or name not in modules:
@@ -350,10 +371,24 @@ def _wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
         refit = fit_binarisation(few, "lookup" if len(selected) <= LOOKUP_UP_TO
                                  else auto_binarisation(few), predictions)
         th[selected] = np.asarray(refit.values, dtype=np.float64)
+    if levels > 1:
+        # a thermometer code: cuts at evenly spaced quantiles of each kernel's units
+        qs = [(lv + 1) / (levels + 1) for lv in range(levels)]
+        th = np.quantile(values, qs, axis=0).T.astype(np.float64)
     t = torch.as_tensor(th, dtype=torch.float32)
     scale = torch.as_tensor(np.maximum(values.std(axis=0), 1e-3), dtype=torch.float32)
     units = LogicUnits(modules[layer], t, scale)
     replace_layer(net, layer, units)
+    if levels > 1:
+        # the output layer reads each kernel's levels; starting from the trained weights
+        # spread over them (the share of levels on stands where the unit in [0, 1] did)
+        wide = nn.Linear(lin.in_features * levels, lin.out_features,
+                         bias=lin.bias is not None)
+        with torch.no_grad():
+            wide.weight.copy_(lin.weight.repeat_interleave(levels, dim=1) / levels)
+            if lin.bias is not None:
+                wide.bias.copy_(lin.bias)
+        replace_layer(net, output, wide)
     return units, selected
 
 
@@ -417,7 +452,7 @@ def _heldout_lookup(key_fit: np.ndarray, y_fit: np.ndarray, key_score: np.ndarra
 class _WarmHead(nn.Module):
     """The head of the straight-through phase, around the original output layer.
 
-    It reads only the chosen kernels (``max_kernels``), lets each class read only its
+    It reads only the bits of the chosen kernels (``max_kernels``), lets each class read only its
     ``class_kernels`` strongest kernels (class-specific sparsity: the weight mask keeps,
     per class, the kernels with the largest ``|weight| * spread of the bit``), and with
     ``warm_head="mlp"`` adds a small ReLU network on the bits whose last layer starts at
@@ -425,9 +460,9 @@ class _WarmHead(nn.Module):
     """
 
     def __init__(self, linear: nn.Linear, selected: list[int], config: TuneConfig,
-                 spread: torch.Tensor) -> None:
+                 spread: torch.Tensor, levels: int = 1) -> None:
         super().__init__()
-        k = linear.in_features
+        k = linear.in_features  # bits: kernels * levels
         self.linear = linear
         keep = torch.zeros(k)
         keep[torch.as_tensor(selected)] = 1.0
@@ -437,8 +472,11 @@ class _WarmHead(nn.Module):
         if 0 < e < len(selected):
             with torch.no_grad():
                 strength = linear.weight.abs() * spread[None, :] * keep[None, :]
-                top = strength.topk(e, dim=1).indices
-                weight_mask = torch.zeros_like(linear.weight).scatter_(1, top, 1.0)
+                # per kernel (the sum over its levels): a class reads whole kernels
+                per_kernel = strength.view(strength.shape[0], -1, levels).sum(-1)
+                top = per_kernel.topk(e, dim=1).indices
+                weight_mask = torch.zeros_like(per_kernel).scatter_(1, top, 1.0)
+                weight_mask = weight_mask.repeat_interleave(levels, dim=1)
         self.register_buffer("weight_mask", weight_mask)
         self.mlp: nn.Module | None = None
         if config.warm_head == "mlp":
@@ -522,7 +560,8 @@ class _Run:
         self.net.eval()
 
     def bits(self) -> tuple[np.ndarray, np.ndarray]:
-        """Bits and continuous units of the probe batch (eval mode)."""
+        """Bits ``(probe, kernels * levels)`` and continuous units ``(probe, kernels)`` of
+        the probe batch (eval mode)."""
         got: dict[str, torch.Tensor] = {}
         h = self.units.register_forward_hook(
             lambda m, i, o: got.update(u=m.units(i[0]), b=o))
@@ -531,21 +570,26 @@ class _Run:
                 self.net.eval()(self.probe)
         finally:
             h.remove()
-        k = self.units.thresholds.numel()
-        return (got["b"].reshape(len(self.probe), k).numpy(),
-                got["u"].reshape(len(self.probe), k).numpy())
+        n = len(self.probe)
+        return (got["b"].reshape(n, self.units.n_bits).numpy(),
+                got["u"].reshape(n, self.units.kernels).numpy())
 
     def _check(self) -> None:
         """Recentre constant units; roll back a collapsed network (module docstring)."""
         bits, u = self.bits()
         mean = bits.mean(0)
         constant = (mean == 0) | (mean == 1)
+        levels = self.units.levels
+        flat = self.units.thresholds.view(-1)  # bit j = kernel j // levels, level j % levels
         with torch.no_grad():
             for j in np.flatnonzero(constant):
-                if u[:, j].max() > u[:, j].min():
-                    self.units.thresholds[j] = float(np.median(u[:, j]))
-                    if (u[:, j] >= np.median(u[:, j])).all():  # median at the minimum
-                        self.units.thresholds[j] = float(np.unique(u[:, j])[1])
+                uk = u[:, j // levels]
+                if uk.max() > uk.min():
+                    # the level's quantile of the unit (the median with one level)
+                    cut = float(np.quantile(uk, (j % levels + 1) / (levels + 1)))
+                    if (uk >= cut).all():  # the cut at the minimum
+                        cut = float(np.unique(uk)[1])
+                    flat[j] = cut
                     self.recentred += 1
         bits, _ = self.bits()
         mean = bits.mean(0)
@@ -570,7 +614,7 @@ class _Run:
         self._new_optimizer()
 
     def bit_spread(self) -> torch.Tensor:
-        """``(kernels,)``: the standard deviation of each bit over the probe batch."""
+        """``(bits,)``: the standard deviation of each bit over the probe batch."""
         bits, _ = self.bits()
         return torch.as_tensor(bits.std(0), dtype=torch.float32)
 
@@ -586,8 +630,7 @@ class _Run:
             predict_logits(self.net, x)
         finally:
             h.remove()
-        k = self.units.thresholds.numel()
-        return torch.cat(got).reshape(len(x), k).numpy().astype(bool)
+        return torch.cat(got).reshape(len(x), self.units.n_bits).numpy().astype(bool)
 
 
 def _fit_head(run: _Run, classes: int) -> RuleListHead:
@@ -596,7 +639,7 @@ def _fit_head(run: _Run, classes: int) -> RuleListHead:
     y = (run.y.numpy() if run.config.target == "labels"
          else run.t_prob.argmax(1).numpy())
     k = bits.shape[1]
-    names = [f"k{j + 1}" for j in range(k)]
+    names = list(run.units.unit_names)
     # the list is learnt on the chosen kernels only (all of them when none were chosen)
     bits = bits[:, run.selected]
     names_read = [names[j] for j in run.selected]

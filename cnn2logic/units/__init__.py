@@ -42,7 +42,7 @@ Example
 
 from .activations import (REDUCTIONS, KernelUnits, LayerBatch, capture, capture_split,
                           check_model_input, iter_layer_units, kernel_names, position_names,
-                          reduce_maps, unit_names)
+                          layer_unit_names, reduce_maps, unit_names)
 from .codes import BinaryCodes, check_binary, codes_for
 from .fidelity import (BINARISATIONS, FIDELITY_THRESHOLDS, auto_binarisation,
                        fit_binarisation, fit_fidelity_thresholds)
@@ -60,7 +60,7 @@ __all__ = [
     # activations
     "REDUCTIONS", "KernelUnits", "LayerBatch", "capture", "capture_split", "check_model_input",
     "iter_layer_units", "kernel_names",
-    "position_names", "reduce_maps", "unit_names",
+    "position_names", "reduce_maps", "unit_names", "layer_unit_names",
     # thresholds
     "THRESHOLDS", "THRESHOLDS_FORMAT", "RunningStats", "Thresholds", "fit_stream_thresholds",
     "fit_thresholds", "load_thresholds", "save_thresholds", "stream_statistics",

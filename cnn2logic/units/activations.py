@@ -373,7 +373,7 @@ def _input_fix(shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
 
 
 def unit_names(layer: str, n_units: int, reduce: str, map_shape: Sequence[int],
-               qualified: bool = False) -> tuple[str, ...]:
+               qualified: bool = False, own: Sequence[str] | None = None) -> tuple[str, ...]:
     """Column names of captured units: per position for ``"position"``, else per kernel.
 
     Parameters
@@ -388,6 +388,9 @@ def unit_names(layer: str, n_units: int, reduce: str, map_shape: Sequence[int],
         ``(kernels, rows, cols)`` of the layer's maps, empty for an (n, units) output.
     qualified : bool
         Prefix every name with ``<layer>.``.
+    own : sequence of str, optional
+        The names the layer gives its outputs (:func:`layer_unit_names`), used when there
+        is one per column.
 
     Returns
     -------
@@ -395,7 +398,20 @@ def unit_names(layer: str, n_units: int, reduce: str, map_shape: Sequence[int],
     """
     if reduce == "position" and len(map_shape) == 3:
         return position_names(layer, *map_shape, qualified=qualified)
+    if own is not None and len(own) == n_units:
+        return tuple(f"{layer}.{n}" for n in own) if qualified else tuple(own)
     return kernel_names(layer, n_units, qualified)
+
+
+def layer_unit_names(model: nn.Module, layer: str) -> tuple[str, ...] | None:
+    """The names a layer gives its own output columns (a ``unit_names`` attribute of
+    strings, e.g. the thermometer bits ``k3_1, k3_2`` of a tuned network's
+    ``LogicUnits``), or None.  Duck-typed: this package does not import the model
+    package."""
+    names = getattr(dict(model.named_modules()).get(layer), "unit_names", None)
+    if isinstance(names, tuple) and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 def capture(model: nn.Module, layer: str, images: Any, *,
@@ -464,7 +480,8 @@ def _collect(model: nn.Module, layer: str, batches: Iterable, reduce: str, progr
         map_shape = batch.map_shape
     values = np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
     units = KernelUnits(values, layer, unit_names(layer, values.shape[1], reduce, map_shape,
-                                                  qualified_names))
+                                                  qualified_names,
+                                                  layer_unit_names(model, layer)))
     return units, (np.concatenate(preds) if preds else np.zeros(0, np.int64))
 
 

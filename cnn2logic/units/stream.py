@@ -18,7 +18,7 @@ from torch import nn
 from ..data import as_split, iter_batches, open_split
 from ..errors import ActivationError, DataError
 from ..rules import Variable
-from .activations import check_model_input, iter_layer_units, unit_names
+from .activations import check_model_input, iter_layer_units, layer_unit_names, unit_names
 from .shards import KINDS, ActivationShard, shard_range
 from .thresholds import RunningStats, Thresholds, check_half
 
@@ -114,7 +114,8 @@ def capture_stream(model: nn.Module, layer: str,
     if kind == "bits":
         data = np.unpackbits(data, axis=1, count=k).view(bool)  # no second copy
     variables = tuple(Variable(nm, layer, i)
-                      for i, nm in enumerate(unit_names(layer, k, reduce, shape)))
+                      for i, nm in enumerate(unit_names(layer, k, reduce, shape,
+                                                        own=layer_unit_names(model, layer))))
     if fixed is not None and len(fixed.values) != k:
         raise ActivationError(f"thresholds for {len(fixed.values)} kernels, layer has {k}")
     lab_all, pred_all = np.concatenate(labels), np.concatenate(preds)
