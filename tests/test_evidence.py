@@ -113,6 +113,23 @@ def test_selectivity_on_a_constructed_case():
         selectivity_margins(np.zeros((2, 3)))
 
 
+def test_selectivity_of_a_kind_some_kernels_lack():
+    # act. max computed for kernels 0 and 1 only: kernel 2's column is NaN
+    nan = np.nan
+    a = np.array([[1.0, 0.0, 5.0], [0.0, 2.0, 0.0], [1.0, 0.0, 0.0]])  # patches
+    c = np.array([[4.0, 0.0, nan], [1.0, 0.0, nan], [0.0, 0.0, nan]])
+    m = selectivity_margins(c)
+    # the missing picture is no competitor: kernel 0's act. max beats kernel 1's only
+    assert m[0] == 4.0 and m[1] == -1.0 and np.isnan(m[2])
+    only = np.array([[1.0, nan], [0.0, nan]])
+    assert selectivity_margins(only)[0] == np.inf and np.isnan(selectivity_margins(only)[1])
+    # Showing kernel 2 by the act. max it lacks would drop it from kernel 0's test and
+    # raise the count (kernel 0 selective): that choice is never made.
+    dropped = np.column_stack([a[:, 0], a[:, 1], c[:, 2]])
+    assert (selectivity_margins(dropped) > 0).sum() > (selectivity_margins(a) > 0).sum()
+    assert choose_kinds({"patches": a, "actmax": c}, np.ones(3)) == ("patches",) * 3
+
+
 def test_pasted_patch_keeps_the_peak_value():
     images = np.stack([_blob(2, 1), _blob(0, 3)])
     ev = kernel_evidence(_net(), "pool", images, top=1, thresholds=np.zeros(2))

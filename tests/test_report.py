@@ -320,3 +320,97 @@ def test_graph_draws_kernels_from_png_pictures():
     mosaic = patch_mosaic_png(np.linspace(0, 1, 4 * 25).reshape(4, 1, 5, 5))
     with_png = graph_png(g, pictures={"k6": mosaic})
     assert with_png != graph_png(g) and with_png == graph_png(g, pictures={"k6": mosaic})
+
+
+# -- activation maximisation for the kernels the rules read only ------------------------
+@pytest.fixture(scope="module")
+def small_embedded(core_embedded):
+    """300 training and 100 test images of the embedded data, every class among them."""
+    import numpy as np
+
+    from cnn2logic.data import DataSplits, ImageSet
+
+    rng = np.random.default_rng(0)
+
+    def pick(split, n):
+        keep = np.sort(rng.choice(len(split), n, replace=False))
+        return ImageSet(split.images[keep], split.labels[keep], split.classes, split.name)
+
+    return DataSplits(pick(core_embedded.train, 300), pick(core_embedded.test, 100),
+                      core_embedded.source)
+
+
+def _rules_reading(*body, meta=None, extra=()) -> RuleSet:
+    """paper1's 10 pool kernels (plus ``extra`` variables); one rule over ``body``."""
+    variables = tuple(Variable(f"k{i}", "pool", i - 1) for i in range(1, 11)) + tuple(extra)
+    heads = tuple(Head(str(c), "class", "out", c) for c in range(10))
+    return RuleSet(variables, heads, (Rule("3", tuple(body)),), default="1", meta=meta or {})
+
+
+def test_report_computes_actmax_for_the_kernels_the_rules_read(tmp_path, core_paper1,
+                                                               small_embedded):
+    import json
+
+    import numpy as np
+
+    from cnn2logic.visual.visuals import MANIFEST, load_visuals
+
+    model, _ = core_paper1
+    vis_dir = tmp_path / "vis"
+    rules = _rules_reading(Literal("k6"), Literal("k8", False))
+    kw = dict(visuals_dir=vis_dir, samples=3, top=3, progress=False)
+    text = build_report(model, rules, small_embedded, tmp_path / "a.html",
+                        **kw).read_text(encoding="utf-8")
+    vis = load_visuals(vis_dir)
+    assert vis.params["actmax_kernels"] == [5, 7] and vis.actmax_kernels == (5, 7)
+    assert vis.actmax.shape == (10, 1, 28, 28)
+    assert np.isnan(np.delete(vis.actmax, [5, 7], axis=0)).all()
+    assert np.isfinite(vis.actmax[[5, 7]]).all()
+    assert vis.evidence.has_kind("actmax").sum() == 2
+    assert sorted(p.name for p in (vis_dir / "kernels").glob("*_actmax.png")) == [
+        "k_k6_actmax.png", "k_k8_actmax.png"]
+    # The page renders: every card has its saliency image (SmoothGrad for the kernels
+    # without act. max), and says whose act. max it holds.
+    _decode_pngs(text)
+    kernels = text.split('<section id="kernels">')[1].split("</section>")[0]
+    for i in range(1, 11):
+        card = kernels.split(f'<div class="kc" id="kernel-k{i}">')[1].split('<div class="kc"')[0]
+        assert re.search(r'alt="k%d (smoothgrad|actmax)"' % i, card)
+        if i not in (6, 8):
+            assert f'alt="k{i} actmax"' not in card
+    assert "act. max (for 2 of the 10 kernels)" in kernels
+    assert "(of the 2 kernels that have it)" in kernels
+    # Reuse: rules reading k6 only are covered; rules reading k2 too are not.
+    stamp = (vis_dir / MANIFEST).stat().st_mtime_ns
+    build_report(model, _rules_reading(Literal("k6")), small_embedded, tmp_path / "b.html",
+                 **kw)
+    assert (vis_dir / MANIFEST).stat().st_mtime_ns == stamp
+    text = build_report(model, _rules_reading(Literal("k2"), Literal("k6")), small_embedded,
+                        tmp_path / "c.html", **kw).read_text(encoding="utf-8")
+    assert ("lack the activation-maximisation images of 1 kernel(s) the rules read; "
+            "recomputed") in text
+    assert load_visuals(vis_dir).params["actmax_kernels"] == [1, 5]
+    manifest = json.loads((vis_dir / MANIFEST).read_text())
+    assert manifest["params"]["actmax_kernels"] == [1, 5]
+
+
+def test_report_actmax_kernels_of_groups_table_terms_and_positions(tmp_path, core_paper1,
+                                                                   small_embedded):
+    from cnn2logic.extract.grouping import GROUP_LAYER
+    from cnn2logic.visual.visuals import load_visuals
+
+    model, _ = core_paper1
+    kw = dict(samples=2, top=2, actmax=True, progress=False)
+    # a group stands for its members; the table terms are shown as well as the rules
+    meta = {"groups": {"members": {"g1": ["k2", "k3"]}, "rule": "any", "threshold": 0.9},
+            "table": [{"class": "5", "body": [["k9", True]]}]}
+    rules = _rules_reading(Literal("g1"), Literal("k6", False), meta=meta,
+                           extra=(Variable("g1", GROUP_LAYER, 0),))
+    build_report(model, rules, small_embedded, tmp_path / "g.html",
+                 visuals_dir=tmp_path / "g", **kw)
+    assert load_visuals(tmp_path / "g").params["actmax_kernels"] == [1, 2, 5, 8]
+    # one unit per map position: the pairing with kernels is not by index, so all kernels
+    rules = _rules_reading(Literal("k6"), meta={"settings": {"reduce": "position"}})
+    build_report(model, rules, None, tmp_path / "p.html", visuals_dir=tmp_path / "p", **kw)
+    vis = load_visuals(tmp_path / "p")
+    assert "actmax_kernels" not in vis.params and vis.actmax_kernels == tuple(range(10))

@@ -308,3 +308,49 @@ def test_cli_visualize(tmp_path, capsys, core_paper1):
     assert rc == 2 and err.count("\n") == 1 and "checkpoint not found" in err
     rc = main(["visualize", str(ckpt), "--out", str(out), "--layer", "nope", "--data", "none"])
     assert rc == 2 and "no layer named" in capsys.readouterr().err
+
+
+def test_actmax_for_some_kernels_round_trips(tmp_path, core_paper1, core_embedded):
+    from PIL import Image
+
+    model, _ = core_paper1
+    data = core_embedded.test.subset(200)
+    kw = dict(samples=3, top=3, actmax=True, actmax_steps=5, progress=False)
+    vis = V.visualize(model, "pool", data, actmax_kernels=[7, 2, 2], **kw)
+    # one row per kernel: the two computed, the other kernels' all NaN
+    assert vis.params["actmax_kernels"] == [2, 7] and vis.actmax_kernels == (2, 7)
+    assert vis.actmax.shape == (10, 1, 28, 28)
+    assert np.isfinite(vis.actmax[[2, 7]]).all()
+    assert np.isnan(np.delete(vis.actmax, [2, 7], axis=0)).all()
+    assert vis.actmax_image(3) is None and vis.actmax_image(7).shape == (1, 28, 28)
+    # the evidence has act. max for those two only, and never shows it for another
+    ev = vis.evidence
+    assert ev.has_kind("actmax").tolist() == [i in (2, 7) for i in range(10)]
+    assert not any(ev.chosen[i] == "actmax" for i in range(10) if i not in (2, 7))
+    margins = ev.margins("actmax")
+    assert np.isnan(np.delete(margins, [2, 7])).all() and not np.isnan(margins[[2, 7]]).any()
+    assert 0 <= ev.selectivity("actmax") <= 1 and 0 <= ev.selectivity() <= 1
+    written = V.write_visuals(vis, tmp_path / "vis", progress=False)
+    assert [n for n in vis.names if written.image_path(n, "actmax")] == ["k3", "k8"]
+    assert sorted(p.name for p in (tmp_path / "vis" / "kernels").glob("*_actmax.png")) == [
+        "k_k3_actmax.png", "k_k8_actmax.png"]
+    with Image.open(tmp_path / "vis" / "grid.png") as im:
+        im.load()
+    manifest = json.loads((tmp_path / "vis" / V.MANIFEST).read_text())
+    assert manifest["params"]["actmax_kernels"] == [2, 7]
+    assert manifest["evidence"]["kernels_with_kind"] == {"actmax": 2}
+    record = json.loads((tmp_path / "vis" / "evidence.json").read_text())["kernels"]
+    assert record[0]["margins"]["actmax"] is None and record[2]["margins"]["actmax"] is not None
+    back = V.load_visuals(tmp_path / "vis")
+    np.testing.assert_array_equal(back.actmax, vis.actmax)  # NaN rows included
+    assert back.actmax_kernels == (2, 7) and back.params["actmax_kernels"] == [2, 7]
+    assert back.evidence.chosen == ev.chosen
+    np.testing.assert_array_equal(back.evidence.responses["actmax"], ev.responses["actmax"])
+    # every kernel listed is all kernels (no entry); none listed is no act. max at all
+    every = V.visualize(model, "pool", data, actmax_kernels=range(10), **kw)
+    assert "actmax_kernels" not in every.params and every.actmax_kernels == tuple(range(10))
+    none = V.visualize(model, "pool", data, actmax_kernels=[], **kw)
+    assert none.actmax is None and none.params["actmax_kernels"] == []
+    assert none.params["actmax_steps"] == 0 and "actmax" not in none.evidence.kinds
+    with pytest.raises(VisualizationError, match=r"actmax_kernels \[10\] outside 0..9"):
+        V.visualize(model, "pool", data, actmax_kernels=[3, 10], **kw)

@@ -27,11 +27,12 @@ from ..errors import Cnn2LogicError, ModelError, VisualizationError
 from ..evaluate import confusion, evaluate_rules
 from ..labels import LABELS_HELP, apply_label_file
 from ..rules import RuleSet, load_rules
-from ..units import REDUCTIONS, Thresholds, capture, check_model_input, codes_for
+from ..units import REDUCTIONS, Thresholds, capture, check_model_input, codes_for, kernel_names
 from ..visual.kernels import model_fingerprint, visualize
 from ..visual.report import CONFUSION_SOURCE, METRICS_SOURCE, write_report
 from ..visual.saliency import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
-from ..visual.visuals import MANIFEST, KernelVisuals, load_visuals, match_kernels, write_visuals
+from ..visual.visuals import (MANIFEST, KernelVisuals, kernel_index, load_visuals,
+                              match_kernels, write_visuals)
 from ..visual.why import explained_images
 from ._common import add_progress_arg, positive_int
 
@@ -68,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=positive_int, default=SMOOTHGRAD_SAMPLES)
     p.add_argument("--top", type=int, default=DEFAULT_TOP)
     p.add_argument("--actmax", action="store_true", default=None,
-                   help="add activation-maximisation images (default: with the evidence)")
+                   help="add activation-maximisation images of the kernels the rules "
+                        "read (default: with the evidence)")
     p.add_argument("--no-actmax", dest="actmax", action="store_false")
     p.add_argument("--no-evidence", dest="evidence", action="store_false",
                    help="no top patches / class profiles in the kernel gallery")
@@ -138,7 +140,11 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
         SmoothGrad base; default ``"mean"`` with data, ``"zeros"`` without.
     samples, stdev, top, actmax, evidence
         Passed to :func:`cnn2logic.visual.kernels.visualize` (the evidence's class
-        profiles use the rules' thresholds when ``meta`` records them).
+        profiles use the rules' thresholds when ``meta`` records them).  Activation
+        maximisation, the slowest part, runs only for the kernels the rules read (their
+        literals, the table terms, the members of the groups they read); the other
+        kernels' cards show SmoothGrad.  Visuals in ``visuals_dir`` without those
+        kernels' images are recomputed.
     title : str, optional
         The page heading.
     max_rules : int
@@ -176,12 +182,13 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     reduce = reduce or str(settings.get("reduce") or "max")
     arch = str(meta.get("architecture")
                or getattr(getattr(model, "spec", None), "name", "") or "")
-    _check_model_fits(model, rules, data, layer, reduce)
+    n_units = _check_model_fits(model, rules, data, layer, reduce)
     notes: list[str] = []
     vis_dir = Path(visuals_dir) if visuals_dir is not None else None
     vis = _visuals(model, layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
                    top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes,
-                   evidence=evidence, thresholds=_rule_thresholds(rules, layer))
+                   evidence=evidence, thresholds=_rule_thresholds(rules, layer),
+                   kernels=_read_kernels(rules, layer, reduce, n_units))
     if vis is not None:
         index = match_kernels(rules.variables, vis)
         missing = [v.name for v in rules.variables if v.name not in index]
@@ -194,14 +201,16 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
                         title=title, max_rules=max_rules, notes=notes, **measured)
 
 
-def _check_model_fits(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str) -> None:
+def _check_model_fits(model: Any, rules: RuleSet, data: Any, layer: str, reduce: str
+                      ) -> int | None:
     """Refuse, before any work, data the model cannot read and a model not the rules'.
 
     One image (the data's first, else zeros of the model's declared input) gives the
     number of units of ``layer``; the rules' variables on that layer must be as many.
+    Returns that number (None without a model or an image to run).
     """
     if model is None:
-        return
+        return None
     sample = None
     if data is not None:
         check_model_input(model, data.train.images[:1], data.train.labels, data.train.name)
@@ -209,14 +218,15 @@ def _check_model_fits(model: Any, rules: RuleSet, data: Any, layer: str, reduce:
         sample = data.train.images[:1]
     elif getattr(getattr(model, "spec", None), "input_shape", None):
         sample = np.zeros((1, *model.spec.input_shape), np.float32)
+    if sample is None:
+        return None
     on_layer = [v for v in rules.variables if v.layer == layer]
-    if sample is None or not on_layer:
-        return
     n_units = capture(model, layer, sample, reduce=reduce, progress=False).values.shape[1]
-    if n_units != len(on_layer) or any(v.index >= n_units for v in on_layer):
+    if on_layer and (n_units != len(on_layer) or any(v.index >= n_units for v in on_layer)):
         raise ModelError(f"the model's layer {layer!r} has {n_units} kernel units but the "
                          f"rules have {len(on_layer)} variables on it: not the model the "
                          "rules were extracted from")
+    return int(n_units)
 
 
 def _load_model(model: Any) -> Any:
@@ -243,12 +253,47 @@ def _rule_thresholds(rules: RuleSet, layer: str) -> np.ndarray | None:
     return values if values.ndim == 1 and len(values) == len(on_layer) else None
 
 
+def _read_kernels(rules: RuleSet, layer: str, reduce: str, n_units: int | None
+                  ) -> list[int] | None:
+    """The kernels of ``layer`` (0-based) whose pictures the report shows; None: all.
+
+    Those of the variables the rules' literals and the per-class table terms
+    (``meta["table"]``) read, a group (``meta["groups"]``) standing for its members,
+    paired with kernels as the report pairs them (:func:`kernel_index`).  None when the
+    pairing is unclear: position units (a variable per kernel and map position), an
+    unknown layer width, or a name the rules do not declare.
+    """
+    if reduce == "position" or n_units is None:
+        return None
+    read = {lit.var for rule in rules.rules for lit in rule.body}
+    meta = rules.meta if isinstance(rules.meta, Mapping) else {}
+    table = meta.get("table")
+    if isinstance(table, list):
+        for entry in table:
+            body = entry.get("body") if isinstance(entry, Mapping) else None
+            read |= {str(lit[0]) for lit in body or ()
+                     if isinstance(lit, (list, tuple)) and lit}
+    groups = meta.get("groups") if isinstance(meta.get("groups"), Mapping) else {}
+    members = groups.get("members") if isinstance(groups.get("members"), Mapping) else {}
+    for group in read & set(members):
+        read |= {str(k) for k in members[group]}
+    by_name = {v.name: v for v in rules.variables}
+    if not read <= set(by_name):
+        return None
+    index = kernel_index([by_name[n] for n in sorted(read)], layer,
+                         kernel_names(layer, n_units))
+    return sorted(set(index.values()))
+
+
 def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, base: str | None,
              samples: int, stdev: float, top: int, actmax: bool | None, reduce: str,
              progress: bool,
              notes: list[str], evidence: bool = True,
-             thresholds: np.ndarray | None = None) -> KernelVisuals | None:
-    """The visuals in ``visuals_dir`` when they belong to ``model``, else computed anew."""
+             thresholds: np.ndarray | None = None,
+             kernels: list[int] | None = None) -> KernelVisuals | None:
+    """The visuals in ``visuals_dir`` when they belong to ``model`` and have the pictures
+    wanted, else computed anew (activation maximisation for ``kernels`` only; None: all).
+    """
     if reduce == "position":  # maximising images are per kernel
         notes.append("the rules read one unit per map position; the kernels' maximising "
                      "images are those of their max-pooled units")
@@ -264,13 +309,23 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
             same_units = vis.params.get("reduce", "max") == reduce
             # visuals without the evidence are not reused when it can now be computed
             has_evidence = vis.evidence is not None or not evidence or data is None
-            if vis.layer == layer and same_model and same_units and has_evidence:
+            # nor without the act-max images of the kernels shown (visuals of other
+            # rules may have them for other kernels only)
+            wanted = (actmax if actmax is not None
+                      else bool(evidence and data is not None and top > 0))
+            needed = set(range(len(vis)) if kernels is None else kernels)
+            has_actmax = not wanted or needed <= set(vis.actmax_kernels)
+            if (vis.layer == layer and same_model and same_units and has_evidence
+                    and has_actmax):
                 return vis
             if model is None:
                 return vis
             other = ("belong to another model or layer" if vis.layer != layer or not same_model
                      else f"belong to another reduction ({vis.params.get('reduce', 'max')}, "
-                     f"not {reduce})" if not same_units else "have no kernel evidence")
+                     f"not {reduce})" if not same_units
+                     else "have no kernel evidence" if not has_evidence
+                     else f"lack the activation-maximisation images of "
+                          f"{len(needed - set(vis.actmax_kernels))} kernel(s) the rules read")
             notes.append(f"visuals in {visuals_dir} {other}; recomputed")
     if model is None:
         notes.append("no model given: kernels are shown by name, without maximising images")
@@ -288,8 +343,9 @@ def _visuals(model: Any, layer: str, data: Any, visuals_dir: Path | None, *, bas
         notes.append("no data given: no top-activating images, and SmoothGrad starts from "
                      f"the {chosen!r} image instead of the mean data image")
     vis = visualize(model, layer, images, base=chosen, samples=samples, stdev=stdev,
-                    top=top if images is not None else 0, actmax=actmax, reduce=reduce,
-                    progress=progress, evidence=evidence, thresholds=thresholds)
+                    top=top if images is not None else 0, actmax=actmax,
+                    actmax_kernels=kernels, reduce=reduce, progress=progress,
+                    evidence=evidence, thresholds=thresholds)
     if visuals_dir is not None:
         vis = write_visuals(vis, visuals_dir, progress=progress)
     return vis

@@ -25,8 +25,8 @@ images and measurements in one report.  One concept per module:
     the report's kernel gallery (one card of evidence per kernel).
 ``visuals``
     :class:`KernelVisuals` and its files: PNGs, ``visuals.npz`` and the ``visuals.json``
-    manifest (:func:`write_visuals`, :func:`load_visuals`); :func:`match_kernels` pairs
-    rule variables with kernels.
+    manifest (:func:`write_visuals`, :func:`load_visuals`); :func:`match_kernels` and
+    :func:`kernel_index` pair rule variables with kernels.
 ``images``
     pictures of arrays: the diverging colour scale, PNG encoding, the kernel grid.
 ``relations``
@@ -61,7 +61,7 @@ _MODULES = {
                  "profile_agreement"),
     "gallery": ("kernel_gallery", "kernel_section", "kernel_anchor"),
     "visuals": ("MANIFEST", "ARRAYS", "MANIFEST_FORMAT", "KernelVisuals", "match_kernels",
-                "write_visuals", "load_visuals"),
+                "kernel_index", "write_visuals", "load_visuals"),
     "images": ("to_rgb", "png_bytes", "strip", "grid_png", "kernel_pngs"),
     "relations": ("RELATIONS", "SUPPORT_KEYS", "class_rules", "literal_uses", "cooccurrence",
                   "opposite_polarity", "never_together", "conflicts", "table_ruleset",

@@ -33,7 +33,11 @@ selectivity
         the positive part of the SmoothGrad map scaled to [0, 1]
         (:func:`~cnn2logic.visual.filters.as_image`), as ``response_matrix`` evaluates it.
     ``actmax``
-        the activation-maximisation image itself.
+        the activation-maximisation image itself.  It may have been computed for some
+        kernels only (``cnn2logic report`` computes it for the kernels the rules read):
+        the others have no such evidence (NaN columns of ``R``), are no competitors in
+        its test and are never shown by it; its selectivity is over the kernels that
+        have it.
 
     The report shows first, per kernel, the kind with the largest margin
     (:attr:`KernelEvidence.chosen`, :func:`choose_kinds`): the assignment of kinds that
@@ -93,7 +97,8 @@ class KernelEvidence:
     spread : ndarray (kernels,)
         Standard deviation of each unit over the data (the margins' scale).
     responses : mapping kind -> ndarray (kernels, kernels)
-        ``R[k, j] = unit_k(e_j)`` of every evidence kind computed.
+        ``R[k, j] = unit_k(e_j)`` of every evidence kind computed; column ``j`` is NaN
+        when kernel ``j`` has no evidence of that kind.
     chosen : tuple of str
         Per kernel, the kind shown first (:func:`choose_kinds`).
     params, seconds : mapping
@@ -127,8 +132,21 @@ class KernelEvidence:
         """The evidence kinds computed, in :data:`EVIDENCE_KINDS` order."""
         return tuple(k for k in EVIDENCE_KINDS if k in self.responses)
 
+    def has_kind(self, kind: str) -> np.ndarray:
+        """Per kernel, whether it has evidence of ``kind`` (bool array).
+
+        Raises
+        ------
+        VisualizationError
+            ``kind`` was not computed.
+        """
+        if kind not in self.responses:
+            raise VisualizationError(f"evidence kind {kind!r} not computed; have {self.kinds}")
+        return ~np.isnan(np.asarray(self.responses[kind], dtype=np.float64)).all(axis=0)
+
     def margins(self, kind: str) -> np.ndarray:
-        """Per kernel, the selectivity margin of ``kind`` (see the module docstring).
+        """Per kernel, the selectivity margin of ``kind`` (see the module docstring; NaN
+        for a kernel without evidence of ``kind``).
 
         Raises
         ------
@@ -142,14 +160,17 @@ class KernelEvidence:
         return selectivity_margins(self.responses[kind], self.spread)
 
     def selectivity(self, kind: str = "displayed") -> float:
-        """Share of kernels whose ``kind`` evidence is selective (``"displayed"``: chosen).
+        """Share of kernels whose ``kind`` evidence is selective (``"displayed"``: chosen),
+        among the kernels that have evidence of ``kind`` (NaN when none has).
 
         Raises
         ------
         VisualizationError
             ``kind`` was not computed.
         """
-        return float(np.mean(self.margins(kind) > 0)) if len(self) else float("nan")
+        m = self.margins(kind)
+        m = m[~np.isnan(m)]
+        return float(np.mean(m > 0)) if len(m) else float("nan")
 
     def displayed_response(self) -> np.ndarray:
         """``R[k, j] = unit_k(e_j)`` with ``e_j`` of the kind chosen for kernel ``j``."""
@@ -164,7 +185,11 @@ class KernelEvidence:
         Returns
         -------
         dict
+            With ``kernels_with_kind`` (kind -> number of kernels that have it) when some
+            kind covers only some kernels.
         """
+        # only when some kernels lack a kind: full evidence keeps the bytes it had
+        partial = {k: int(has.sum()) for k in self.kinds if not (has := self.has_kind(k)).all()}
         return {
             "map_layer": self.map_layer, "classes": list(self.classes),
             "receptive_field": {"size": list(self.receptive.size),
@@ -175,6 +200,7 @@ class KernelEvidence:
             "chosen_counts": {k: int(sum(c == k for c in self.chosen)) for k in self.kinds},
             "params": dict(self.params),
             "seconds": {k: round(float(v), 4) for k, v in self.seconds.items()},
+            **({"kernels_with_kind": partial} if partial else {}),
         }
 
     def kernel_record(self, k: int) -> dict[str, Any]:
@@ -346,7 +372,9 @@ def kernel_evidence(model: nn.Module, layer: str, images: np.ndarray,
         predictions)``.
     pictures : mapping kind -> ndarray (kernels, c, H, W), optional
         The other evidence kinds as input images: ``smoothgrad`` (already
-        :func:`~cnn2logic.visual.filters.as_image`) and ``actmax``.
+        :func:`~cnn2logic.visual.filters.as_image`) and ``actmax``.  A kernel whose
+        picture is all NaN has none of that kind (its response column is NaN); a kind
+        no kernel has is left out.
     background : {"zeros", "mean"}
         What the patches are pasted on.
     names : sequence of str, optional
@@ -425,8 +453,17 @@ def kernel_evidence(model: nn.Module, layer: str, images: np.ndarray,
         if pics.shape != (n_k, *images.shape[1:]):
             raise VisualizationError(f"{kind} pictures of shape {pics.shape}, expected "
                                      f"{(n_k, *images.shape[1:])}")
-        responses[kind] = unit_response(model, layer, pics, reduce=reduce,
-                                        batch_size=batch_size)
+        present = ~np.isnan(pics).all(axis=(1, 2, 3))
+        if present.all():
+            responses[kind] = unit_response(model, layer, pics, reduce=reduce,
+                                            batch_size=batch_size)
+        elif present.any():
+            # only the pictures there are go through the model (a report's act-max
+            # images are those of the few kernels its rules read)
+            resp = np.full((n_k, n_k), np.nan)
+            resp[:, present] = unit_response(model, layer, pics[present], reduce=reduce,
+                                             batch_size=batch_size)
+            responses[kind] = resp
     seconds["selectivity"] = time.perf_counter() - t3
     spread = units.std(axis=0).astype(np.float64)
     chosen = choose_kinds(responses, spread)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ..rules import RuleSet
 from .images import grid_png, patch_mosaic_png, patch_strip_png, png_bytes, to_rgb
 from .relations import literal_uses
 from .visuals import KernelVisuals, match_kernels
+
+if TYPE_CHECKING:  # only for annotations
+    from .evidence import KernelEvidence
 
 GALLERY_CSS = """
 .gal{display:grid;grid-template-columns:repeat(auto-fill,minmax(350px,1fr));gap:8px}
@@ -78,6 +81,12 @@ def _score(margin: float | None) -> str:
     return f'<span class="{cls}">{mark} {margin:+.2f}</span>'
 
 
+def _coverage(ev: KernelEvidence, kind: str) -> str:
+    """`` (of the n kernels that have it)`` when ``kind`` covers only some kernels."""
+    n = int(ev.has_kind(kind).sum())
+    return f" (of the {n} kernels that have it)" if n < len(ev) else ""
+
+
 def _profile(share: np.ndarray, classes: Sequence[str]) -> str:
     bars = "".join(
         f'<div title="class {html.escape(c)}: on for {s:.0%} of its images">'
@@ -103,11 +112,15 @@ def _card(vis: KernelVisuals, i: int, var: str, uses: str, label: str | None) ->
         f'<figure><img class="strip" src="{_uri(patch_strip_png(ev.patches[i], 1, 1))}" '
         f'alt="{html.escape(var)} top patches"><figcaption>top {ev.patches.shape[1]} patches '
         f"({rf[0]}×{rf[1]} px) {_score(margins['patches'])}</figcaption></figure>")}
-    sal = [k for k in ("smoothgrad", "actmax") if k in margins]
+    # act-max may exist for some kernels only (those the rules read): the others show
+    # their SmoothGrad image
+    actmax = vis.actmax_image(i)
+    sal = [k for k in ("smoothgrad", "actmax") if k in margins
+           and (k == "smoothgrad" or actmax is not None)]
     if sal:
         best = ev.chosen[i] if ev.chosen[i] in sal else max(sal, key=lambda k: margins[k])
         pic = (to_rgb(vis.smoothgrad[i], "signed") if best == "smoothgrad"
-               else to_rgb(vis.actmax[i], "image") if vis.actmax is not None else None)
+               else to_rgb(actmax, "image") if actmax is not None else None)
         if pic is not None:
             blocks["saliency"] = (
                 f'<figure><img src="{_uri(png_bytes(pic, 1))}" alt="{html.escape(var)} '
@@ -150,7 +163,8 @@ def kernel_gallery(vis: KernelVisuals, variable_of: Mapping[int, str],
         intro = ("<p>No data were given, so there are no top patches or class profiles: "
                  "each kernel is shown by its SmoothGrad image.</p>")
     else:
-        by_kind = ", ".join(f"{_KIND_NAMES[k]} {ev.selectivity(k):.0%}" for k in ev.kinds)
+        by_kind = ", ".join(f"{_KIND_NAMES[k]} {ev.selectivity(k):.0%}" + _coverage(ev, k)
+                            for k in ev.kinds)
         intro = (
             f"<p>Per kernel of <code>{html.escape(vis.layer)}</code> (maps of "
             f"<code>{html.escape(ev.map_layer)}</code>, receptive field {ev.receptive.size[0]}×"
@@ -195,6 +209,8 @@ def kernel_section(vis: KernelVisuals, rules: RuleSet,
         "<details><summary>All maximising images in one grid"
         + (" (filter, " if vis.filters is not None else " (")
         + "SmoothGrad" + (", act. max" if vis.actmax is not None else "")
+        + (f" (for {len(vis.actmax_kernels)} of the {len(vis)} kernels)"
+           if vis.actmax is not None and len(vis.actmax_kernels) < len(vis) else "")
         + (", top images" if vis.top_images is not None else "") + ")</summary>"
         f"<p class=small>SmoothGrad: Gaussian noise mean {p.get('noise_mean', 0.0)}, "
         f"standard deviation {p.get('noise_stdev')}, {p.get('samples')} noisy copies of the "

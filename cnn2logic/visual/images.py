@@ -125,6 +125,8 @@ def grid_png(vis: KernelVisuals, *, scale: int = 3, max_kernels: int = 64,
         Enlargement of every picture (nearest neighbour).
     max_kernels, max_top : int
         At most this many kernel rows (the rest are counted below) and top images a row.
+        A kernel without an act-max image (computed for some kernels only) has an empty
+        cell there.
 
     Returns
     -------
@@ -137,7 +139,7 @@ def grid_png(vis: KernelVisuals, *, scale: int = 3, max_kernels: int = 64,
         cols.append(("filter", lambda i: vis.filters[i], "signed"))
     cols.append(("SmoothGrad", lambda i: vis.smoothgrad[i], "signed"))
     if vis.actmax is not None:
-        cols.append(("act. max", lambda i: vis.actmax[i], "image"))
+        cols.append(("act. max", vis.actmax_image, "image"))
     n_top = 0 if vis.top_images is None else min(max_top, vis.top_images.shape[1])
     for t in range(n_top):
         cols.append((f"top {t + 1}", lambda i, t=t: vis.top_images[i, t], "image"))
@@ -164,6 +166,8 @@ def grid_png(vis: KernelVisuals, *, scale: int = 3, max_kernels: int = 64,
             draw.text((6, y + 22), f"r = {vis.correlation[i]:.2f}", fill="#444", font=font)
         for c, (_, get, kind) in enumerate(cols):
             arr = get(i)
+            if arr is None:
+                continue
             pic = Image.fromarray(to_rgb(arr, kind), "RGB")
             pic = pic.resize((pic.width * scale, pic.height * scale), Image.Resampling.NEAREST)
             canvas.paste(pic, (label_w + c * (cell_w + pad), y))
@@ -176,7 +180,8 @@ def grid_png(vis: KernelVisuals, *, scale: int = 3, max_kernels: int = 64,
 
 
 def kernel_pngs(vis: KernelVisuals, i: int, scale: int = 4) -> dict[str, bytes]:
-    """PNGs of kernel ``i``: ``smoothgrad``, and ``filter``/``top``/``actmax`` if present.
+    """PNGs of kernel ``i``: ``smoothgrad``, and ``filter``/``top``/``actmax`` if present
+    (``actmax`` only when kernel ``i`` has an image: :meth:`KernelVisuals.actmax_image`).
 
     Parameters
     ----------
@@ -196,8 +201,9 @@ def kernel_pngs(vis: KernelVisuals, i: int, scale: int = 4) -> dict[str, bytes]:
         out["filter"] = png_bytes(to_rgb(vis.filters[i], "signed"), scale)
     if vis.top_images is not None:
         out["top"] = png_bytes(strip(list(vis.top_images[i]), "image"), 2)
-    if vis.actmax is not None:
-        out["actmax"] = png_bytes(to_rgb(vis.actmax[i], "image"), scale)
+    actmax = vis.actmax_image(i)
+    if actmax is not None:
+        out["actmax"] = png_bytes(to_rgb(actmax, "image"), scale)
     return out
 
 

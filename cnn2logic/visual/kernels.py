@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -23,15 +23,16 @@ from ..units import kernel_names
 from .evidence import BACKGROUNDS, kernel_evidence
 from .filters import as_image, filter_correlation, input_conv, response_matrix
 from .saliency import (ACTMAX_CONTRAST, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN, SMOOTHGRAD_SAMPLES,
-                       SMOOTHGRAD_STDEV, LayerUnits, _as_array, activation_maximization,
-                       smoothgrad, top_activating)
+                       SMOOTHGRAD_STDEV, LayerUnits, _as_array, _input_shape, _n_kernels,
+                       activation_maximization, smoothgrad, top_activating)
 from .visuals import KernelVisuals
 
 
 def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
               base: str = DEFAULT_BASE, samples: int = SMOOTHGRAD_SAMPLES,
               stdev: float = SMOOTHGRAD_STDEV, top: int = DEFAULT_TOP,
-              actmax: bool | None = None, actmax_steps: int = 200, reduce: str = "max",
+              actmax: bool | None = None, actmax_steps: int = 200,
+              actmax_kernels: Sequence[int] | None = None, reduce: str = "max",
               batch_size: int = 1000, seed: int = 0, progress: bool = True,
               evidence: bool = True, thresholds: np.ndarray | None = None,
               background: str = "zeros") -> KernelVisuals:
@@ -51,6 +52,14 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         Also compute contrastive :func:`activation_maximization` images
         (``actmax_steps`` steps, ``contrast=ACTMAX_CONTRAST``: specific to their kernel, one
         of the evidence kinds).  Default (None): when evidence is computed.
+    actmax_kernels : sequence of int, optional
+        Compute the activation-maximisation images of these kernels only (0-based
+        indices; the most expensive step, and a report shows only the kernels its rules
+        read).  The other kernels' images are all NaN in ``actmax``
+        (:meth:`KernelVisuals.actmax_image` gives None), they have no act-max evidence,
+        and ``params["actmax_kernels"]`` lists the computed ones (sorted).  Default
+        (None), or every kernel listed: all kernels, and no such entry.  An empty list
+        computes none (``actmax`` is None).
     reduce : str
         How a kernel's map becomes its unit: max, mean, l1 or l2 (as in
         :func:`cnn2logic.units.capture`).
@@ -67,15 +76,18 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
     Raises
     ------
     VisualizationError
-        Bad parameters (see :func:`smoothgrad`), ``reduce="position"``, or a model
-        without a cnn2logic spec and no ``images`` (its input shape is unknown).
+        Bad parameters (see :func:`smoothgrad`), ``reduce="position"``, a model
+        without a cnn2logic spec and no ``images`` (its input shape is unknown), or an
+        ``actmax_kernels`` index outside ``0..kernels-1``.
     ModelError
         ``layer`` does not exist.
     """
     arr = _as_array(images)
     labels = getattr(images, "labels", None)
     classes = getattr(images, "classes", None)
-    LayerUnits(model, layer, reduce)  # a bad layer or reduction fails before any work
+    units = LayerUnits(model, layer, reduce)  # a bad layer or reduction fails before any work
+    if actmax_kernels is not None:  # as do bad kernel indices
+        _actmax_subset(actmax_kernels, _layer_width(model, units, arr))
     if background not in BACKGROUNDS:
         raise VisualizationError(f"unknown background {background!r}; choose from {BACKGROUNDS}")
     seconds: dict[str, float] = {}
@@ -103,12 +115,19 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
     response = response_matrix(model, layer, maps, reduce=reduce)
     if actmax is None:
         actmax = bool(evidence and arr is not None and len(arr) and top > 0)
+    subset = _actmax_subset(actmax_kernels, len(maps)) if actmax else None
+    if subset == []:
+        actmax = False
     am = None
     if actmax:
         t2 = time.perf_counter()
-        am = activation_maximization(model, layer, steps=actmax_steps, images=arr,
-                                     reduce=reduce, seed=seed, contrast=ACTMAX_CONTRAST,
-                                     progress=progress)
+        am = activation_maximization(model, layer, kernels=subset, steps=actmax_steps,
+                                     images=arr, reduce=reduce, seed=seed,
+                                     contrast=ACTMAX_CONTRAST, progress=progress)
+        if subset is not None:  # one row per kernel: the kernels not computed are NaN
+            full = np.full((len(maps), *am.shape[1:]), np.nan, dtype=am.dtype)
+            full[subset] = am
+            am = full
         seconds["actmax"] = time.perf_counter() - t2
     ev = None
     if evidence and arr is not None and len(arr) and top > 0:
@@ -128,12 +147,40 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
         "top": int(top) if top_index is not None else 0, "reduce": reduce, "seed": int(seed),
         "batch_size": int(batch_size), "actmax_steps": int(actmax_steps) if actmax else 0,
         "actmax_contrast": ACTMAX_CONTRAST if actmax else 0.0,
+        **({"actmax_kernels": subset} if subset is not None else {}),
         "model": getattr(getattr(model, "spec", None), "name", type(model).__name__),
         "model_sha256": model_fingerprint(model),
     }
     return KernelVisuals(layer, kernel_names(layer, len(maps)), maps, params, filters, corr,
                          response, top_index, top_values, top_images, am, seconds,
                          evidence=ev)
+
+
+def _actmax_subset(kernels: Sequence[int] | None, n: int) -> list[int] | None:
+    """The sorted distinct kernels of ``kernels``; None for all (None or every kernel).
+
+    Raises
+    ------
+    VisualizationError
+        An index outside ``0..n-1``.
+    """
+    if kernels is None:
+        return None
+    out = sorted({int(k) for k in kernels})
+    bad = [k for k in out if not 0 <= k < n]
+    if bad:
+        raise VisualizationError(f"actmax_kernels {bad} outside 0..{n - 1}")
+    return None if len(out) == n else out
+
+
+def _layer_width(model: nn.Module, units: LayerUnits, images: np.ndarray | None) -> int:
+    """The number of kernel units (one zero image through the model in eval mode)."""
+    was_training = model.training
+    model.eval()  # BatchNorm in training mode refuses a single 1x1 map
+    try:
+        return _n_kernels(units, _input_shape(model, images))
+    finally:
+        model.train(was_training)
 
 
 def model_fingerprint(model: nn.Module) -> str:

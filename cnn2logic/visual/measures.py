@@ -19,17 +19,22 @@ EVIDENCE_KINDS = ("patches", "smoothgrad", "actmax")
 def selectivity_margins(response: np.ndarray, spread: np.ndarray | None = None) -> np.ndarray:
     """``(R[k, k] - max_{j != k} R[k, j]) / spread[k]`` per kernel (+inf for one kernel).
 
+    A NaN column ``j`` is a kernel without evidence of the kind (activation maximisation
+    run for some kernels only): it is no competitor of the others, and its own margin is
+    NaN.  A kernel whose every competitor is missing has margin +inf, as a single kernel.
+
     Parameters
     ----------
     response : ndarray (kernels, kernels)
-        ``R[k, j] = unit_k(e_j)``.
+        ``R[k, j] = unit_k(e_j)``; NaN where ``e_j`` is missing.
     spread : ndarray (kernels,), optional
         The scale of each unit (its standard deviation over the data); 1 when None.
 
     Returns
     -------
     ndarray (kernels,)
-        Positive exactly where kernel ``k``'s evidence is selective.
+        Positive exactly where kernel ``k``'s evidence is selective; NaN where kernel
+        ``k`` has no evidence of the kind.
 
     Raises
     ------
@@ -42,7 +47,8 @@ def selectivity_margins(response: np.ndarray, spread: np.ndarray | None = None) 
     n = len(r)
     if n == 1:
         return np.array([np.inf])
-    others = np.where(np.eye(n, dtype=bool), -np.inf, r).max(axis=1)
+    # a missing picture (NaN) drives no unit: it is left out of every kernel's "others"
+    others = np.where(np.eye(n, dtype=bool) | np.isnan(r), -np.inf, r).max(axis=1)
     scale = np.ones(n) if spread is None else np.maximum(np.asarray(spread, float), 1e-12)
     return (np.diag(r) - others) / scale
 
@@ -58,10 +64,13 @@ def choose_kinds(responses: Mapping[str, np.ndarray], spread: np.ndarray, *,
     when that raises the number of selective kernels of the mixed (displayed) matrix;
     repeat until no switch helps (at most ``passes`` rounds).  This is done from every
     kind as the start; the best result is kept (ties: the earlier start, so patches).
+    A kernel is never given a kind it has no evidence of (its column all NaN, see
+    :func:`selectivity_margins`); it starts from the first kind it has.
 
     Parameters
     ----------
     responses : mapping kind -> ndarray (kernels, kernels)
+        NaN columns: kernels without evidence of that kind.
     spread : ndarray (kernels,)
     passes : int
 
@@ -78,27 +87,34 @@ def choose_kinds(responses: Mapping[str, np.ndarray], spread: np.ndarray, *,
     if not kinds:
         raise VisualizationError("no evidence kind to choose from")
     mats = {k: np.asarray(responses[k], dtype=np.float64) for k in kinds}
+    # a kernel shown by a picture it does not have would only drop out of the others'
+    # tests (raising their count): such a choice is not offered
+    has = {k: ~np.isnan(m).all(axis=0) for k, m in mats.items()}
 
     def count(matrix: np.ndarray) -> int:
         return int((selectivity_margins(matrix, spread) > 0).sum())
 
     results = []
     for rank, start in enumerate(kinds):
-        chosen, score = _improve([start] * len(mats[start]), mats, kinds, count, passes)
+        first = [start if has[start][j] else next((k for k in kinds if has[k][j]), start)
+                 for j in range(len(mats[start]))]
+        chosen, score = _improve(first, mats, kinds, count, passes, has)
         results.append((score, -rank, chosen))
     return tuple(max(results, key=lambda r: (r[0], r[1]))[2])
 
 
 def _improve(chosen: list[str], mats: Mapping[str, np.ndarray], kinds: Sequence[str],
-             count: Any, passes: int) -> tuple[list[str], int]:
-    """Greedy switches of single kernels' kinds while the selective count rises."""
+             count: Any, passes: int, has: Mapping[str, np.ndarray]
+             ) -> tuple[list[str], int]:
+    """Greedy switches of single kernels' kinds (among those they have) while the
+    selective count rises."""
     shown = np.stack([mats[k][:, j] for j, k in enumerate(chosen)], axis=1)
     score = count(shown)
     for _ in range(passes):
         improved = False
         for j in range(len(chosen)):
             for kind in kinds:
-                if kind == chosen[j]:
+                if kind == chosen[j] or not has[kind][j]:
                     continue
                 trial = shown.copy()
                 trial[:, j] = mats[kind][:, j]

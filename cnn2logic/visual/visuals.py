@@ -5,8 +5,8 @@
 patch strips ``kernels/*_patches.png`` and class profiles ``kernels/*_profile.png``,
 when computed) and, last, the manifest ``visuals.json``;
 :func:`load_visuals` reads it back.  :func:`match_kernels` pairs rule variables with the
-kernels of a :class:`KernelVisuals`.  Computing them is
-:func:`cnn2logic.visual.kernels.visualize`.
+kernels of a :class:`KernelVisuals` (:func:`kernel_index`: with the kernels of a layer).
+Computing them is :func:`cnn2logic.visual.kernels.visualize`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ class KernelVisuals:
     """What :func:`cnn2logic.visual.kernels.visualize` computed for every kernel of a layer.
 
     Arrays are indexed by kernel (0-based, ``names[i]`` is kernel ``i``); optional parts
-    are None when they were not computed.
+    are None when they were not computed.  ``actmax`` may have been computed for some
+    kernels only (``cnn2logic report``: the kernels its rules read): the others' images
+    are all NaN (:attr:`actmax_kernels`, :meth:`actmax_image`) and ``params`` lists the
+    computed ones as ``actmax_kernels``.
     """
 
     layer: str
@@ -59,6 +62,30 @@ class KernelVisuals:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def actmax_kernels(self) -> tuple[int, ...]:
+        """The kernels (0-based) with an activation-maximisation image; () without any."""
+        if self.actmax is None:
+            return ()
+        missing = np.isnan(np.asarray(self.actmax)).all(axis=tuple(range(1, self.actmax.ndim)))
+        return tuple(int(i) for i in np.flatnonzero(~missing))
+
+    def actmax_image(self, i: int) -> np.ndarray | None:
+        """Kernel ``i``'s activation-maximisation image (c, h, w), or None when it has none.
+
+        Parameters
+        ----------
+        i : int
+            0-based kernel index.
+
+        Returns
+        -------
+        ndarray or None
+        """
+        if self.actmax is None or np.isnan(self.actmax[i]).all():
+            return None
+        return self.actmax[i]
 
     @property
     def selectivity(self) -> float:
@@ -137,8 +164,7 @@ class KernelVisuals:
 def match_kernels(variables: Sequence[Any], vis: KernelVisuals) -> dict[str, int]:
     """Rule variable name -> kernel index in ``vis``, for the variables that are its kernels.
 
-    A variable of ``vis.layer`` is matched by its ``index``; a variable without a layer by
-    its name (``k3``, or the qualified ``pool.k3``).  Others are left out.
+    :func:`kernel_index` with the layer and kernel names of ``vis``.
 
     Parameters
     ----------
@@ -151,11 +177,37 @@ def match_kernels(variables: Sequence[Any], vis: KernelVisuals) -> dict[str, int
     dict
         Variable name -> 0-based kernel index in ``vis``.
     """
-    by_name = {n: i for i, n in enumerate(vis.names)}
-    by_name.update({f"{vis.layer}.{n}": i for i, n in enumerate(vis.names)})
+    return kernel_index(variables, vis.layer, vis.names)
+
+
+def kernel_index(variables: Sequence[Any], layer: str, names: Sequence[str]
+                 ) -> dict[str, int]:
+    """Rule variable name -> kernel index, for the variables that are kernels of ``layer``.
+
+    A variable of ``layer`` is matched by its ``index``; a variable without a layer by
+    its name (one of ``names``, e.g. ``k3``, or qualified, ``pool.k3``).  Others are left
+    out.  (Before the visuals exist, ``names`` is
+    :func:`cnn2logic.units.kernel_names` of the layer's kernel count.)
+
+    Parameters
+    ----------
+    variables : sequence of Variable
+        The rule variables (:attr:`cnn2logic.rules.RuleSet.variables`).
+    layer : str
+        The kernels' layer.
+    names : sequence of str
+        The kernels' names (``names[i]`` is kernel ``i``).
+
+    Returns
+    -------
+    dict
+        Variable name -> 0-based kernel index.
+    """
+    by_name = {n: i for i, n in enumerate(names)}
+    by_name.update({f"{layer}.{n}": i for i, n in enumerate(names)})
     out: dict[str, int] = {}
     for v in variables:
-        if v.layer == vis.layer and 0 <= v.index < len(vis):
+        if v.layer == layer and 0 <= v.index < len(names):
             out[v.name] = int(v.index)
         elif not v.layer and v.name in by_name:
             out[v.name] = by_name[v.name]
