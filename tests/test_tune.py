@@ -335,6 +335,28 @@ def test_levels_end_to_end_program_is_the_network(paper1, data, data_dir, tmp_pa
     assert doc["meta"]["metrics"]["fidelity"] == 1.0
     assert {var for r in doc["rules"] for var, _positive in r["body"]} <= {
         f"k{k}_{lv}" for k in range(1, 11) for lv in (1, 2)}
+    # the report draws each bit's kernel from the units the bits threshold (hard bits have
+    # no gradient): every variable the rules read gets its kernel's pictures
+    html = tmp_path / "report.html"
+    assert main(["report", str(path), str(out / "rules.json"), "--data", str(data_dir),
+                 "--samples", "1", "--out", str(html), "--no-progress"]) == 0
+    text = html.read_text()
+    assert "data:image/png" in text and "no maximising image" not in text
+
+
+def test_bits_of_a_tuned_layer_are_paired_with_the_kernels_they_threshold():
+    from cnn2logic.visual import kernel_index, units_layer
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    net[0] = LogicUnits(net[0], torch.zeros(2, 2), torch.ones(2))
+    assert units_layer(net, "0") == "0.inner"
+    bits = [Variable(n, "0", i) for i, n in enumerate(("k1_1", "k1_2", "k2_1", "k2_2"))]
+    names = ("k1", "k2")
+    assert kernel_index(bits, "0.inner", names) == {"k1_1": 0, "k1_2": 0, "k2_1": 1,
+                                                    "k2_2": 1}
+    assert kernel_index([Variable("k2", "0", 1)], "0.inner", names) == {"k2": 1}
+    # an ordinary layer: paired by index, as before
+    assert kernel_index(bits[:2], "0", names) == {"k1_1": 0, "k1_2": 1}
 
 
 def test_levels_on_a_factory_model_with_class_kernels(data):

@@ -30,7 +30,8 @@ from ..rules import RuleSet, load_rules
 from ..units import REDUCTIONS, Thresholds, capture, check_model_input, codes_for, kernel_names
 from ..visual.kernels import model_fingerprint, visualize
 from ..visual.report import CONFUSION_SOURCE, METRICS_SOURCE, write_report
-from ..visual.saliency import BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV
+from ..visual.saliency import (BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV,
+                               units_layer)
 from ..visual.visuals import (MANIFEST, KernelVisuals, kernel_index, load_visuals,
                               match_kernels, write_visuals)
 from ..visual.why import explained_images
@@ -185,10 +186,17 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     n_units = _check_model_fits(model, rules, data, layer, reduce)
     notes: list[str] = []
     vis_dir = Path(visuals_dir) if visuals_dir is not None else None
-    vis = _visuals(model, layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
+    # a tuned network's bits are drawn from the continuous units they threshold
+    vis_layer = units_layer(model, layer) if model is not None else layer
+    thresholds = _rule_thresholds(rules, layer)
+    if vis_layer != layer:
+        # one unit per kernel there, its bits (and their thresholds) in the network
+        n_units = getattr(dict(model.named_modules())[layer], "kernels", None)
+        thresholds = None
+    vis = _visuals(model, vis_layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
                    top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes,
-                   evidence=evidence, thresholds=_rule_thresholds(rules, layer),
-                   kernels=_read_kernels(rules, layer, reduce, n_units))
+                   evidence=evidence, thresholds=thresholds,
+                   kernels=_read_kernels(rules, vis_layer, reduce, n_units))
     if vis is not None:
         index = match_kernels(rules.variables, vis)
         missing = [v.name for v in rules.variables if v.name not in index]

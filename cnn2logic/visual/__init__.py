@@ -49,8 +49,8 @@ import importlib
 
 _MODULES = {
     "saliency": ("SMOOTHGRAD_MEAN", "SMOOTHGRAD_STDEV", "SMOOTHGRAD_SAMPLES", "BASES",
-                 "DEFAULT_BASE", "DEFAULT_TOP", "LayerUnits", "top_activating", "smoothgrad",
-                 "activation_maximization"),
+                 "DEFAULT_BASE", "DEFAULT_TOP", "LayerUnits", "units_layer", "top_activating",
+                 "smoothgrad", "activation_maximization"),
     "filters": ("input_conv", "input_filters", "filter_correlation", "as_image",
                 "response_matrix"),
     "kernels": ("visualize", "model_fingerprint"),

@@ -22,9 +22,10 @@ from ..errors import VisualizationError
 from ..units import kernel_names
 from .evidence import BACKGROUNDS, kernel_evidence
 from .filters import as_image, filter_correlation, input_conv, response_matrix
-from .saliency import (ACTMAX_CONTRAST, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN, SMOOTHGRAD_SAMPLES,
+from .saliency import (ACTMAX_CONTRAST, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN,
+                       SMOOTHGRAD_SAMPLES,
                        SMOOTHGRAD_STDEV, LayerUnits, _as_array, _input_shape, _n_kernels,
-                       activation_maximization, smoothgrad, top_activating)
+                       activation_maximization, smoothgrad, top_activating, units_layer)
 from .visuals import KernelVisuals
 
 
@@ -82,6 +83,7 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
     ModelError
         ``layer`` does not exist.
     """
+    layer = units_layer(model, layer)  # a tuned network's bits: the units they threshold
     arr = _as_array(images)
     labels = getattr(images, "labels", None)
     classes = getattr(images, "classes", None)

@@ -77,6 +77,31 @@ def _stop_hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> Non
     raise _Captured(output)
 
 
+#: Where a thresholded layer keeps the layer it wraps (``LogicUnits.inner`` of a tuned
+#: network, :mod:`cnn2logic.model.logic_head`).
+WRAPPED = "inner"
+
+
+def units_layer(model: nn.Module, layer: str) -> str:
+    """The layer whose output the pictures of ``layer``'s kernels are drawn from.
+
+    ``layer`` itself, except for the thresholded kernel layer of a tuned network (a module
+    with a wrapped ``inner`` layer and ``unit_names``, duck-typed: this package does not
+    import the model package), whose hard bits have no gradient: then the wrapped layer
+    ``<layer>.inner``, whose continuous units the bits threshold.
+
+    Example
+    -------
+    >>> units_layer(nn.Sequential(nn.Conv2d(1, 2, 3)), "0")
+    '0'
+    """
+    module = dict(model.named_modules()).get(layer)
+    if isinstance(getattr(module, WRAPPED, None), nn.Module) and isinstance(
+            getattr(module, "unit_names", None), tuple):
+        return f"{layer}.{WRAPPED}"
+    return layer
+
+
 class LayerUnits(nn.Module):
     """``x -> (n, kernels)``: each kernel's unit at ``layer``, differentiable in ``x``.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,6 +27,10 @@ from ..names import NameTable
 from .evidence import (KernelEvidence, evidence_arrays, evidence_from_arrays,
                        selectivity_margins)
 from .images import grid_png, kernel_pngs, patch_strip_png, profile_png
+from .saliency import WRAPPED
+
+#: The level suffix of a thermometer bit (``k3_2``: kernel 3, level 2).
+_LEVEL = re.compile(r"_\d+$")
 
 MANIFEST = "visuals.json"
 ARRAYS = "visuals.npz"
@@ -205,12 +210,20 @@ def kernel_index(variables: Sequence[Any], layer: str, names: Sequence[str]
     """
     by_name = {n: i for i, n in enumerate(names)}
     by_name.update({f"{layer}.{n}": i for i, n in enumerate(names)})
+    # the kernels of a tuned network's thresholded layer are drawn from the layer it wraps
+    # (saliency.units_layer): its bits ``k3`` or, with several levels, ``k3_1, k3_2``
+    # are kernel 3's
+    wrapper = layer[:-len(WRAPPED) - 1] if layer.endswith(f".{WRAPPED}") else None
     out: dict[str, int] = {}
     for v in variables:
         if v.layer == layer and 0 <= v.index < len(names):
             out[v.name] = int(v.index)
         elif not v.layer and v.name in by_name:
             out[v.name] = by_name[v.name]
+        elif wrapper is not None and v.layer == wrapper:
+            kernel = _LEVEL.sub("", v.name)
+            if kernel in by_name:
+                out[v.name] = by_name[kernel]
     return out
 
 
