@@ -30,25 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cnn2logic._io import atomic_write_text  # noqa: E402
 from cnn2logic.data import load_data  # noqa: E402
+from cnn2logic.evaluate import ceilings  # noqa: E402
 
 
 def codes(units: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     """``(n, levels * kernels)`` thermometer bits: unit >= each cut."""
     return np.concatenate([units >= c for c in cuts], axis=1)
-
-
-def lookup_accuracy(fit: np.ndarray, y_fit: np.ndarray, test: np.ndarray,
-                    y_test: np.ndarray) -> float:
-    """Majority label per training code, scored on the test codes (unseen: the overall
-    majority)."""
-    table: dict[bytes, np.ndarray] = {}
-    classes = int(max(y_fit.max(), y_test.max())) + 1
-    for row, label in zip(np.packbits(fit, axis=1), y_fit):
-        table.setdefault(row.tobytes(), np.zeros(classes, dtype=np.int64))[label] += 1
-    fallback = int(np.bincount(y_fit, minlength=classes).argmax())
-    pred = [int(table[r.tobytes()].argmax()) if r.tobytes() in table else fallback
-            for r in np.packbits(test, axis=1)]
-    return float((np.asarray(pred) == y_test).mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             row["levels"][str(levels)] = {
                 "bits": int(b_tr.shape[1]),
                 "logreg": round(logreg(b_tr.astype(float), b_te.astype(float)), 4),
-                "lookup": round(lookup_accuracy(b_tr, y_tr, b_te, y_te), 4),
+                # the majority label of each training code, scored on the test codes
+                "lookup": round(ceilings(b_tr, y_tr, b_te, y_te)["ceiling_lookup"], 4),
                 "distinct_training_codes": int(len(np.unique(b_tr, axis=0))),
             }
             if args.rulelist:
