@@ -361,11 +361,17 @@ def _wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
         raise ModelError(f"output layer {output!r} does not read the units of {layer!r} "
                          "directly (one value per kernel, nothing in between but a flatten)")
     values = capture(net, layer, x_tr, progress=False).values
-    method = "lookup" if values.shape[1] <= LOOKUP_UP_TO else auto_binarisation(values)
-    th = np.asarray(fit_binarisation(values, method, predictions).values, dtype=np.float64)
     selected = list(range(values.shape[1]))
-    if 0 < max_kernels < values.shape[1]:
+    choose = 0 < max_kernels < values.shape[1]
+    if levels == 1 or choose:
+        # one fitted threshold per kernel: the bits themselves, or what the kernels are
+        # chosen by (with levels, the quantile cuts below replace them)
+        method = "lookup" if values.shape[1] <= LOOKUP_UP_TO else auto_binarisation(values)
+        th = np.asarray(fit_binarisation(values, method, predictions).values,
+                        dtype=np.float64)
+    if choose:
         selected = select_kernels(values >= th, predictions, max_kernels)
+    if choose and levels == 1:
         # the chosen few get the thresholds a small layer gets (fitted jointly for fidelity)
         few = values[:, selected]
         refit = fit_binarisation(few, "lookup" if len(selected) <= LOOKUP_UP_TO

@@ -23,9 +23,9 @@ from ..units import kernel_names
 from .evidence import BACKGROUNDS, kernel_evidence
 from .filters import as_image, filter_correlation, input_conv, response_matrix
 from .saliency import (ACTMAX_CONTRAST, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_MEAN,
-                       SMOOTHGRAD_SAMPLES,
-                       SMOOTHGRAD_STDEV, LayerUnits, _as_array, _input_shape, _n_kernels,
-                       activation_maximization, smoothgrad, top_activating, units_layer)
+                       SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV, LayerUnits, _as_array,
+                       _input_shape, _n_kernels, activation_maximization, smoothgrad,
+                       top_activating, units_layer)
 from .visuals import KernelVisuals
 
 

@@ -55,7 +55,7 @@ from tqdm import tqdm
 
 from ..data import as_split
 from ..errors import ActivationError, ModelError, VisualizationError
-from ..units import REDUCTIONS, capture, reduce_maps
+from ..units import REDUCTIONS, capture, layer_unit_names, reduce_maps
 
 SMOOTHGRAD_MEAN = 0.0  # the paper's noise mean (captum's noise is always centred)
 SMOOTHGRAD_STDEV = 0.1  # the paper's noise standard deviation
@@ -96,8 +96,8 @@ def units_layer(model: nn.Module, layer: str) -> str:
     '0'
     """
     module = dict(model.named_modules()).get(layer)
-    if isinstance(getattr(module, WRAPPED, None), nn.Module) and isinstance(
-            getattr(module, "unit_names", None), tuple):
+    if (isinstance(getattr(module, WRAPPED, None), nn.Module)
+            and layer_unit_names(model, layer) is not None):
         return f"{layer}.{WRAPPED}"
     return layer
 
