@@ -15,6 +15,7 @@ from cnn2logic.cli import main
 from cnn2logic.model.spec import save_checkpoint
 from cnn2logic.cli.report import build_report
 from cnn2logic.rules import Head, Literal, Rule, RuleSet, Variable, save_rules
+from cnn2logic.units import position_names
 
 IMG_SRC = re.compile(r'<img\b[^>]*\bsrc="([^"]*)"')
 
@@ -409,8 +410,15 @@ def test_report_actmax_kernels_of_groups_table_terms_and_positions(tmp_path, cor
     build_report(model, rules, small_embedded, tmp_path / "g.html",
                  visuals_dir=tmp_path / "g", **kw)
     assert load_visuals(tmp_path / "g").params["actmax_kernels"] == [1, 2, 5, 8]
-    # one unit per map position: the pairing with kernels is not by index, so all kernels
-    rules = _rules_reading(Literal("k6"), meta={"settings": {"reduce": "position"}})
-    build_report(model, rules, None, tmp_path / "p.html", visuals_dir=tmp_path / "p", **kw)
+    # one unit per kernel and map position (conv1's 2x2 maps): k3_r1c2 is unit 9 but
+    # kernel 3's, so kernels 3 and 7 (0-based 2 and 6) are drawn and paired
+    names = position_names("conv1", 10, 2, 2)
+    heads = tuple(Head(str(c), "class", "out", c) for c in range(10))
+    rules = RuleSet(tuple(Variable(n, "conv1", i) for i, n in enumerate(names)), heads,
+                    (Rule("3", (Literal("k3_r1c2"), Literal("k7_r2c2", False))),), default="1",
+                    meta={"layer": "conv1", "settings": {"reduce": "position"}})
+    text = build_report(model, rules, None, tmp_path / "p.html", visuals_dir=tmp_path / "p",
+                        **kw).read_text(encoding="utf-8")
     vis = load_visuals(tmp_path / "p")
-    assert "actmax_kernels" not in vis.params and vis.actmax_kernels == tuple(range(10))
+    assert vis.params["actmax_kernels"] == [2, 6] and vis.actmax_kernels == (2, 6)
+    assert vis.layer == "conv1" and "k3_r1c2" in text

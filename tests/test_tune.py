@@ -358,8 +358,8 @@ def test_bits_of_a_tuned_layer_are_paired_with_the_kernels_they_threshold():
     assert kernel_index(bits, "0.inner", names) == {"k1_1": 0, "k1_2": 0, "k2_1": 1,
                                                     "k2_2": 1}
     assert kernel_index([Variable("k2", "0", 1)], "0.inner", names) == {"k2": 1}
-    # an ordinary layer: paired by index, as before
-    assert kernel_index(bits[:2], "0", names) == {"k1_1": 0, "k1_2": 1}
+    # the layer itself (visuals drawn before units_layer existed): by name, not index
+    assert kernel_index(bits[:2], "0", names) == {"k1_1": 0, "k1_2": 0}
 
 
 def test_levels_on_a_factory_model_with_class_kernels(data):

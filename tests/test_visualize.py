@@ -13,7 +13,7 @@ from cnn2logic import visual as V
 from cnn2logic.cli import main
 from cnn2logic.errors import ModelError, VisualizationError
 from cnn2logic.model.spec import build_model, save_checkpoint
-from cnn2logic.units import capture
+from cnn2logic.units import capture, position_names
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +280,10 @@ def test_match_kernels_by_layer_index_or_name():
     got = V.match_kernels([Variable("pool.k3", "pool", 2), Variable("k5"),
                            Variable("conv2.k1", "conv2", 0), Variable("pool.k7")], vis)
     assert got == {"pool.k3": 2, "k5": 4, "pool.k7": 6}
+    # one unit per position: its index counts units, its name names the kernel
+    pos = [Variable(n, "pool", i) for i, n in enumerate(position_names("pool", 10, 2, 2))]
+    got = V.match_kernels([pos[9], pos[39], Variable("pool.k4_r1c1")], vis)
+    assert got == {"k3_r1c2": 2, "k10_r2c2": 9, "pool.k4_r1c1": 3}
 
 
 def test_cli_visualize(tmp_path, capsys, core_paper1):

@@ -196,7 +196,7 @@ def build_report(model: Any, rules: RuleSet | str | os.PathLike[str], data: Any 
     vis = _visuals(model, vis_layer, data, vis_dir, base=base, samples=samples, stdev=stdev,
                    top=top, actmax=actmax, reduce=reduce, progress=progress, notes=notes,
                    evidence=evidence, thresholds=thresholds,
-                   kernels=_read_kernels(rules, vis_layer, reduce, n_units))
+                   kernels=_read_kernels(rules, vis_layer, n_units))
     if vis is not None:
         index = match_kernels(rules.variables, vis)
         missing = [v.name for v in rules.variables if v.name not in index]
@@ -261,17 +261,16 @@ def _rule_thresholds(rules: RuleSet, layer: str) -> np.ndarray | None:
     return values if values.ndim == 1 and len(values) == len(on_layer) else None
 
 
-def _read_kernels(rules: RuleSet, layer: str, reduce: str, n_units: int | None
-                  ) -> list[int] | None:
+def _read_kernels(rules: RuleSet, layer: str, n_units: int | None) -> list[int] | None:
     """The kernels of ``layer`` (0-based) whose pictures the report shows; None: all.
 
     Those of the variables the rules' literals and the per-class table terms
     (``meta["table"]``) read, a group (``meta["groups"]``) standing for its members,
-    paired with kernels as the report pairs them (:func:`kernel_index`).  None when the
-    pairing is unclear: position units (a variable per kernel and map position), an
+    paired with kernels as the report pairs them (:func:`kernel_index`: a unit of one
+    map position, ``k3_r1c2``, is kernel 3's).  None when the pairing is unclear: an
     unknown layer width, or a name the rules do not declare.
     """
-    if reduce == "position" or n_units is None:
+    if n_units is None:
         return None
     read = {lit.var for rule in rules.rules for lit in rule.body}
     meta = rules.meta if isinstance(rules.meta, Mapping) else {}

@@ -46,6 +46,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..rules import Head, Literal, Rule, RuleSet, Variable
+from ..unitnames import level_names
 
 #: The checkpoint metadata entry of a tuned network (JSON: ``layer``, ``output``).
 LOGIC_KEY = "cnn2logic_logic"
@@ -56,20 +57,6 @@ LIST_SMOOTHING = 0.05
 SHARPNESS = 2.0
 #: Most thresholds (output bits) per kernel in :class:`LogicUnits`.
 MAX_LEVELS = 8
-
-
-def level_names(kernels: int, levels: int) -> tuple[str, ...]:
-    """Bit names of :class:`LogicUnits`: ``k1..kK`` with one level, else ``k1_1, k1_2, ..``
-    (kernel 1 at or above its first, second... threshold).
-
-    Example
-    -------
-    >>> level_names(2, 2)
-    ('k1_1', 'k1_2', 'k2_1', 'k2_2')
-    """
-    if levels == 1:
-        return tuple(f"k{k + 1}" for k in range(kernels))
-    return tuple(f"k{k + 1}_{lv + 1}" for k in range(kernels) for lv in range(levels))
 
 
 class LogicUnits(nn.Module):

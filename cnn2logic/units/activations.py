@@ -28,6 +28,7 @@ from torch import nn
 from ..data import as_split
 from ..errors import ActivationError, DataError, ModelError
 from ..rules import Variable
+from ..unitnames import kernel_names, position_names
 
 REDUCTIONS = ("max", "mean", "l1", "l2", "position")
 
@@ -54,48 +55,6 @@ class KernelUnits:
     def variables(self) -> tuple[Variable, ...]:
         """The columns as rule :class:`~cnn2logic.rules.Variable` objects."""
         return tuple(Variable(n, self.layer, i) for i, n in enumerate(self.names))
-
-
-def kernel_names(layer: str, n: int, qualified: bool = False) -> tuple[str, ...]:
-    """``k1..kn`` (1-based, like the paper's x1..x10), or ``<layer>.k1..`` when qualified.
-
-    Parameters
-    ----------
-    layer : str
-        The layer's name (the prefix when ``qualified``).
-    n : int
-        Number of kernels.
-    qualified : bool
-        Prefix every name with ``<layer>.``.
-
-    Returns
-    -------
-    tuple of str
-    """
-    prefix = f"{layer}." if qualified else ""
-    return tuple(f"{prefix}k{i}" for i in range(1, n + 1))
-
-
-def position_names(layer: str, kernels: int, rows: int, cols: int,
-                   qualified: bool = False) -> tuple[str, ...]:
-    """One unit per kernel and position: ``k1_r1c1, k1_r1c2, ...`` (flatten order).
-
-    Parameters
-    ----------
-    layer : str
-        The layer's name (the prefix when ``qualified``).
-    kernels, rows, cols : int
-        The shape of one image's maps.
-    qualified : bool
-        Prefix every name with ``<layer>.``.
-
-    Returns
-    -------
-    tuple of str
-    """
-    prefix = f"{layer}." if qualified else ""
-    return tuple(f"{prefix}k{k}_r{r}c{c}" for k in range(1, kernels + 1)
-                 for r in range(1, rows + 1) for c in range(1, cols + 1))
 
 
 def reduce_maps(out: torch.Tensor, reduce: str) -> torch.Tensor:

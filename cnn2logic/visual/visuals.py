@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,10 +26,10 @@ from ..names import NameTable
 from .evidence import (KernelEvidence, evidence_arrays, evidence_from_arrays,
                        selectivity_margins)
 from .images import grid_png, kernel_pngs, patch_strip_png, profile_png
+from ..unitnames import kernel_of
 from .saliency import WRAPPED
 
 #: The level suffix of a thermometer bit (``k3_2``: kernel 3, level 2).
-_LEVEL = re.compile(r"_\d+$")
 
 MANIFEST = "visuals.json"
 ARRAYS = "visuals.npz"
@@ -189,9 +188,11 @@ def kernel_index(variables: Sequence[Any], layer: str, names: Sequence[str]
                  ) -> dict[str, int]:
     """Rule variable name -> kernel index, for the variables that are kernels of ``layer``.
 
-    A variable of ``layer`` is matched by its ``index``; a variable without a layer by
-    its name (one of ``names``, e.g. ``k3``, or qualified, ``pool.k3``).  Others are left
-    out.  (Before the visuals exist, ``names`` is
+    A plain unit of ``layer`` is matched by its ``index``; a unit of one kernel at one
+    map position or threshold level (``k3_r1c2``, ``k3_2``:
+    :func:`cnn2logic.unitnames.kernel_of`), a bit of the tuned layer that wraps ``layer``
+    and a variable without a layer (``k3``, or qualified, ``pool.k3``) by the kernel its
+    name says.  Others are left out.  (Before the visuals exist, ``names`` is
     :func:`cnn2logic.units.kernel_names` of the layer's kernel count.)
 
     Parameters
@@ -209,21 +210,31 @@ def kernel_index(variables: Sequence[Any], layer: str, names: Sequence[str]
         Variable name -> 0-based kernel index.
     """
     by_name = {n: i for i, n in enumerate(names)}
-    by_name.update({f"{layer}.{n}": i for i, n in enumerate(names)})
     # the kernels of a tuned network's thresholded layer are drawn from the layer it wraps
     # (saliency.units_layer): its bits ``k3`` or, with several levels, ``k3_1, k3_2``
     # are kernel 3's
     wrapper = layer[:-len(WRAPPED) - 1] if layer.endswith(f".{WRAPPED}") else None
     out: dict[str, int] = {}
     for v in variables:
-        if v.layer == layer and 0 <= v.index < len(names):
-            out[v.name] = int(v.index)
-        elif not v.layer and v.name in by_name:
-            out[v.name] = by_name[v.name]
-        elif wrapper is not None and v.layer == wrapper:
-            kernel = _LEVEL.sub("", v.name)
-            if kernel in by_name:
-                out[v.name] = by_name[kernel]
+        name = v.name
+        if not v.layer and "." in name:  # a qualified name says its layer
+            prefix, name = name.rsplit(".", 1)
+            if prefix != layer:
+                continue
+        elif v.layer and v.layer not in (layer, wrapper):
+            continue
+        k = kernel_of(name)
+        kernel = by_name.get(f"k{k}") if k is not None else None
+        if v.layer == layer and (kernel is None or name == f"k{k}"):
+            # a plain unit of the layer: its index is its kernel
+            if 0 <= v.index < len(names):
+                out[v.name] = int(v.index)
+        elif kernel is not None:
+            # one kernel at one map position (k3_r1c2) or level (k3_2): the index counts
+            # units, the name says the kernel
+            out[v.name] = kernel
+        elif name in by_name:
+            out[v.name] = by_name[name]
     return out
 
 
