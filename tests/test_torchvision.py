@@ -332,3 +332,28 @@ def test_vgg_and_mobilenet_classifiers_are_what_the_rules_replace():
                           pred)
     assert got["images"] == 6 and 0.0 <= got["fidelity"] <= 1.0
     assert replaced_summary([f"m{i}" for i in range(9)]) == "m0 → m1 → m2 → … (4 more) → m7 → m8"
+
+
+def test_tune_a_torchvision_resnet_then_extract_reads_its_program(tmp_path):
+    """``tune --arch``: ResNet-18 decides by a rule list over ``avgpool``'s 512 bits, the
+    checkpoint rebuilds through its architecture name, and ``extract`` reads the list."""
+    model = ["--arch", "torchvision:resnet18", "--arch-kwargs", '{"num_classes": 10}']
+    data = ["--train-size", "300", "--test-size", "100", "--channels", "3", "--resize", "32",
+            "--no-progress"]
+    ckpt, tuned = tmp_path / "rn.safetensors", tmp_path / "tuned.safetensors"
+    assert cli_main(["train", *model, *data, "--iterations", "40", "--out", str(ckpt)]) == 0
+    units = ["--layer", "avgpool", "--output", "fc"]
+    assert cli_main(["tune", str(ckpt), *model, *units, *data, "--iterations", "20",
+                     "--rounds", "1", "--out", str(tuned)]) == 0
+    metrics = json.loads(tuned.with_suffix(".metrics.json").read_text())
+    assert metrics["factory"] == "torchvision:resnet18" and metrics["kernels"] == 512
+    assert 1 <= metrics["rules"] <= 30 and metrics["literals"] <= 300
+    again = load_model(tuned, factory="torchvision:resnet18",
+                       factory_kwargs={"num_classes": 10})
+    assert type(again.avgpool).__name__ == "LogicUnits"
+    assert cli_main(["extract", str(tuned), *model, *units, *data,
+                     "--out", str(tmp_path / "ex")]) == 0
+    meta = json.loads((tmp_path / "ex" / "rules.json").read_text())["meta"]
+    assert meta["rulelist"]["embedded"] is True and meta["metrics"]["fidelity"] == 1.0
+    assert len(json.loads((tmp_path / "ex" / "rules.json").read_text())["rules"]) == \
+        metrics["rules"]
