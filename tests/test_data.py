@@ -51,6 +51,35 @@ def test_embedded_split_is_fixed_stratified_and_disjoint(core_embedded):
     assert not any(r.tobytes() in train_rows for r in d.test.images)
 
 
+def test_subsets_hold_every_class(tmp_path):
+    # the embedded splits take the classes in turn: a subset holds every digit
+    d = load_data("embedded", train_size=1000, test_size=200)
+    assert np.bincount(d.train.labels, minlength=10).tolist() == [100] * 10
+    assert np.bincount(d.test.labels, minlength=10).tolist() == [20] * 10
+    # arrays ordered by class are subset in proportion, others by their first images
+    labels = np.repeat(np.arange(4), 5)
+    images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1).repeat(4, 2).repeat(4, 3)
+    np.savez(tmp_path / "sorted.npz", train_images=images, train_labels=labels,
+             test_images=images, test_labels=labels)
+    sub = load_data(tmp_path / "sorted.npz", train_size=8).train
+    assert sub.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    shuffled = np.random.default_rng(0).permutation(20)
+    np.savez(tmp_path / "mixed.npz", train_images=images[shuffled],
+             train_labels=labels[shuffled], test_images=images, test_labels=labels)
+    assert load_data(tmp_path / "mixed.npz", train_size=8).train.labels.tolist() == \
+        labels[shuffled][:8].tolist()
+
+
+def test_sharded_size_on_class_ordered_idx_is_refused(tmp_path):
+    from cnn2logic.data import open_split
+
+    root = make_idx_dir(tmp_path)
+    write_idx(root / "train-labels-idx1-ubyte", np.sort(np.arange(20) % 10))
+    assert open_split(root, "train").total == 20  # the whole split is fine
+    with pytest.raises(DataError, match="ordered by class"):
+        open_split(root, "train", 10)
+
+
 @pytest.mark.parametrize("gz, layout", [(False, "."), (True, "."), (True, "MNIST/raw")])
 def test_idx_directory_plain_gzip_and_torchvision_layout(tmp_path, gz, layout):
     root = make_idx_dir(tmp_path, gz=gz, layout=layout)

