@@ -133,11 +133,16 @@ def groups_section(rules: RuleSet) -> str:
 
 
 def rule_kind_sentence(meta: Mapping) -> str:
-    """What the rules promise, in words: guaranteed (worst case) or learned (measured).
+    """What the rules promise, in words: exact (the network decides by them), guaranteed
+    (worst case) or learned (measured).
 
     Empty when the rules file does not say (files written before rule kinds existed).
     """
     kind = meta.get("rule_kind")
+    if kind == "exact":
+        return ("**exact**: the network decides by this program (a tuned network: its "
+                "output layer is this list over its kernel bits), so the two agree on "
+                "every input")
     if kind == "guaranteed":
         return ("**guaranteed**: each rule implies its class for every input it covers "
                 "(worst case over all kernel values)")

@@ -728,9 +728,11 @@ def prepare(inputs: ModelInputs) -> Prepared:
         bin_ = binarise(inputs, "half")
         program = embedded.ruleset(bin_.units.variables, bin_.heads,
                                    {"rulelist": {"embedded": True}})
+        # "exact": the network's decision is this list of its bits, on every input
         return Prepared(_Embedded(program), bits_fit_args(inputs, bin_),
                         lambda ext: learned_outcome(inputs, bin_, ext.rules_,
-                                                    {"rulelist": {"embedded": True}}))
+                                                    {"rulelist": {"embedded": True},
+                                                     "rule_kind": "exact"}))
     bin_ = binarise(inputs, auto_threshold if config.threshold == "auto" else config.threshold)
     extractor = RuleListExtractor(max_rules=config.max_rules, max_literals=config.max_literals)
 

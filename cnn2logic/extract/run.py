@@ -166,7 +166,8 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
 
     metrics, table = _metrics(rules, outcome)
     meta = _meta(model, data, config, model_name, rules, outcome, metrics, min_report, table)
-    meta["rule_kind"] = method.kind
+    # the method's kind, unless its outcome knows better (a tuned network's own list)
+    meta.setdefault("rule_kind", method.kind)
     if method.ordered:
         meta["ordered"] = True  # readers show it as a list, top to bottom
     unminimized, train_codes, test_codes = (outcome.unminimized, outcome.train_codes,
