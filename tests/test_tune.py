@@ -167,7 +167,22 @@ def test_collapse_cli_writes_nothing(paper1, data_dir, tmp_path, capsys):
                  "--iterations", "30", "--rounds", "1", "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "collapsed" in err
+    # the cause, when the original itself gives one class to nearly every image
+    assert "train it before tuning" in err
     assert not out.exists()
+
+
+def test_large_accuracy_drop_is_warned_about(paper1, data_dir, tmp_path, capsys):
+    ckpt = tmp_path / "p1.safetensors"
+    save_checkpoint(paper1, ckpt)
+    out = tmp_path / "t.safetensors"
+    # a two-rule program cannot keep ten digits apart
+    assert main(["tune", str(ckpt), "--out", str(out), "--data", str(data_dir),
+                 "--iterations", "20", "--rounds", "1", "--max-rules", "2",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the tuned network is" in err and "less accurate" in err
+    assert out.exists()
 
 
 def test_dead_minority_is_recentred_or_tolerated(paper1, data):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .._io import atomic_write_text, check_parents, refuse_overwriting_inputs
@@ -25,6 +26,8 @@ from ._model_args import add_model_args, model_from_args
 from .train import metrics_file
 
 _DEFAULTS = TuneConfig()
+#: A tuned network this much less accurate than the original gets a warning.
+LARGE_DROP = 0.05
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -132,6 +135,12 @@ def run(args: argparse.Namespace) -> int:
           f"{metrics['test_accuracy']:.4f} deciding by {metrics['rules']} rules, "
           f"{metrics['literals']} literals ({metrics['iterations']} iterations, "
           f"{metrics['seconds']:.1f} s)")
+    drop = metrics["original_test_accuracy"] - metrics["test_accuracy"]
+    if drop > LARGE_DROP:
+        # written all the same (it is what was asked for), but not silently
+        print(f"cnn2logic tune: warning: the tuned network is {drop:.3f} less accurate than "
+              "the original; more --iterations, a larger --max-rules / --max-literals or "
+              "--levels 3 may help (docs/logic_training.md)", file=sys.stderr)
     again = f" --factory {args.factory}" if args.factory else ""
     if args.factory and args.factory_kwargs:
         again += f" --factory-kwargs '{json.dumps(kwargs, sort_keys=True)}'"

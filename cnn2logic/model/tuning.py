@@ -71,6 +71,11 @@ WARM_HEADS = ("linear", "mlp")
 WARM_HIDDEN = 64
 
 
+#: A :class:`CollapseError` on an original network that gives one class to at least this
+#: share of the training images says so (and that it needs training first).
+ONE_CLASS_SHARE = 0.9
+
+
 class CollapseError(ModelError):
     """Fine-tuning collapsed (constant units or one answer for every image) and could not
     recover; nothing is written."""
@@ -222,6 +227,27 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
     t_logits = predict_logits(teacher, x_tr)
     classes = int(t_logits.shape[1])
     original_acc = _accuracy(predict_logits(teacher, x_te), y_te)
+    try:
+        return _tune(model, data, layer, output, config, start, t_logits, original_acc)
+    except CollapseError as exc:
+        # the usual cause on a user's model: the original itself decides nothing yet
+        top = torch.bincount(t_logits.argmax(1), minlength=classes)
+        share = float(top.max()) / len(x_tr)
+        if share >= ONE_CLASS_SHARE and len(torch.unique(y_tr)) > 1:
+            raise CollapseError(
+                f"{exc}; the original network already gives class {int(top.argmax())} to "
+                f"{share:.0%} of the training images (test accuracy {original_acc:.3f}): "
+                "train it before tuning") from None
+        raise
+
+
+def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: TuneConfig,
+          start: float, t_logits: torch.Tensor, original_acc: float
+          ) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`tune_model` after the original network's outputs are known."""
+    x_tr, y_tr = data.train.tensors()
+    x_te, y_te = data.test.tensors()
+    classes = int(t_logits.shape[1])
     net = copy.deepcopy(model)
     units, selected = _wrap_units(net, layer, output, x_tr, t_logits.argmax(1).numpy(),
                                   config.max_kernels, config.levels)
