@@ -26,7 +26,17 @@ def points(paths: list[str]) -> dict[str, list[dict]]:
     for path in paths:
         for r in json.loads(Path(path).read_text())["curve"]:
             by_net[r["net"]].append(r)
-    return {net: sorted(rs, key=lambda r: r["budget_rules"]) for net, rs in by_net.items()}
+    out = {}
+    for net, rs in by_net.items():
+        seen, kept = set(), []
+        for r in sorted(rs, key=lambda r: r["budget_rules"]):
+            # a larger budget the list did not use is the same program: one point
+            key = (r["rules"], r["literals"], r["tuned_accuracy"])
+            if key not in seen:
+                seen.add(key)
+                kept.append(r)
+        out[net] = kept
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+", help="bench/logic_training.py JSON files")
@@ -54,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
         ax.axhline(rs[0]["original_accuracy"], color=colour, ls="--", lw=1,
                    label=f"{net} original")
     ax.axvline(300, color="grey", ls=":", lw=1)
-    ax.text(300, ax.get_ylim()[0], " 300 literals", color="grey", fontsize=8, va="bottom")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([25, 50, 100, 200, 300, 600, 1000])
+    ax.text(300, 0.99, " 300 literals: the target's budget", color="grey", fontsize=7,
+            va="top", transform=ax.get_xaxis_transform())
     ax.set_xlabel("literals in the program (log scale; the number over a point: its rules)")
     ax.set_ylabel("test accuracy of the tuned network")
     ax.set_title("Tuned networks: accuracy against program size (seed 0, full MNIST)")
