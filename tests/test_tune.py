@@ -392,3 +392,24 @@ def test_levels_on_a_factory_model_with_class_kernels(data):
     assert read <= set(m["selected_kernels"]) and m["bits"] == 16
     res, agree = _every_image_agrees(model, data, "gap", "fc")
     assert agree and res.metrics["fidelity"] == 1.0
+
+
+def test_ternary_warm_head_reads_counted_bits(paper1, data):
+    # the straight-through phase reads alpha_c * {-1, 0, 1} weights; their gradient reaches
+    # the real weights unchanged (straight-through)
+    lin = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[3.0, -1.0, 0.5, -0.5], [0.0, 1.0, 1.0, 2.0]]))
+        lin.bias.zero_()
+    head = tuning._WarmHead(lin, [0, 1, 2, 3], TuneConfig(warm_head="ternary"),
+                            torch.ones(4))
+    b = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    out = head(b)
+    # row 0: 2*1 - 2*1 = 0; row 1: mean|w| 1, kept 1, 1, 2 (alpha 4/3): 4/3 * 2
+    assert torch.allclose(out, torch.tensor([[0.0, 8.0 / 3.0]]))
+    out.sum().backward()
+    assert torch.equal(lin.weight.grad, b.expand(2, 4))
+    model, m = tune_model(paper1, data, config=TuneConfig(
+        iterations=40, check_every=10, rounds=1, progress=False, warm_head="ternary"))
+    res, agree = _every_image_agrees(model, data)
+    assert m["rules"] >= 1 and agree and res.metrics["fidelity"] == 1.0

@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"code of that many bits (default {_DEFAULTS.levels})")
     p.add_argument("--warm-head", choices=WARM_HEADS, default=_DEFAULTS.warm_head,
                    help="head of the straight-through phase: the original output layer, "
-                        "or it plus a small ReLU network on the bits")
+                        "it plus a small ReLU network on the bits, or its weights made "
+                        "ternary (each class counts bits, as an M-of-N rule does)")
     p.add_argument("--seed", type=int, default=0)
     add_progress_arg(p)
     p.set_defaults(func=run)

@@ -66,7 +66,7 @@ from .logic_head import (LOGIC_KEY, MAX_LEVELS, LogicUnits, RuleListHead, logic_
 from .spec import SpecCNN, predict_logits, save_checkpoint
 
 TARGETS = ("labels", "teacher")
-WARM_HEADS = ("linear", "mlp")
+WARM_HEADS = ("linear", "mlp", "ternary")
 #: Hidden width of the ``warm_head="mlp"`` correction.
 WARM_HIDDEN = 64
 
@@ -124,11 +124,13 @@ class TuneConfig:
         quantiles ``1/(levels+1)``...), which the list reads like any bit.  One bit per
         kernel cannot carry the decision of a net with few kernels (paper1:
         ``docs/logic_training.md``).
-    warm_head : {"linear", "mlp"}
+    warm_head : {"linear", "mlp", "ternary"}
         The head of the straight-through phase: the original output layer, or that layer
         plus a small ReLU network on the bits (its last layer starts at zero, so training
         starts from the original decision): a head that can read any function of the
-        bits lets the kernels carry information a linear read-out cannot use.
+        bits lets the kernels carry information a linear read-out cannot use; or
+        ``"ternary"``: the layer's weights used as ``alpha_c * {-1, 0, 1}`` (straight-
+        through), so each class counts its bits the way an M-of-N rule does.
     check_every, max_recoveries : int
         Collapse checks (module docstring).
     seed : int
@@ -486,7 +488,8 @@ class _WarmHead(nn.Module):
     ``class_kernels`` strongest kernels (class-specific sparsity: the weight mask keeps,
     per class, the kernels with the largest ``|weight| * spread of the bit``), and with
     ``warm_head="mlp"`` adds a small ReLU network on the bits whose last layer starts at
-    zero (so training starts from the original decision).
+    zero (so training starts from the original decision); ``warm_head="ternary"`` uses
+    :func:`_ternary` weights.
     """
 
     def __init__(self, linear: nn.Linear, selected: list[int], config: TuneConfig,
@@ -508,6 +511,7 @@ class _WarmHead(nn.Module):
                 weight_mask = torch.zeros_like(per_kernel).scatter_(1, top, 1.0)
                 weight_mask = weight_mask.repeat_interleave(levels, dim=1)
         self.register_buffer("weight_mask", weight_mask)
+        self.ternary = config.warm_head == "ternary"
         self.mlp: nn.Module | None = None
         if config.warm_head == "mlp":
             gen = torch.Generator().manual_seed(config.seed)
@@ -523,8 +527,27 @@ class _WarmHead(nn.Module):
     def forward(self, b: torch.Tensor) -> torch.Tensor:
         """Logits from the kept bits."""
         b = b.reshape(b.shape[0], -1) * self.keep
-        out = nn.functional.linear(b, self.linear.weight * self.weight_mask, self.linear.bias)
+        w = self.linear.weight * self.weight_mask
+        if self.ternary:
+            w = w + (_ternary(w) - w).detach()
+        out = nn.functional.linear(b, w, self.linear.bias)
         return out if self.mlp is None else out + self.mlp(b)
+
+
+def _ternary(w: torch.Tensor) -> torch.Tensor:
+    """Per class (row) ``alpha_c * sign(w)`` where ``|w| > 0.7 mean |w|``, else 0, with
+    ``alpha_c`` the mean ``|w|`` of the kept weights (ternary weight networks' rule).
+
+    Example
+    -------
+    >>> _ternary(torch.tensor([[3.0, -1.0, 0.5, -0.5]])).tolist()
+    [[2.0, -2.0, 0.0, -0.0]]
+    """
+    a = w.abs()
+    delta = 0.7 * a.mean(1, keepdim=True)
+    on = (a > delta).to(w.dtype)
+    alpha = (a * on).sum(1, keepdim=True) / on.sum(1, keepdim=True).clamp(min=1)
+    return alpha * torch.sign(w) * on
 
 
 class _Run:
