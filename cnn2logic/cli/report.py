@@ -29,6 +29,7 @@ from ..labels import LABELS_HELP, apply_label_file
 from ..rules import RuleSet, load_rules
 from ..units import REDUCTIONS, Thresholds, capture, check_model_input, codes_for, kernel_names
 from ..visual.kernels import model_fingerprint, visualize
+from ..visual.relations import table_ruleset
 from ..visual.report import CONFUSION_SOURCE, METRICS_SOURCE, write_report
 from ..visual.saliency import (BASES, DEFAULT_TOP, SMOOTHGRAD_SAMPLES, SMOOTHGRAD_STDEV,
                                units_layer)
@@ -272,14 +273,12 @@ def _read_kernels(rules: RuleSet, layer: str, n_units: int | None) -> list[int] 
     """
     if n_units is None:
         return None
-    read = {lit.var for rule in rules.rules for lit in rule.body}
+    try:
+        table = table_ruleset(rules).rules
+    except VisualizationError:  # no per-class table
+        table = ()
+    read = {lit.var for rule in (*rules.rules, *table) for lit in rule.body}
     meta = rules.meta if isinstance(rules.meta, Mapping) else {}
-    table = meta.get("table")
-    if isinstance(table, list):
-        for entry in table:
-            body = entry.get("body") if isinstance(entry, Mapping) else None
-            read |= {str(lit[0]) for lit in body or ()
-                     if isinstance(lit, (list, tuple)) and lit}
     groups = meta.get("groups") if isinstance(meta.get("groups"), Mapping) else {}
     members = groups.get("members") if isinstance(groups.get("members"), Mapping) else {}
     for group in read & set(members):

@@ -23,13 +23,11 @@ from tqdm import tqdm
 from .._io import atomic_path, atomic_write_bytes, atomic_write_text
 from ..errors import VisualizationError
 from ..names import NameTable
+from ..unitnames import kernel_of
 from .evidence import (KernelEvidence, evidence_arrays, evidence_from_arrays,
                        selectivity_margins)
 from .images import grid_png, kernel_pngs, patch_strip_png, profile_png
-from ..unitnames import kernel_of
 from .saliency import WRAPPED
-
-#: The level suffix of a thermometer bit (``k3_2``: kernel 3, level 2).
 
 MANIFEST = "visuals.json"
 ARRAYS = "visuals.npz"
