@@ -413,3 +413,95 @@ def test_ternary_warm_head_reads_counted_bits(paper1, data):
         iterations=40, check_every=10, rounds=1, progress=False, warm_head="ternary"))
     res, agree = _every_image_agrees(model, data)
     assert m["rules"] >= 1 and agree and res.metrics["fidelity"] == 1.0
+
+
+HIDDEN_HEAD = '''
+import torch
+from torch import nn
+
+
+def make():
+    """A user's nn.Sequential: names 0..9, a Linear-ReLU-Linear head after the pool."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 8, 5),
+                         nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 16),
+                         nn.ReLU(), nn.Linear(16, 10))
+
+
+class Doubled(nn.Module):
+    """The same, but its forward changes the head's result (a function, not a layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = make()
+
+    def forward(self, x):
+        return self.net(x) * 2
+
+
+def doubled():
+    return Doubled()
+'''
+
+
+@pytest.fixture(scope="module")
+def hidden_head(data_dir, tmp_path_factory):
+    """A trained user CNN whose head has a hidden layer (factory file, checkpoint)."""
+    d = tmp_path_factory.mktemp("hidden")
+    (d / "net.py").write_text(HIDDEN_HEAD)
+    ckpt = d / "net.safetensors"
+    assert main(["train", "--factory", f"{d / 'net.py'}:make", "--out", str(ckpt),
+                 "--data", str(data_dir), "--iterations", "150", "--no-progress"]) == 0
+    return d, ckpt
+
+
+def test_cli_any_cnn_with_a_hidden_head_without_layer_flags(hidden_head, data_dir, tmp_path,
+                                                            capsys):
+    d, ckpt = hidden_head
+    factory = f"{d / 'net.py'}:make"
+    capsys.readouterr()
+    # extract finds the kernel layer and the class layer itself, and says which
+    assert main(["extract", str(ckpt), "--factory", factory, "--out", str(tmp_path / "r0"),
+                 "--data", str(data_dir), "--no-progress"]) == 0
+    assert "kernel layer '5', read by '9'" in capsys.readouterr().err
+    meta = json.loads((tmp_path / "r0" / "rules.json").read_text())["meta"]
+    assert (meta["layer"], meta["output_layer"]) == ("5", "9")
+    # tune replaces the head from its first linear layer on; the rest is bypassed
+    out = tmp_path / "tuned.safetensors"
+    assert main(["tune", str(ckpt), "--factory", factory, "--out", str(out),
+                 "--data", str(data_dir), "--iterations", "40", "--rounds", "1",
+                 "--no-progress"]) == 0
+    m = json.loads((tmp_path / "tuned.metrics.json").read_text())
+    assert (m["layer"], m["output"], m["bypassed"]) == ("5", "7", ["8", "9"])
+    again = load_model(out, factory=factory)
+    assert [type(again.get_submodule(n)).__name__ for n in ("5", "7", "8", "9")] == [
+        "LogicUnits", "RuleListHead", "Bypassed", "Bypassed"]
+    assert main(["extract", str(out), "--factory", factory, "--out", str(tmp_path / "r"),
+                 "--data", str(data_dir), "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "r" / "rules.json").read_text())
+    assert doc["meta"]["metrics"]["fidelity"] == 1.0 and len(doc["rules"]) == m["rules"]
+    # the reloaded network is the program on every test image
+    data = load_data(data_dir)
+    res, agree = _every_image_agrees(again, data, "5", "7")
+    assert agree and res.rules.meta["rule_kind"] == "exact"
+
+
+@pytest.mark.parametrize("builder, extra, message", [
+    ("doubled", [], "changes what follows its layer 'net.7'"),
+    ("make", ["--class-kernels", "3"], "--class-kernels needs an output layer that gives"),
+])
+def test_cli_a_head_that_cannot_be_bypassed_is_one_line(hidden_head, data_dir, tmp_path,
+                                                        capsys, builder, extra, message):
+    d, ckpt = hidden_head
+    if builder == "doubled":  # the same weights under the wrapper's names
+        from safetensors.torch import load_file, save_file
+        ckpt2 = tmp_path / "doubled.safetensors"
+        save_file({f"net.{k}": v for k, v in load_file(ckpt).items()}, str(ckpt2))
+        ckpt = ckpt2
+    out = tmp_path / "t.safetensors"
+    code = main(["tune", str(ckpt), "--factory", f"{d / 'net.py'}:{builder}", "--out",
+                 str(out), "--data", str(data_dir), "--iterations", "5", "--no-progress",
+                 *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()

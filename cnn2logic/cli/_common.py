@@ -70,3 +70,19 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
                    help="draw progress bars on standard error (default: only on a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
+
+
+def note_found_layers(model, layer: str, output: str | None = None,
+                      bypassed: list[str] | None = None) -> None:
+    """Say on stderr which layers were found on a user's model (``--layer auto``).
+
+    Silent for a spec net, whose ``pool`` / ``out`` are what its user expects.
+    """
+    from ..model.spec import SpecCNN
+
+    if isinstance(model, SpecCNN):
+        return
+    read = f", read by {output!r}" if output else ""
+    skipped = f"; {', '.join(bypassed)} bypassed" if bypassed else ""
+    print(f"kernel layer {layer!r}{read} (found on the model; --layer / --output choose "
+          f"others){skipped}", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import add_progress_arg, positive_int
+from ._common import add_progress_arg, note_found_layers, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="use only the first N images of the split")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="which contiguous part of the split: shard I (0-based) of N")
-    p.add_argument("--layer", default="pool", help="layer whose kernels are the rule variables")
+    p.add_argument("--layer", default="auto",
+                   help="layer whose kernels are the rule variables (default 'auto': a spec "
+                        "net's 'pool', else the last map after the last convolution)")
     p.add_argument("--reduce", choices=REDUCTIONS, default="max")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--threshold", choices=("half",), default=None,
@@ -59,10 +61,20 @@ def run(args: argparse.Namespace) -> int:
     from ..model import file_digest
     from ._model_args import model_from_args
     from ..errors import ActivationError
+    from ..data import iter_batches
+    from ..model.layers import AUTO, resolve_layers
     from ..units import capture_shard, load_thresholds, parse_shard
 
     refuse_overwriting_inputs([args.out], [args.model, args.thresholds])
     shard = parse_shard(args.shard)
+    model = model_from_args(args)
+    source, images = _source(args)
+    if args.layer == AUTO:  # the same on every shard: it depends on the model only
+        first = (next(iter(iter_batches(source, args.split, 0, 1, 1)), (None,))[0]
+                 if source is not None else images.images[:1])
+        if first is not None and len(first):  # else capture_shard says the split is empty
+            args.layer = resolve_layers(model, AUTO, AUTO, first)[0]
+            note_found_layers(model, args.layer)
     thresholds = None
     if args.thresholds:
         thresholds, info = load_thresholds(args.thresholds)
@@ -70,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
             if info.get(key) and info[key] != mine:
                 raise ActivationError(f"{args.thresholds} was fitted on {key} {info[key]!r}, "
                                       f"not {mine!r}")
-    model = model_from_args(args)
-    source, images = _source(args)
     result = capture_shard(model, args.layer, images, source=source, split=args.split,
                            size=args.size, shard=shard, reduce=args.reduce,
                            threshold=args.threshold, thresholds=thresholds,

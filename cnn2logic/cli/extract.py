@@ -17,7 +17,7 @@ from ..extract.config import SECTIONS, ExtractConfig
 from ..extract.run import extract_model
 from ..labels import LABELS_HELP, read_labels
 from ..model.spec import PAPER_FIGURES
-from ._common import add_progress_arg, positive_float, positive_int
+from ._common import add_progress_arg, note_found_layers, positive_float, positive_int
 from ._data_args import add_data_args, data_from_args
 
 
@@ -99,6 +99,17 @@ def _settings_from(args: argparse.Namespace) -> ExtractConfig:
     return ExtractConfig(**values)
 
 
+def _layers_of(model, config: ExtractConfig, data) -> ExtractConfig:
+    """``config`` with the layers found on the model, saying which when they were guessed."""
+    from ..model.layers import AUTO
+    from ..extract.run import resolve_config_layers
+
+    resolved = resolve_config_layers(model, config, data.train.images[:1])
+    if AUTO in (config.layer, config.output):
+        note_found_layers(model, resolved.layer, resolved.output)
+    return resolved
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``cnn2logic extract``: extract, write the four files, print the tables.
 
@@ -123,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     user_labels = read_labels(args.labels) if args.labels else None  # names: once captured
     model = model_from_args(args)  # a cnn2logic checkpoint, or --factory / .pt2 (any CNN)
     data = data_from_args(args, "cnn2logic extract")
+    config = _layers_of(model, config, data)
     result = extract_model(model, data, config, progress=args.progress,
                            model_name=Path(args.model).name, labels=user_labels)
     # The four files are one set: written into a temporary sibling folder and moved in

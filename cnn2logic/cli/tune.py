@@ -4,8 +4,8 @@ The model options are ``extract``'s (``--factory``, ``--factory-kwargs``,
 ``--trust-model-file``, ``--layer``, ``--output``); the recipe is
 :func:`cnn2logic.model.tuning.tune_model`.  The tuned checkpoint is an ordinary one (a spec
 net's checkpoint, or for ``--factory`` a state dict naming its factory): ``cnn2logic
-extract TUNED`` (with the same ``--factory`` / ``--layer`` / ``--output``) reads the program
-off the network, fidelity 1.0.
+extract TUNED`` (with the same ``--factory``; it finds the tuned layers itself) reads the
+program off the network, fidelity 1.0.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from pathlib import Path
 from .._io import atomic_write_text, check_parents, refuse_overwriting_inputs
 from ..errors import ModelError
 from ..model import metrics_json, parse_factory_kwargs
+from ..model.layers import AUTO
 from ..model.spec import SpecCNN
 from ..model.tuning import TARGETS, WARM_HEADS, TuneConfig, save_tuned, tune_model
-from ._common import add_progress_arg, non_negative_int, positive_float, positive_int
+from ._common import (add_progress_arg, non_negative_int, note_found_layers, positive_float,
+                      positive_int)
 from ._data_args import add_data_args, data_from_args
 from ._model_args import add_model_args, model_from_args
 from .train import metrics_file
@@ -48,10 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_args(p)
     p.add_argument("--out", required=True, help="tuned checkpoint path (.safetensors)")
     add_data_args(p)
-    p.add_argument("--layer", default="pool",
-                   help="layer whose kernels become the bits (one value per kernel)")
-    p.add_argument("--output", default="out",
-                   help="linear layer reading them, replaced by the rule list")
+    p.add_argument("--layer", default=AUTO,
+                   help="layer whose kernels become the bits (one value per kernel; default "
+                        "'auto': a spec net's 'pool', else the last map after the last "
+                        "convolution, e.g. 'avgpool')")
+    p.add_argument("--output", default=AUTO,
+                   help="linear layer reading them, replaced by the rule list (default "
+                        "'auto': the first linear layer after --layer); the layers after "
+                        "it, e.g. the rest of a Linear-ReLU-Linear head, are skipped")
     p.add_argument("--iterations", type=positive_int, default=_DEFAULTS.iterations,
                    help=f"fine-tuning steps in all (default {_DEFAULTS.iterations})")
     p.add_argument("--batch-size", type=positive_int, default=_DEFAULTS.batch_size)
@@ -126,8 +132,10 @@ def run(args: argparse.Namespace) -> int:
                          "checkpoint that rebuilds it; give --factory for this model file")
     data = data_from_args(args, "cnn2logic tune")
     tuned, metrics = tune_model(model, data, args.layer, args.output, config)
-    save_tuned(tuned, out, layer=args.layer, output=args.output, factory=args.factory,
-               factory_kwargs=kwargs)
+    if AUTO in (args.layer, args.output):
+        note_found_layers(model, metrics["layer"], metrics["output"], metrics["bypassed"])
+    save_tuned(tuned, out, layer=metrics["layer"], output=metrics["output"],
+               factory=args.factory, factory_kwargs=kwargs)
     if args.factory:
         metrics["factory"], metrics["factory_kwargs"] = args.factory, kwargs
     metrics_path = metrics_file(out)
@@ -145,9 +153,6 @@ def run(args: argparse.Namespace) -> int:
     again = f" --factory {args.factory}" if args.factory else ""
     if args.factory and args.factory_kwargs:
         again += f" --factory-kwargs '{json.dumps(kwargs, sort_keys=True)}'"
-    for flag, value, default in (("--layer", args.layer, "pool"),
-                                 ("--output", args.output, "out")):
-        again += f" {flag} {value}" if value != default else ""
     print(f"wrote {out} and {metrics_path}; 'cnn2logic extract {out}{again} --out DIR' "
           "reads the program")
     return 0

@@ -12,13 +12,14 @@ from .._io import refuse_overwriting_inputs
 from ._data_args import add_data_args, data_from_args
 from ._model_args import add_model_args, model_from_args
 from ..errors import VisualizationError
+from ..model.layers import AUTO, resolve_layers
 from ..units import REDUCTIONS
 from ..visual.evidence import BACKGROUNDS
 from ..visual.kernels import visualize
 from ..visual.saliency import (BASES, DEFAULT_BASE, DEFAULT_TOP, SMOOTHGRAD_SAMPLES,
                                SMOOTHGRAD_STDEV)
 from ..visual.visuals import write_visuals
-from ._common import add_progress_arg, positive_float, positive_int
+from ._common import add_progress_arg, note_found_layers, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,9 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "--factory, any state dict, TorchScript or .pt2 file)")
     add_model_args(p)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--layer", default="pool",
-                   help="layer whose kernels are the rule variables (default pool; for your "
-                        "own model, a name from model.named_modules())")
+    p.add_argument("--layer", default="auto",
+                   help="layer whose kernels are the rule variables (default 'auto': a spec "
+                        "net's 'pool', else the last map after the last convolution; or a "
+                        "name from model.named_modules())")
     add_data_args(p, none_ok=True, test_size=False,
                   data_help="training images for the top-activating images and the "
                             "'mean'/'top' bases (all in memory: use --train-size)")
@@ -91,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     data = data_from_args(args, "cnn2logic visualize", batch_size=args.batch_size)
     images = data.train if data is not None else None
     base = args.base or (DEFAULT_BASE if images is not None else "zeros")
-    vis = visualize(model, args.layer, images, base=base, samples=args.samples,
+    layer = args.layer
+    if layer == AUTO:
+        layer = resolve_layers(model, AUTO, AUTO,
+                               images.images[:1] if images is not None else None)[0]
+        note_found_layers(model, layer)
+    vis = visualize(model, layer, images, base=base, samples=args.samples,
                     stdev=args.stdev, top=args.top, actmax=args.actmax,
                     actmax_steps=args.actmax_steps, reduce=args.reduce,
                     batch_size=args.batch_size, seed=args.seed, progress=args.progress,

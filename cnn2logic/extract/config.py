@@ -170,8 +170,11 @@ class CaptureSettings(Settings):
     """Common: which layers, and how kernel units are binarised."""
 
     GROUP = "main"
-    layer: str = setting("pool", help="layer whose kernels are the rule variables")
-    output: str = setting("out", help="linear layer the rules replace")
+    layer: str = setting("auto", help="layer whose kernels are the rule variables (default "
+                         "'auto': a spec net's 'pool'; on any other CNN the last map after "
+                         "the last convolution, e.g. torchvision's 'avgpool')")
+    output: str = setting("auto", help="linear layer the rules replace (default 'auto': a "
+                          "spec net's 'out', else the last linear layer: the class scores)")
     threshold: str = setting(
         "auto", choices=BINARISATIONS, check=one_of("threshold", BINARISATIONS),
         help="binarisation: 'auto' (default: 'half' on units in [0, 1], else 'infogain'; "

@@ -27,6 +27,7 @@ from torch import nn
 from ..data import DataSplits, ImageSet
 from ..errors import ExtractionError, ModelError
 from ..evaluate import binarized_network_accuracy
+from ..model.layers import forward_calls
 from ..model.spec import predict_logits
 from ..rules import Head
 from ..units import BinaryCodes, KernelUnits, capture, capture_split, fit_binarisation
@@ -380,18 +381,9 @@ def spatial_size(model: nn.Module, layer: str, sample) -> int:
     if layer not in modules or not layer:
         raise ModelError(f"no layer named {layer!r}; layers: "
                          f"{', '.join(n for n in modules if n)}")
-    shape: list = []
-    handle = modules[layer].register_forward_hook(
-        lambda _m, _i, out: shape.append(tuple(out.shape)))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        handle.remove()
-        model.train(was)
-    s = shape[0]
+    s = next((c.shape for c in forward_calls(model, sample) if c.name == layer), None)
+    if s is None:
+        raise ModelError(f"layer {layer!r} does not run in the model's forward pass")
     return int(np.prod(s[2:])) if len(s) == 4 else 1
 
 

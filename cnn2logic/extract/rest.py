@@ -39,43 +39,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ActivationError, ModelError
+from ..errors import ActivationError
+from ..model.layers import forward_order, layers_after
 from ..units.activations import reduce_maps
 
 #: Training images the bit levels are fitted on (the first ones; enough for a mean map).
 LEVEL_IMAGES = 2000
 #: Names shown in full before :func:`replaced_summary` shortens the list.
 SHOWN_NAMES = 6
-
-
-def forward_order(model: nn.Module, sample: torch.Tensor) -> list[str]:
-    """The named modules in the order their forward calls finish, on ``sample``.
-
-    A module called twice appears twice; containers appear after their children.
-
-    Parameters
-    ----------
-    model : nn.Module
-    sample : torch.Tensor
-        A batch the model reads (one image is enough).
-
-    Returns
-    -------
-    list of str
-    """
-    order: list[str] = []
-    handles = [m.register_forward_hook(lambda _m, _i, _o, n=name: order.append(n))
-               for name, m in model.named_modules() if name]
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return order
 
 
 def layer_calls(model: nn.Module, layer: str, sample: torch.Tensor) -> int:
@@ -95,7 +66,8 @@ def layer_calls(model: nn.Module, layer: str, sample: torch.Tensor) -> int:
 
 
 def replaced_layers(model: nn.Module, layer: str, sample: torch.Tensor) -> list[str]:
-    """The leaf modules that run after ``layer``'s last call: what rules over it replace.
+    """The leaf modules that run after ``layer``'s last call: what rules over it replace
+    (:func:`cnn2logic.model.layers.layers_after`).
 
     Parameters
     ----------
@@ -108,24 +80,13 @@ def replaced_layers(model: nn.Module, layer: str, sample: torch.Tensor) -> list[
     Returns
     -------
     list of str
-        In forward order, each once (functional steps such as ``torch.flatten`` or a
-        residual ``+`` are not modules and do not appear).
 
     Raises
     ------
     ModelError
-        ``layer`` does not run in the forward pass.
+        ``layer`` does not exist or does not run in the forward pass.
     """
-    order = forward_order(model, sample)
-    if layer not in order:
-        raise ModelError(f"layer {layer!r} does not run in the model's forward pass")
-    last = len(order) - 1 - order[::-1].index(layer)
-    leaves = {n for n, m in model.named_modules() if n and not any(True for _ in m.children())}
-    out: list[str] = []
-    for name in order[last + 1:]:
-        if name in leaves and not name.startswith(layer + ".") and name not in out:
-            out.append(name)
-    return out
+    return layers_after(model, layer, sample)
 
 
 def replaced_summary(names: list[str]) -> str:

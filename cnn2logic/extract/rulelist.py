@@ -53,6 +53,7 @@ Example
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -389,6 +390,8 @@ class RuleListExtractor(Extractor):
         k = k2 // 2
         Gpos = np.maximum(G, 0.0)
         K = G.shape[1]
+        # gain per head, its optimistic part and the support, once per search
+        A32 = np.concatenate([G, Gpos, rowsum[:, None]], axis=1).astype(np.float32)
         best: _Cand | None = None
         beam: list[tuple[tuple[int, ...], np.ndarray]] = [((), np.ones(len(G), dtype=bool))]
         for depth in range(1, depth_cap + 1):
@@ -403,11 +406,9 @@ class RuleListExtractor(Extractor):
                 # and small multiples of alpha, exact well past a million images)
                 idx = np.flatnonzero(cover)
                 if len(idx) == len(cover):
-                    A, Lsub = np.concatenate([G, Gpos, rowsum[:, None]], axis=1), Lf
+                    prod = (Lf.T @ A32).astype(np.float64)
                 else:
-                    A = np.concatenate([G[idx], Gpos[idx], rowsum[idx, None]], axis=1)
-                    Lsub = Lf[idx]
-                prod = (Lsub.T @ A.astype(np.float32)).astype(np.float64)
+                    prod = (Lf[idx].T @ A32[idx]).astype(np.float64)
                 scores, bounds, support = prod[:, :K], prod[:, K:2 * K].max(axis=1), prod[:, -1]
                 used = list(body) + [(j + k) % k2 for j in body]
                 ok = support >= self._min_cover
@@ -484,22 +485,34 @@ class RuleListExtractor(Extractor):
                 diff = self._linear[:, c]
             ranked = np.argsort(-diff, kind="stable")
             order = [int(j) for j in ranked[diff[ranked] > 0][:n_cap]]
-            count = np.zeros(len(G), dtype=np.int64)
-            for N, j in enumerate(order, start=1):
-                count += L[:, j]
-                if N < 2:
-                    continue
-                gain_at = np.bincount(count, weights=G[:, c], minlength=N + 1)
-                supp_at = np.bincount(count, weights=rowsum, minlength=N + 1)
-                gains = np.cumsum(gain_at[::-1])[::-1]  # gains[M]: count >= M
-                supps = np.cumsum(supp_at[::-1])[::-1]
-                # M = N is a conjunction: the beam's job; M = 0 is no rule
-                s_at = np.where(supps[1:N] >= self._min_cover, gains[1:N], -np.inf)
-                M = int(np.argmax(s_at)) + 1  # the first maximum: the smallest M
-                s = float(s_at[M - 1]) - self._lit_penalty * N
-                if np.isfinite(s) and (best is None or s > best.score + 1e-9):
-                    best = _Cand(tuple(sorted(int(x) for x in order[:N])), M, c, s,
-                                 float(gains[M]))
+            n = len(order)
+            if n < 2:
+                continue
+            # every N at once: count[s, N-1] = literals of the top N that code s satisfies,
+            # and per N the gain / support of the codes at each count (one bincount over
+            # (code, N) in code order adds exactly as one bincount per N did)
+            count = np.cumsum(L[:, order], axis=1, dtype=np.int64)
+            flat = (count + np.arange(n) * (n + 1)).ravel()
+            shape = (n, n + 1)
+            gain_at = np.bincount(flat, weights=np.repeat(G[:, c], n),
+                                  minlength=n * (n + 1)).reshape(shape)
+            supp_at = np.bincount(flat, weights=np.repeat(rowsum, n),
+                                  minlength=n * (n + 1)).reshape(shape)
+            gains_n = np.cumsum(gain_at[:, ::-1], axis=1)[:, ::-1]  # [N-1, M]: count >= M
+            supps_n = np.cumsum(supp_at[:, ::-1], axis=1)[:, ::-1]
+            # per N the best M in 1..N-1 with enough support, the first maximum (M = N is
+            # a conjunction: the beam's job; M = 0 is no rule)
+            Ns = np.arange(1, n + 1)
+            valid = (Ns[None, :] < Ns[:, None]) & (supps_n[:, 1:] >= self._min_cover)
+            s_mat = np.where(valid, gains_n[:, 1:], -np.inf)
+            Ms = s_mat.argmax(axis=1) + 1
+            scores = (s_mat[Ns - 1, Ms - 1] - self._lit_penalty * Ns).tolist()
+            for N in range(2, n + 1):  # in order: the same ties as one N at a time
+                s = scores[N - 1]
+                if math.isfinite(s) and (best is None or s > best.score + 1e-9):
+                    M = int(Ms[N - 1])
+                    best = _Cand(tuple(sorted(order[:N])), M, c, s,
+                                 float(gains_n[N - 1, M]))
         return best
 
     # -- stages --------------------------------------------------------------------------

@@ -35,7 +35,7 @@ Example
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 from torch import nn
@@ -46,6 +46,7 @@ from ..evaluate import (ceilings, confusion, evaluate_rules, rank_rules, select_
 from ..labels import META_KEY as LABELS_KEY, check_names, labels_meta
 from ..minimize import minimize_ruleset
 from ..model.factory import build_info
+from ..model.layers import AUTO, resolve_layers
 from ..rules import Literal, Rule, RuleSet
 from ..units import BinaryCodes, check_model_input
 from .base import REGISTRY, Extractor, Outcome
@@ -88,6 +89,32 @@ class ExtractionResult:
     seconds: dict[str, float] = field(default_factory=dict)
     extractor: Extractor | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def resolve_config_layers(model: nn.Module, config: ExtractConfig, sample) -> ExtractConfig:
+    """``config`` with ``layer`` / ``output`` ``"auto"`` replaced by the model's own
+    (:func:`cnn2logic.model.layers.resolve_layers`).
+
+    Parameters
+    ----------
+    model : nn.Module
+    config : ExtractConfig
+    sample : torch.Tensor
+        One image the model reads.
+
+    Returns
+    -------
+    ExtractConfig
+
+    Raises
+    ------
+    ModelError
+        Nothing to guess from (no convolution, no linear layer after the kernels).
+    """
+    if AUTO not in (config.layer, config.output):
+        return config
+    layer, output = resolve_layers(model, config.layer, config.output, sample)
+    return replace(config, layer=layer, output=output)
 
 
 def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = ExtractConfig(),
@@ -139,6 +166,7 @@ def extract_model(model: nn.Module, data: DataSplits, config: ExtractConfig = Ex
     data = as_splits(data)  # a path, Datasets, DataLoaders or a (train, test) pair
     for split in (data.train, data.test):  # one image each: shapes and labels fit the model
         check_model_input(model, split.images[:1], split.labels, split.name)
+    config = resolve_config_layers(model, config, data.train.images[:1])
     inputs = ModelInputs(model, data, config, progress, class_names)
     method = REGISTRY[config.method]
     prepared = method.prepare(inputs)

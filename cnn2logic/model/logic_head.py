@@ -19,7 +19,12 @@
     ``c`` with ``sum_r f_r prod_{r'<r} (1 - f_r') [head_r = c]``), which equals the hard
     list on hard bits and passes gradients to the kernels.
 
-Both are plain modules with buffers only, so the tuned weights are an ordinary state dict
+:class:`Bypassed`
+    stands in for each layer that ran after the output layer when the head was several
+    layers (a hidden ``Linear``/``ReLU`` before the class layer): the list gives the class
+    scores itself, so the rest of the head is skipped.
+
+All are plain modules with buffers only, so the tuned weights are an ordinary state dict
 (safetensors, no pickles).  A checkpoint records where they go in the metadata entry
 :data:`LOGIC_KEY` (``{"layer": ..., "output": ...}``); :func:`apply_logic_layers` rebuilds
 them (shapes from the state dict) before the weights are loaded, so the loaders of
@@ -153,6 +158,11 @@ class LogicUnits(nn.Module):
             soft = torch.sigmoid((u - t) / s)
             hard = hard + soft - soft.detach()
         return hard if levels == 1 else hard.flatten(1, 2)
+
+
+class Bypassed(nn.Identity):
+    """A layer of the original head after the one the rule list replaced: passes its input
+    on unchanged (the list's outputs are already the class scores)."""
 
 
 class RuleListHead(nn.Module):
@@ -343,7 +353,8 @@ def replace_layer(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def logic_info(layer: str, output: str, factory: str | None = None,
-               factory_kwargs: Mapping[str, Any] | None = None) -> str:
+               factory_kwargs: Mapping[str, Any] | None = None,
+               bypass: Sequence[str] = ()) -> str:
     """Where a tuned network's logic layers go (``layer`` / ``output``), as JSON text.
 
     A spec net's checkpoint keeps it in its spec (``"logic"``), a factory model's in the
@@ -355,6 +366,8 @@ def logic_info(layer: str, output: str, factory: str | None = None,
     layer, output : str
     factory : str, optional
     factory_kwargs : mapping, optional
+    bypass : sequence of str
+        The layers after ``output`` that are :class:`Bypassed`.
 
     Returns
     -------
@@ -362,6 +375,8 @@ def logic_info(layer: str, output: str, factory: str | None = None,
         Sorted-key JSON.
     """
     d: dict[str, Any] = {"layer": layer, "output": output, "version": 1}
+    if bypass:  # absent otherwise: checkpoints tuned before it existed stay byte-identical
+        d["bypass"] = list(bypass)
     if factory:
         d.update(factory=factory, factory_kwargs=dict(factory_kwargs or {}))
     return json.dumps(d, sort_keys=True)
@@ -387,6 +402,9 @@ def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Te
     try:
         d = json.loads(info)
         layer, output = str(d["layer"]), str(d["output"])
+        bypass = d.get("bypass", [])
+        if not (isinstance(bypass, list) and all(isinstance(b, str) for b in bypass)):
+            raise TypeError
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ModelError(f"invalid {LOGIC_KEY} metadata in the checkpoint") from None
     key = f"{layer}.thresholds"
@@ -401,6 +419,39 @@ def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Te
     replace_layer(model, layer, LogicUnits(inner, torch.zeros(shape), torch.ones(shape[0])))
     _parent(model, output)  # the output layer must exist in the rebuilt model
     replace_layer(model, output, RuleListHead.from_state(state, f"{output}."))
+    for name in bypass:  # each must exist (replace_layer says which does not)
+        replace_layer(model, name, Bypassed())
+
+
+def logic_layers(model: nn.Module) -> tuple[str, str] | None:
+    """The names of a tuned network's :class:`LogicUnits` and :class:`RuleListHead`.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    (layer, output) or None
+        None unless ``model`` has exactly one of each.
+    """
+    units = [n for n, m in model.named_modules() if isinstance(m, LogicUnits)]
+    heads = [n for n, m in model.named_modules() if isinstance(m, RuleListHead)]
+    return (units[0], heads[0]) if len(units) == 1 and len(heads) == 1 else None
+
+
+def bypassed_layers(model: nn.Module) -> list[str]:
+    """The names of ``model``'s :class:`Bypassed` layers, in module order.
+
+    Parameters
+    ----------
+    model : nn.Module
+
+    Returns
+    -------
+    list of str
+    """
+    return [n for n, m in model.named_modules() if isinstance(m, Bypassed)]
 
 
 def embedded_program(model: nn.Module, layer: str, output: str) -> RuleListHead | None:

@@ -61,8 +61,9 @@ from ..errors import ModelError
 from ..extract.rulelist import LOOKUP_UP_TO, RuleListExtractor
 from ..units import auto_binarisation, capture, fit_binarisation
 from .load import save_weights
-from .logic_head import (LOGIC_KEY, MAX_LEVELS, LogicUnits, RuleListHead, logic_info,
-                         replace_layer)
+from .layers import AUTO, check_layer, layers_after, linear_after, resolve_layers
+from .logic_head import (LOGIC_KEY, MAX_LEVELS, Bypassed, LogicUnits, RuleListHead,
+                         bypassed_layers, logic_info, logic_layers, replace_layer)
 from .spec import SpecCNN, predict_logits, save_checkpoint
 
 TARGETS = ("labels", "teacher")
@@ -188,7 +189,7 @@ class TuneConfig:
             raise ModelError(f"unknown target {self.target!r}; choose from {TARGETS}")
 
 
-def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: str = "out",
+def tune_model(model: nn.Module, data: DataSplits, layer: str = AUTO, output: str = AUTO,
                config: TuneConfig = TuneConfig()) -> tuple[nn.Module, dict[str, Any]]:
     """Fine-tune a copy of ``model`` so it decides through kernel bits and a rule list.
 
@@ -199,9 +200,13 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
     data : DataSplits
         Training images for tuning; test images for the accuracies in the metrics.
     layer : str
-        The kernel-unit layer (one value per kernel per image).
+        The kernel-unit layer (one value per kernel per image); ``"auto"``: the one
+        :func:`~cnn2logic.model.layers.guess_layers` finds (``pool`` of a spec net).
     output : str
-        The linear layer reading those units, replaced by the rule list.
+        The linear layer reading those units, replaced by the rule list; ``"auto"``: the
+        first linear layer after ``layer``.  The layers that run after it (the rest of a
+        head such as ``Linear, ReLU, Linear``) are :class:`~cnn2logic.model.logic_head.
+        Bypassed`: the list gives the class scores itself.
     config : TuneConfig
 
     Returns
@@ -215,7 +220,8 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
     ------
     ModelError
         Unknown layers, an output layer that is not linear or does not read exactly the
-        units of ``layer``, an empty training split.
+        units of ``layer``, layers after it whose result is not the network's output,
+        ``class_kernels`` on a head of several layers, an empty training split.
     CollapseError
         Training collapsed beyond recovery.
     """
@@ -229,6 +235,19 @@ def tune_model(model: nn.Module, data: DataSplits, layer: str = "pool", output: 
     t_logits = predict_logits(teacher, x_tr)
     classes = int(t_logits.shape[1])
     original_acc = _accuracy(predict_logits(teacher, x_te), y_te)
+    tuned = logic_layers(model)
+    if tuned is not None:
+        raise ModelError(f"layer {tuned[0]!r} is already tuned: this network decides by its "
+                         "rule list already (tune the original network)")
+    for name, what in ((layer, "--layer"), (output, "--output")):
+        if name != AUTO:
+            check_layer(model, name, what)
+    layer, _ = resolve_layers(model, layer, AUTO if output == AUTO else output, x_tr[:1])
+    if output == AUTO:
+        output = linear_after(model, layer, x_tr[:1], "first") or ""
+        if not output:
+            raise ModelError(f"no nn.Linear layer runs after {layer!r}: give --output (the "
+                             "linear layer that reads the kernels)")
     try:
         return _tune(model, data, layer, output, config, start, t_logits, original_acc)
     except CollapseError as exc:
@@ -251,6 +270,7 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
     x_te, y_te = data.test.tensors()
     classes = int(t_logits.shape[1])
     net = copy.deepcopy(model)
+    tail = _head_tail(net, output, x_tr[:2], classes, config)
     units, selected = _wrap_units(net, layer, output, x_tr, t_logits.argmax(1).numpy(),
                                   config.max_kernels, config.levels)
     # the bits of the chosen kernels (every level of each)
@@ -270,6 +290,8 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
             run.steps(n_warm, "bits")
         finally:
             replace_layer(net, output, lin)
+    for name in tail:  # from here the list gives the class scores itself
+        replace_layer(net, name, Bypassed())
     candidates = []  # (training accuracy, round, head, the kernels it was fitted on)
     per_round = [n_list // config.rounds + (i < n_list % config.rounds)
                  for i in range(config.rounds)] if n_list else []
@@ -323,12 +345,59 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
         "seconds": round(time.perf_counter() - start, 3),
         "layer": layer,
         "output": output,
+        "bypassed": tail,
         "train_size": len(x_tr),
         "test_size": len(x_te),
         "data": data.source,
         **{k: v for k, v in asdict(config).items() if k != "progress"},
     }
     return net, metrics
+
+
+def _head_tail(net: nn.Module, output: str, sample: torch.Tensor, classes: int,
+               config: TuneConfig) -> list[str]:
+    """The layers after ``output`` that the rule list makes redundant (module docstring of
+    :mod:`~cnn2logic.model.logic_head`), checked to be all that stands between ``output``
+    and the network's output."""
+    if output not in dict(net.named_modules()):
+        return []  # _wrap_units names the layers
+    tail = layers_after(net, output, sample)
+    if not tail:
+        return []
+    if config.class_kernels:
+        raise ModelError(f"--class-kernels needs an output layer that gives the classes; "
+                         f"{output!r} is followed by {', '.join(tail)}: give --class-kernels 0")
+    # with the head's layers skipped, whatever ``output`` gives must come out unchanged
+    probe = torch.arange(len(sample) * classes, dtype=torch.float32).reshape(-1, classes)
+    keep = {name: net.get_submodule(name) for name in [output, *tail]}
+    replace_layer(net, output, _Constant(probe))
+    for name in tail:
+        replace_layer(net, name, Bypassed())
+    try:
+        with torch.no_grad():
+            got = net.eval()(sample)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        got = None
+    finally:
+        for name, module in keep.items():
+            replace_layer(net, name, module)
+    if not (isinstance(got, torch.Tensor) and got.shape == probe.shape
+            and torch.equal(got, probe)):
+        raise ModelError(f"the network changes what follows its layer {output!r} by more "
+                         f"than the layers {', '.join(tail)} (a function in its forward); "
+                         "give as --output the layer whose result is the network's output")
+    return tail
+
+
+class _Constant(nn.Module):
+    """Returns the same tensor whatever it reads (the probe of :func:`_head_tail`)."""
+
+    def __init__(self, value: torch.Tensor) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value
 
 
 def _lookup_ceiling(bits: np.ndarray, labels: np.ndarray) -> float:
@@ -373,8 +442,9 @@ def _wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
     if not isinstance(lin, nn.Linear):
         raise ModelError(f"output layer {output!r} is {type(lin).__name__}, not nn.Linear")
     seen: dict[str, torch.Tensor] = {}
-    hooks = [modules[layer].register_forward_hook(lambda _m, _i, o: seen.setdefault("u", o)),
-             lin.register_forward_hook(lambda _m, i, _o: seen.setdefault("x", i[0]))]
+    # (a forward hook that returns a value replaces the module's output: these return None)
+    hooks = [modules[layer].register_forward_hook(lambda _m, _i, o: seen.update(u=o)),
+             lin.register_forward_hook(lambda _m, i, _o: seen.update(x=i[0]))]
     try:
         with torch.no_grad():
             net.eval()(x_tr[:2])
@@ -722,7 +792,8 @@ def _refuse_constant(net: nn.Module, run: _Run, pred_te: torch.Tensor) -> None:
         raise CollapseError("the tuned network gives one class for every test image")
 
 
-def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str, output: str,
+def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str | None = None,
+               output: str | None = None,
                factory: str | None = None, factory_kwargs: Mapping[str, Any] | None = None,
                extra: Mapping[str, str] | None = None) -> None:
     """Write a tuned network as an ordinary checkpoint that rebuilds it exactly.
@@ -737,8 +808,9 @@ def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str, ou
     model : nn.Module
         As returned by :func:`tune_model`.
     path : path
-    layer, output : str
-        The names given to :func:`tune_model`.
+    layer, output : str, optional
+        The names :func:`tune_model` used (its metrics' ``layer`` / ``output``); by
+        default the model's own logic layers.
     factory : str, optional
         Required for a model that is not a spec net.
     factory_kwargs : mapping, optional
@@ -748,13 +820,20 @@ def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str, ou
     Raises
     ------
     ModelError
-        A model that is neither a spec net nor given with its factory.
+        A model that is neither a spec net nor given with its factory, or not tuned.
     """
+    found = logic_layers(model)
+    if found is None:
+        raise ModelError("this network is not tuned: it has no LogicUnits and rule-list head")
+    layer, output = layer or found[0], output or found[1]
+    bypass = bypassed_layers(model)
     if factory:
-        meta = {LOGIC_KEY: logic_info(layer, output, factory, factory_kwargs), **(extra or {})}
+        meta = {LOGIC_KEY: logic_info(layer, output, factory, factory_kwargs, bypass),
+                **(extra or {})}
         save_weights(model, path, extra=meta)
     elif isinstance(model, SpecCNN):
-        save_checkpoint(model, path, extra=extra, logic=logic_info(layer, output))
+        save_checkpoint(model, path, extra=extra, logic=logic_info(layer, output,
+                                                                   bypass=bypass))
     else:
         raise ModelError("this tuned network is not a cnn2logic spec net: give the factory "
                          "that builds it so that the checkpoint can rebuild it")
