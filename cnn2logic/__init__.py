@@ -11,8 +11,8 @@ Where things live (each package is one stage; data flows down the list)
 ``model/``
     networks: specs and checkpoints, loading any ``nn.Module`` (``load_model``; nothing in
     a model file is executed, see ``model.safeload``), training, logic-friendly training,
-    and ``tuning``: fine-tuning any trained CNN until its decision *is* a rule list over
-    kernel bits (``logic_head``).
+    where the kernel layer is (``layers``), and ``tuning``: fine-tuning any trained CNN
+    until its decision *is* a rule list over kernel bits (``logic_head``).
 ``units/``
     kernel units: capture each kernel's pooled activation, binarise it (thresholds), the
     binary codes and the shard files of a distributed capture.

@@ -9,7 +9,7 @@ from torch import nn
 from cnn2logic.errors import ModelError
 from cnn2logic.model import build_model, named_spec
 from cnn2logic.model.layers import (check_layer, forward_calls, guess_layers, layers_after,
-                                    linear_after, resolve_layers)
+                                    linear_after, linear_reading, resolve_layers)
 from cnn2logic.model.logic_head import LogicUnits, RuleListHead, replace_layer
 
 X = torch.zeros(1, 1, 28, 28)
@@ -98,3 +98,16 @@ def test_without_an_image_only_named_layers_are_found():
     assert guess_layers(build_model(named_spec("paper1")), None) == ("pool", "out")
     with pytest.raises(ModelError, match="give --layer, or images"):
         guess_layers(lenet(), None)
+
+
+def test_the_layer_from_kernels_to_classes_without_an_image():
+    """extract-part has codes, not images: the output is the one Linear of that shape."""
+    assert linear_reading(build_model(named_spec("paper1")), 10, 10) == "out"
+    one = nn.Sequential(nn.Conv2d(1, 6, 5), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                        nn.Linear(6, 3))
+    assert linear_reading(one, 6, 3) == "3"
+    with pytest.raises(ModelError, match="no nn.Linear layers read 6 kernel units into 10"):
+        linear_reading(one, 6, 10)
+    two = nn.Sequential(nn.Flatten(), nn.Linear(6, 3), nn.Linear(6, 3))
+    with pytest.raises(ModelError, match=r"2 \(1, 2\) nn.Linear layers.*give --output"):
+        linear_reading(two, 6, 3)

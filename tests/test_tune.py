@@ -19,7 +19,7 @@ from cnn2logic.model.logic_head import LogicUnits, RuleListHead
 from cnn2logic.model.spec import CHECKPOINT_SPEC_KEY, predict_logits, read_safetensors
 from cnn2logic.model.training import TrainConfig, train
 from cnn2logic.rules import Head, Variable
-from cnn2logic.model import tuning
+from cnn2logic.model import tune_loop, tune_setup
 from cnn2logic.model.tuning import CollapseError, TuneConfig, save_tuned, tune_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,8 +198,8 @@ def test_constant_units_recentred(paper1, data):
 
     model = copy.deepcopy(paper1)
     x, y = data.train.tensors()
-    units, selected = tuning._wrap_units(model, "pool", "out", x, y.numpy(), 0)
-    run = tuning._Run(model, units, x, y, predict_logits(paper1, x), FAST, selected)
+    units, selected = tune_setup.wrap_units(model, "pool", "out", x, y.numpy(), 0)
+    run = tune_loop.TuneRun(model, units, x, y, predict_logits(paper1, x), FAST, selected)
     with torch.no_grad():
         units.thresholds[:2] = 10.0  # above every unit: constant 0 bits
     run._check()
@@ -268,9 +268,9 @@ def test_select_kernels_finds_the_informative_ones():
     bits = rng.random((2000, 12)) < 0.5
     # the target is a function of kernels 7 and 2 only (XOR-like: neither alone predicts it)
     target = bits[:, 7].astype(int) * 2 + (bits[:, 7] ^ bits[:, 2]).astype(int)
-    chosen = tuning.select_kernels(bits, target, 2)
+    chosen = tune_setup.select_kernels(bits, target, 2)
     assert sorted(chosen) == [2, 7]
-    every = tuning.select_kernels(bits, target, 20)  # more than there are: each once
+    every = tune_setup.select_kernels(bits, target, 20)  # more than there are: each once
     assert sorted(every) == list(range(12)) and every[:2] == chosen
 
 
@@ -296,7 +296,7 @@ def test_max_kernels_limits_what_the_program_reads(data, tmp_path):
     assert m2["selected_kernels"] == m["selected_kernels"]
     units = dict(model.named_modules())["gap"]
     assert units.noise == 0.0  # the training-only noise is not handed back
-    assert not any(isinstance(mod, tuning._WarmHead) for mod in model.modules())
+    assert not any(isinstance(mod, tune_loop.WarmHead) for mod in model.modules())
 
 
 def test_unknown_warm_head_is_an_argparse_error(tmp_path, capsys):
@@ -401,8 +401,8 @@ def test_ternary_warm_head_reads_counted_bits(paper1, data):
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[3.0, -1.0, 0.5, -0.5], [0.0, 1.0, 1.0, 2.0]]))
         lin.bias.zero_()
-    head = tuning._WarmHead(lin, [0, 1, 2, 3], TuneConfig(warm_head="ternary"),
-                            torch.ones(4))
+    head = tune_loop.WarmHead(lin, [0, 1, 2, 3], TuneConfig(warm_head="ternary"),
+                              torch.ones(4))
     b = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
     out = head(b)
     # row 0: 2*1 - 2*1 = 0; row 1: mean|w| 1, kept 1, 1, 2 (alpha 4/3): 4/3 * 2

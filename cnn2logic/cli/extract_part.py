@@ -29,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", required=True,
                    help="'3', '0,2,5', '0-4', or 'I/N' (every class whose position mod N is I)")
     p.add_argument("--out", required=True, help="rule part JSON to write")
-    p.add_argument("--output", default="out", help="the linear layer the rules replace")
+    p.add_argument("--output", default="auto",
+                   help="the linear layer the rules replace (default: the model's own, or the "
+                        "one nn.Linear from the kernels to the classes)")
     p.add_argument("--order", "-k", type=positive_int, default=3)
     p.add_argument("--mode", choices=MODES, default="argmax")
     p.add_argument("--search", choices=("pruned", "naive"), default="pruned")
@@ -51,20 +53,25 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from .._io import atomic_write_text, refuse_overwriting_inputs
+    from ._common import note_found_layers
     from ._model_args import model_from_args
     from ..extract.layers import output_layer
     from ..extract.parts import extract_part, parse_classes
+    from ..model.layers import AUTO, linear_reading
     from ..units import BinaryCodes
 
     refuse_overwriting_inputs([args.out], [args.codes, args.model])
     codes = BinaryCodes.load(args.codes)
     model = model_from_args(args)
+    layer = codes.variables[0].layer if codes.variables else ""
+    if args.output == AUTO:
+        args.output = linear_reading(model, len(codes.names), len(codes.classes))
+        note_found_layers(model, layer, args.output)
     W, b = output_layer(model, args.output, len(codes.names))
     heads = (tuple(codes.classes) if len(codes.classes) == W.shape[0]
              else tuple(str(c) for c in range(W.shape[0])))
     classes = parse_classes(args.classes, heads)
     start = time.perf_counter()
-    layer = codes.variables[0].layer if codes.variables else ""
     part = extract_part(W, b, codes, classes, order=args.order, mode=args.mode,
                         search=args.search, minimize=args.minimize,
                         minimize_timeout=args.minimize_timeout, max_terms=args.max_terms,

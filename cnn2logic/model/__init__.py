@@ -25,6 +25,16 @@ training (:mod:`~cnn2logic.model.training`)
 logic-friendly training (:mod:`~cnn2logic.model.logic_training`)
     A :class:`BinaryUnits` layer makes the network decide through hard 0/1 kernel units,
     so that rules over the binarised units can be exact.
+where the kernels are (:mod:`~cnn2logic.model.layers`)
+    The kernel layer and the layer that reads it, found on any CNN by one forward pass
+    (``--layer auto``): a spec net's ``pool`` / ``out``, else the last map after the last
+    convolution and the linear layer after it.
+tuning (:mod:`~cnn2logic.model.tuning`, the driver)
+    :func:`~cnn2logic.model.tuning.tune_model` fine-tunes a trained CNN until its decision
+    *is* a rule list over kernel bits; its stages: ``tune_config`` (what it is told),
+    ``tune_setup`` (thresholds, kernels, the logic units put in place), ``tune_loop``
+    (training steps, collapse checks, the list fit); the layers of a tuned network are in
+    ``logic_head``.
 interpretable filters (:mod:`~cnn2logic.model.interpretable`)
     Zhang et al.'s template mask (:class:`InterpretableMask`) and filter loss: one part,
     one location per top-layer filter.

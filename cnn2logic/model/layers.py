@@ -309,3 +309,44 @@ def linear_after(model: nn.Module, layer: str, sample: torch.Tensor,
     if not found:
         return None
     return found[0] if which == "first" else found[-1]
+
+
+def linear_reading(model: nn.Module, inputs: int, outputs: int) -> str:
+    """The one ``nn.Linear`` that reads ``inputs`` values and gives ``outputs`` (no forward).
+
+    For a command that has the kernel units already (``extract-part`` reads saved codes)
+    and so no image to run: the layer that maps the kernels to the classes is the linear
+    layer of that shape.  A spec or tuned net names its own.
+
+    Parameters
+    ----------
+    model : nn.Module
+    inputs, outputs : int
+        Kernel units and classes.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ModelError
+        No linear layer, or more than one, has that shape (then ``--output`` must name it).
+
+    Example
+    -------
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 3))
+    >>> linear_reading(net, 4, 3)
+    '2'
+    """
+    named = _named_layers(model)
+    if named is not None:
+        return named[1]
+    found = [name for name, m in model.named_modules()
+             if isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (inputs, outputs)]
+    if len(found) != 1:
+        which = "no" if not found else f"{len(found)} ({', '.join(found)})"
+        raise ModelError(f"{which} nn.Linear layers read {inputs} kernel units into {outputs} "
+                         "classes: give --output (the layer the rules replace)")
+    return found[0]
+
