@@ -14,6 +14,9 @@ Four networks on full MNIST (the first 50,000 training images, the 10,000 test i
     1,500 iterations; units are the ``gap`` values the linear layer reads.
 ``relu_bn128``
     the same with 128 kernels (a wide ReLU/BatchNorm net; bench/logic_training.py only).
+``lenet``
+    ``examples/lenet_cnn.py`` (the tutorial CNN: its head reads the last pool's maps
+    flattened, 16 × 4 × 4), 1,500 iterations (bench/logic_training.py only).
 
 The capture (``/work/cache/codes/{net}-seed{seed}.npz``) holds the float units of both
 splits, the network's predictions, the labels and the output layer's weights, so that the
@@ -36,14 +39,17 @@ from _common import CACHE, REPO  # noqa: E402
 
 CODES = Path("/work/cache/codes")
 NETS = ("paper1", "paper3", "scale128", "relu_bn")
-ITERATIONS = {"scale128": 3000, "relu_bn": 1500, "relu_bn128": 1500}
+ITERATIONS = {"scale128": 3000, "relu_bn": 1500, "relu_bn128": 1500, "lenet": 1500}
 LAYER = {"paper1": "pool", "paper3": "pool", "scale128": "pool", "relu_bn": "gap",
-         "relu_bn128": "gap"}
+         "relu_bn128": "gap", "lenet": "5"}
 OUTPUT = {"paper1": "out", "paper3": "out", "scale128": "out", "relu_bn": "fc",
-          "relu_bn128": "fc"}
-#: The factory kwargs of the ``--factory`` nets (examples/relu_bn_cnn.py:make_net).
-FACTORY_KWARGS = {"relu_bn": {"kernels": 48}, "relu_bn128": {"kernels": 128}}
-FACTORY = str(REPO / "examples" / "relu_bn_cnn.py") + ":make_net"
+          "relu_bn128": "fc", "lenet": "7"}
+#: The factory kwargs of the ``--factory`` nets.
+FACTORY_KWARGS = {"relu_bn": {"kernels": 48}, "relu_bn128": {"kernels": 128}, "lenet": {}}
+_RELU_BN = str(REPO / "examples" / "relu_bn_cnn.py") + ":make_net"
+#: The factory of each ``--factory`` net.
+FACTORIES = {"relu_bn": _RELU_BN, "relu_bn128": _RELU_BN,
+             "lenet": str(REPO / "examples" / "lenet_cnn.py") + ":make_net"}
 
 
 def model_for(net: str, seed: int, data):
@@ -64,9 +70,11 @@ def model_for(net: str, seed: int, data):
     from cnn2logic.model import load_model, save_weights
     from cnn2logic.model.training import TrainConfig, train
 
-    factory, kwargs = FACTORY, FACTORY_KWARGS[net]
-    ckpt = CACHE / f"relu_bn{kwargs['kernels']}-seed{seed}.safetensors"
-    metrics_path = CACHE / f"relu_bn{kwargs['kernels']}-seed{seed}.metrics.json"
+    factory, kwargs = FACTORIES[net], FACTORY_KWARGS[net]
+    # (the relu_bn caches keep the names they were written under)
+    stem = f"relu_bn{kwargs['kernels']}" if "kernels" in kwargs else net
+    ckpt = CACHE / f"{stem}-seed{seed}.safetensors"
+    metrics_path = CACHE / f"{stem}-seed{seed}.metrics.json"
     if ckpt.is_file() and metrics_path.is_file():
         return (load_model(ckpt, factory=factory, factory_kwargs=kwargs),
                 json.loads(metrics_path.read_text()))

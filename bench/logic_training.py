@@ -184,7 +184,7 @@ def parse_recipe(text: str) -> tuple[str, dict]:
     opts = dict(RECIPES[name])
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        opts[key.strip()] = value if key.strip() in ("target", "warm_head") else (
+        opts[key.strip()] = value if key.strip() in ("target", "warm_head", "map_bits") else (
             int(value) if value.isdigit() else float(value))
     return name, opts
 
@@ -194,7 +194,7 @@ def tune_one(net: str, seed: int, data, recipe: str, extra: dict | None = None,
     """Tune one cached network with one recipe; reload the checkpoint and extract from it."""
     import tempfile
 
-    from _readable_nets import FACTORY, FACTORY_KWARGS, LAYER, OUTPUT, model_for
+    from _readable_nets import FACTORIES, FACTORY_KWARGS, LAYER, OUTPUT, model_for
     from cnn2logic.model import load_checkpoint, load_model
     from cnn2logic.model.spec import predict_logits
     from cnn2logic.model.tuning import TuneConfig, save_tuned, tune_model
@@ -206,7 +206,7 @@ def tune_one(net: str, seed: int, data, recipe: str, extra: dict | None = None,
     t0 = time.perf_counter()
     tuned, m = tune_model(model, data, LAYER[net], OUTPUT[net], config)
     seconds = time.perf_counter() - t0
-    factory = FACTORY if net in FACTORY_KWARGS else None
+    factory = FACTORIES.get(net)
     kwargs = FACTORY_KWARGS.get(net)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "tuned.safetensors"

@@ -257,7 +257,7 @@ def test_head_soft_equals_hard_on_bits():
 def test_config_checks():
     for bad in ({"iterations": 0}, {"lr": -1.0}, {"distill": 1.5}, {"target": "x"},
                 {"max_kernels": -1}, {"class_kernels": 1.5}, {"bit_noise": float("nan")},
-                {"warm_head": "deep"}, {"levels": 0}, {"levels": 9}):
+                {"warm_head": "deep"}, {"levels": 0}, {"levels": 9}, {"map_bits": "mean"}):
         with pytest.raises(Exception):
             TuneConfig(**bad)
     assert np.isfinite(TuneConfig().lr)
@@ -441,6 +441,42 @@ class Doubled(nn.Module):
 
 def doubled():
     return Doubled()
+
+
+def flat():
+    """The usual small CNN: the head reads the last pool's maps flattened (8 x 4 x 4)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 8, 5),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 16),
+                         nn.ReLU(), nn.Linear(16, 10))
+
+
+def wide_flat():
+    """The same with a larger last map (12 x 10 x 10 values: more than a bit each)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 12, 3),
+                         nn.ReLU(), nn.Identity(), nn.Flatten(), nn.Linear(1200, 16),
+                         nn.ReLU(), nn.Linear(16, 10))
+
+
+class Tutorial(nn.Module):
+    """PyTorch's tutorial net: one pooling module called after each convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1, self.fc2 = nn.Linear(256, 32), nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.conv2(x)))
+        return self.fc2(torch.relu(self.fc1(torch.flatten(x, 1))))
+
+
+def tutorial():
+    torch.manual_seed(0)
+    return Tutorial()
 '''
 
 
@@ -505,3 +541,98 @@ def test_cli_a_head_that_cannot_be_bypassed_is_one_line(hidden_head, data_dir, t
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def flat_heads(hidden_head, data_dir):
+    """Trained CNNs whose first linear layer reads the flattened maps: ``flat`` (8 x 4 x 4
+    values) and ``wide_flat`` (12 x 10 x 10)."""
+    d, _ = hidden_head
+    got = {}
+    for name in ("flat", "wide_flat"):
+        ckpt = d / f"{name}.safetensors"
+        assert main(["train", "--factory", f"{d / 'net.py'}:{name}", "--out", str(ckpt),
+                     "--data", str(data_dir), "--iterations", "150", "--no-progress"]) == 0
+        got[name] = (f"{d / 'net.py'}:{name}", ckpt)
+    return got
+
+
+def _tune_flat(factory, ckpt, data_dir, tmp_path):
+    out = tmp_path / "tuned.safetensors"
+    assert main(["tune", str(ckpt), "--factory", factory, "--out", str(out),
+                 "--data", str(data_dir), "--iterations", "40", "--rounds", "1",
+                 "--no-progress"]) == 0
+    m = json.loads((tmp_path / "tuned.metrics.json").read_text())
+    assert main(["extract", str(out), "--factory", factory, "--out", str(tmp_path / "r"),
+                 "--data", str(data_dir), "--no-progress"]) == 0
+    doc = json.loads((tmp_path / "r" / "rules.json").read_text())
+    assert doc["meta"]["metrics"]["fidelity"] == 1.0 and doc["meta"]["rulelist"]["embedded"]
+    again = load_model(out, factory=factory)
+    res, agree = _every_image_agrees(again, load_data(data_dir), "5", "7")
+    assert agree and res.rules.meta["rule_kind"] == "exact"
+    x = load_data(data_dir).test.tensors()[0][:5]
+    # what reaches the bits' layer: the Sequential's first five modules
+    return m, again.get_submodule("5"), again[:5](x), doc
+
+
+def test_cli_a_head_that_reads_flattened_maps_gets_a_bit_per_position(flat_heads, data_dir,
+                                                                     tmp_path):
+    m, units, before, doc = _tune_flat(*flat_heads["flat"], data_dir, tmp_path)
+    assert (m["layer"], m["output"], m["bypassed"], m["kernels"], m["bits"], m["bits_of"]) == (
+        "5", "7", ["8", "9"], 8, 128, "position")
+    assert isinstance(units, LogicUnits) and units.map_shape == (8, 4, 4)
+    assert units.unit_names[:2] == ("k1_r1c1", "k1_r1c2") and units.unit_names[-1] == "k8_r4c4"
+    assert torch.equal(units(before),
+                       (units.inner(before).flatten(1) >= units.thresholds).float())
+    read = {lit[0] for r in doc["rules"] for lit in r["body"]}
+    assert read and read <= set(units.unit_names)
+
+
+def test_cli_a_head_that_reads_large_flattened_maps_gets_pooled_bits(flat_heads, data_dir,
+                                                                     tmp_path):
+    m, units, before, _ = _tune_flat(*flat_heads["wide_flat"], data_dir, tmp_path)
+    # one bit per kernel (the max of its 10 x 10 map), not 1,200
+    assert (m["bits"], m["kernels"], m["bits_of"], units.pool) == (12, 12, "max", "max")
+    assert torch.equal(units(before),
+                       (units.inner(before).amax((2, 3)) >= units.thresholds).float())
+
+
+def test_position_bits_have_one_level(flat_heads, data_dir, tmp_path, capsys):
+    factory, ckpt = flat_heads["flat"]
+    capsys.readouterr()
+    assert main(["tune", str(ckpt), "--factory", factory, "--out", str(tmp_path / "t.safetensors"),
+                 "--data", str(data_dir), "--levels", "2", "--no-progress"]) == 2
+    assert "one bit each, so --levels must be 1" in capsys.readouterr().err
+
+
+def test_cli_a_layer_called_twice_is_refused_in_one_line(hidden_head, data_dir, tmp_path,
+                                                         capsys):
+    d, _ = hidden_head
+    factory = f"{d / 'net.py'}:tutorial"
+    ckpt = tmp_path / "tutorial.safetensors"
+    assert main(["train", "--factory", factory, "--out", str(ckpt), "--data", str(data_dir),
+                 "--iterations", "100", "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "t.safetensors"
+    code = main(["tune", str(ckpt), "--factory", factory, "--out", str(out),
+                 "--data", str(data_dir), "--iterations", "5", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "layer 'pool' runs 2 times in one forward pass" in err[-1]
+    assert not out.exists()
+
+
+def test_pool_in_the_checkpoint_is_checked(tmp_path):
+    from cnn2logic.model.logic_head import apply_logic_layers, logic_info
+    assert json.loads(logic_info("a", "b", pool="max"))["pool"] == "max"
+    assert "pool" not in json.loads(logic_info("a", "b"))  # older files stay byte-identical
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(2, 2))
+    info = json.dumps({"layer": "0", "output": "2", "pool": "sum", "version": 1})
+    with pytest.raises(Exception, match="invalid cnn2logic_logic metadata"):
+        apply_logic_layers(model, info, {"0.thresholds": torch.zeros(2)})
+    # a map shape that does not give one unit per threshold
+    info = json.dumps({"layer": "0", "output": "2", "pool": "position", "map": [2, 2, 2],
+                       "version": 1})
+    with pytest.raises(Exception, match=r"a map of shape \(2, 2, 2\) does not give 3"):
+        apply_logic_layers(model, info, {"0.thresholds": torch.zeros(3)})
+

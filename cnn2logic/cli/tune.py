@@ -20,7 +20,8 @@ from ..errors import ModelError
 from ..model import metrics_json, parse_factory_kwargs
 from ..model.layers import AUTO
 from ..model.spec import SpecCNN
-from ..model.tuning import TARGETS, WARM_HEADS, TuneConfig, save_tuned, tune_model
+from ..model.tune_setup import POSITION_UP_TO
+from ..model.tuning import MAP_BITS, TARGETS, WARM_HEADS, TuneConfig, save_tuned, tune_model
 from ._common import (add_progress_arg, non_negative_int, note_found_layers, positive_float,
                       positive_int)
 from ._data_args import add_data_args, data_from_args
@@ -85,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", type=positive_int, default=_DEFAULTS.levels,
                    help="thresholds per kernel: more than 1 gives each kernel a thermometer "
                         f"code of that many bits (default {_DEFAULTS.levels})")
+    p.add_argument("--map-bits", choices=MAP_BITS, default=_DEFAULTS.map_bits,
+                   help="when the output layer reads the kernels' maps flattened: a bit per "
+                        "map position (k3_r1c2), per kernel (the max of its map), or auto "
+                        f"(by position up to {POSITION_UP_TO} values; default "
+                        f"{_DEFAULTS.map_bits})")
     p.add_argument("--warm-head", choices=WARM_HEADS, default=_DEFAULTS.warm_head,
                    help="head of the straight-through phase: the original output layer, "
                         "it plus a small ReLU network on the bits, or its weights made "
@@ -123,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                         max_rules=args.max_rules, max_literals=args.max_literals,
                         target=args.target, max_kernels=args.max_kernels,
                         class_kernels=args.class_kernels, bit_noise=args.bit_noise,
-                        levels=args.levels, warm_head=args.warm_head, seed=args.seed,
+                        levels=args.levels, map_bits=args.map_bits, warm_head=args.warm_head,
+                        seed=args.seed,
                         progress=args.progress)
     kwargs = parse_factory_kwargs(args.factory_kwargs) if args.factory else None
     model = model_from_args(args)
@@ -147,9 +154,11 @@ def run(args: argparse.Namespace) -> int:
     drop = metrics["original_test_accuracy"] - metrics["test_accuracy"]
     if drop > LARGE_DROP:
         # written all the same (it is what was asked for), but not silently
+        # (a bit per map position has one level: --levels would be refused)
+        levels = "" if metrics.get("bits_of") == "position" else " or --levels 3"
         print(f"cnn2logic tune: warning: the tuned network is {drop:.3f} less accurate than "
-              "the original; more --iterations, a larger --max-rules / --max-literals or "
-              "--levels 3 may help (docs/logic_training.md)", file=sys.stderr)
+              "the original; more --iterations, a larger --max-rules / --max-literals"
+              f"{levels} may help (docs/logic_training.md)", file=sys.stderr)
     again = f" --factory {args.factory}" if args.factory else ""
     if args.factory and args.factory_kwargs:
         again += f" --factory-kwargs '{json.dumps(kwargs, sort_keys=True)}'"

@@ -44,6 +44,7 @@ Example
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -51,10 +52,13 @@ from torch import nn
 
 from ..errors import ModelError
 from ..rules import Head, Literal, Rule, RuleSet, Variable
-from ..unitnames import level_names
+from ..unitnames import level_names, position_names
 
 #: The checkpoint metadata entry of a tuned network (JSON: ``layer``, ``output``).
 LOGIC_KEY = "cnn2logic_logic"
+#: How :class:`LogicUnits` reads a map: "" one value per kernel already, "max" the max of
+#: each kernel's map, "position" every position of every map its own unit (``k3_r1c2``).
+POOLS = ("", "max", "position")
 #: Probability mass spread over all classes in the training-time list, so the loss of a
 #: wrong hard answer is finite (``-log(eps / classes)``).
 LIST_SMOOTHING = 0.05
@@ -77,6 +81,14 @@ class LogicUnits(nn.Module):
         sorted), the bits of a kernel next to each other.
     scale : torch.Tensor
         ``(kernels,)``: the width of each unit's surrogate.
+    pool : {"", "max", "position"}
+        ``"max"``: each kernel's map is max-pooled to one unit before its thresholds (as
+        :func:`~cnn2logic.units.capture` reduces it); ``"position"``: every position of
+        every map is a unit with its own threshold (``k3_r1c2``, in ``torch.flatten``'s
+        order, as ``capture(reduce="position")``); ``""``: the layer gives one value per
+        kernel already.
+    map_shape : (kernels, rows, cols)
+        One image's maps, with ``pool="position"``.
 
     Raises
     ------
@@ -85,8 +97,19 @@ class LogicUnits(nn.Module):
         :data:`MAX_LEVELS` levels, or a non-positive scale.
     """
 
-    def __init__(self, inner: nn.Module, thresholds: torch.Tensor, scale: torch.Tensor) -> None:
+    def __init__(self, inner: nn.Module, thresholds: torch.Tensor, scale: torch.Tensor,
+                 pool: str = "", map_shape: Sequence[int] = ()) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ModelError(f"LogicUnits: unknown pool {pool!r}; choose from {POOLS}")
+        map_shape = tuple(int(v) for v in map_shape)
+        if pool == "position" and (len(map_shape) != 3 or min(map_shape) < 1
+                                   or math.prod(map_shape) != len(thresholds)):
+            raise ModelError(f"LogicUnits: a map of shape {map_shape} does not give "
+                             f"{len(thresholds)} position units")
+        # a head that read the flattened maps reads their bits: pooled, or one per position
+        self.pool = pool
+        self.map_shape = map_shape if pool == "position" else ()
         thresholds = torch.as_tensor(thresholds, dtype=torch.float32)
         if thresholds.ndim != 2 or thresholds.shape[1] == 1:
             thresholds = thresholds.reshape(-1)  # one level: the plain (kernels,) layout
@@ -124,20 +147,26 @@ class LogicUnits(nn.Module):
     def unit_names(self) -> tuple[str, ...]:
         """The name of each output bit, as :func:`cnn2logic.units.capture` names them:
         ``k1..`` with one level, else ``k1_1, k1_2, ..`` (kernel, then level)."""
+        if self.pool == "position":
+            return position_names("", *self.map_shape)
         return level_names(self.kernels, self.levels)
 
     def extra_repr(self) -> str:
         """The number of kernels (and levels) in the module's repr."""
-        return f"kernels={self.kernels}" + (f", levels={self.levels}" if self.levels > 1
-                                            else "")
+        return (f"kernels={self.kernels}" + (f", levels={self.levels}" if self.levels > 1
+                                             else "")
+                + (f", pool={self.pool}" if self.pool else ""))
 
     def units(self, x: torch.Tensor) -> torch.Tensor:
-        """The continuous units (the wrapped layer's output)."""
-        return self.inner(x)
+        """The continuous units (the wrapped layer's output, pooled with ``pool``)."""
+        u = self.inner(x)
+        if self.pool == "position":
+            return u.flatten(1)
+        return u.amax(dim=tuple(range(2, u.ndim))) if self.pool and u.ndim > 2 else u
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Hard 0/1 bits (in training with the straight-through surrogate's gradient)."""
-        u = self.inner(x)
+        u = self.units(x)
         if u.ndim < 2 or u.shape[1] != self.kernels:
             raise ModelError(f"LogicUnits: thresholds for {self.kernels} kernels, units of "
                              f"shape {tuple(u.shape)}")
@@ -354,7 +383,8 @@ def replace_layer(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def logic_info(layer: str, output: str, factory: str | None = None,
                factory_kwargs: Mapping[str, Any] | None = None,
-               bypass: Sequence[str] = ()) -> str:
+               bypass: Sequence[str] = (), pool: str = "",
+               map_shape: Sequence[int] = ()) -> str:
     """Where a tuned network's logic layers go (``layer`` / ``output``), as JSON text.
 
     A spec net's checkpoint keeps it in its spec (``"logic"``), a factory model's in the
@@ -368,6 +398,9 @@ def logic_info(layer: str, output: str, factory: str | None = None,
     factory_kwargs : mapping, optional
     bypass : sequence of str
         The layers after ``output`` that are :class:`Bypassed`.
+    pool : str
+        :class:`LogicUnits`' ``pool`` (and its ``map_shape`` with ``"position"``).
+    map_shape : sequence of int
 
     Returns
     -------
@@ -377,6 +410,10 @@ def logic_info(layer: str, output: str, factory: str | None = None,
     d: dict[str, Any] = {"layer": layer, "output": output, "version": 1}
     if bypass:  # absent otherwise: checkpoints tuned before it existed stay byte-identical
         d["bypass"] = list(bypass)
+    if pool:  # likewise
+        d["pool"] = pool
+    if map_shape:
+        d["map"] = [int(v) for v in map_shape]
     if factory:
         d.update(factory=factory, factory_kwargs=dict(factory_kwargs or {}))
     return json.dumps(d, sort_keys=True)
@@ -403,7 +440,11 @@ def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Te
         d = json.loads(info)
         layer, output = str(d["layer"]), str(d["output"])
         bypass = d.get("bypass", [])
-        if not (isinstance(bypass, list) and all(isinstance(b, str) for b in bypass)):
+        pool = d.get("pool", "")
+        map_shape = d.get("map", [])
+        if not (isinstance(bypass, list) and all(isinstance(b, str) for b in bypass)
+                and pool in POOLS and isinstance(map_shape, list)
+                and all(type(v) is int for v in map_shape)):
             raise TypeError
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ModelError(f"invalid {LOGIC_KEY} metadata in the checkpoint") from None
@@ -416,7 +457,8 @@ def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Te
                          f"(kernels, levels ≤ {MAX_LEVELS})")
     parent, leaf = _parent(model, layer)
     inner = getattr(parent, leaf)
-    replace_layer(model, layer, LogicUnits(inner, torch.zeros(shape), torch.ones(shape[0])))
+    replace_layer(model, layer, LogicUnits(inner, torch.zeros(shape), torch.ones(shape[0]),
+                                           pool, map_shape))
     _parent(model, output)  # the output layer must exist in the rebuilt model
     replace_layer(model, output, RuleListHead.from_state(state, f"{output}."))
     for name in bypass:  # each must exist (replace_layer says which does not)

@@ -15,6 +15,8 @@ from ..errors import ModelError
 from .logic_head import MAX_LEVELS
 
 TARGETS = ("labels", "teacher")
+#: What a bit reads when the output layer reads the kernels' maps flattened.
+MAP_BITS = ("auto", "position", "max")
 WARM_HEADS = ("linear", "mlp", "ternary")
 
 
@@ -66,6 +68,12 @@ class TuneConfig:
         quantiles ``1/(levels+1)``...), which the list reads like any bit.  One bit per
         kernel cannot carry the decision of a net with few kernels (paper1:
         ``docs/logic_training.md``).
+    map_bits : {"auto", "position", "max"}
+        When the output layer reads the kernels' maps flattened (``conv-pool-flatten-
+        Linear``): a bit per map position (``k3_r1c2``: kernel 3 at row 1, column 2, read
+        by the trained layer as before), a bit per kernel (its map's max: ``k3`` fires
+        anywhere; a new output layer to start from), or ``"auto"``: by position up to
+        :data:`~cnn2logic.model.tune_setup.POSITION_UP_TO` values, else by kernel.
     warm_head : {"linear", "mlp", "ternary"}
         The head of the straight-through phase: the original output layer, or that layer
         plus a small ReLU network on the bits (its last layer starts at zero, so training
@@ -98,6 +106,7 @@ class TuneConfig:
     class_kernels: int = 0
     bit_noise: float = 0.5
     levels: int = 1
+    map_bits: str = "auto"
     warm_head: str = "linear"
     check_every: int = 100
     max_recoveries: int = 3
@@ -126,5 +135,7 @@ class TuneConfig:
                 raise ModelError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.warm_head not in WARM_HEADS:
             raise ModelError(f"unknown warm_head {self.warm_head!r}; choose from {WARM_HEADS}")
+        if self.map_bits not in MAP_BITS:
+            raise ModelError(f"unknown map_bits {self.map_bits!r}; choose from {MAP_BITS}")
         if self.target not in TARGETS:
             raise ModelError(f"unknown target {self.target!r}; choose from {TARGETS}")

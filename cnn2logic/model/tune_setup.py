@@ -21,6 +21,10 @@ from ..units import auto_binarisation, capture, fit_binarisation
 from .layers import layers_after
 from .logic_head import Bypassed, LogicUnits, replace_layer
 
+#: A head that reads flattened maps of at most this many values gets one bit per position
+#: (``k3_r1c2``); above it, one bit per kernel (the max of its map).
+POSITION_UP_TO = 1024
+
 
 def head_tail(net: nn.Module, output: str, sample: torch.Tensor, classes: int,
               class_kernels: int = 0) -> list[str]:
@@ -89,10 +93,20 @@ def table_accuracy(fit_bits: np.ndarray, fit_y: np.ndarray, bits: np.ndarray,
 
 def wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
                predictions: np.ndarray, max_kernels: int,
-               levels: int = 1) -> tuple[LogicUnits, list[int]]:
+               levels: int = 1, teacher_logits: torch.Tensor | None = None,
+               map_bits: str = "auto") -> tuple[LogicUnits, list[int]]:
     """Check the layers, fit thresholds, choose the kernels the decision will read and put
     the :class:`LogicUnits` in place (with ``levels`` > 1, also an output layer as wide as
-    the bits)."""
+    the bits).
+
+    An output layer that reads the layer's maps flattened (``C x H x W`` values, as in a
+    ``conv-pool-flatten-Linear`` network) gets a bit per position (``pool="position"``,
+    ``k3_r1c2``) when there are at most :data:`POSITION_UP_TO`, read by the trained layer
+    as it read the values; above that, a bit per kernel (``pool="max"``, the units
+    ``extract`` reads) and a new output layer from the bits to the classes, fitted to
+    ``teacher_logits`` by least squares (the rule list replaces it in the end; the rest of
+    the old head is then skipped: the caller bypasses it). ``map_bits`` ("position",
+    "max") chooses instead of the size."""
     modules = dict(net.named_modules())
     for name, what in ((layer, "--layer"), (output, "--output")):
         if not name or name not in modules:
@@ -104,8 +118,14 @@ def wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
     if not isinstance(lin, nn.Linear):
         raise ModelError(f"output layer {output!r} is {type(lin).__name__}, not nn.Linear")
     seen: dict[str, torch.Tensor] = {}
+    calls: list[int] = []
+
+    def on_layer(_m: nn.Module, _i: tuple, o: torch.Tensor) -> None:
+        calls.append(1)
+        seen["u"] = o
+
     # (a forward hook that returns a value replaces the module's output: these return None)
-    hooks = [modules[layer].register_forward_hook(lambda _m, _i, o: seen.update(u=o)),
+    hooks = [modules[layer].register_forward_hook(on_layer),
              lin.register_forward_hook(lambda _m, i, _o: seen.update(x=i[0]))]
     try:
         with torch.no_grad():
@@ -114,11 +134,32 @@ def wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
         for h in hooks:
             h.remove()
     u, x = seen.get("u"), seen.get("x")
-    if u is None or x is None or u.ndim < 2 or u[0].numel() != u.shape[1] or (
-            x.shape != (u.shape[0], u.shape[1]) or not torch.equal(x, u.reshape(x.shape))):
+    if len(calls) > 1:
+        # the bits would replace every call (e.g. one pooling module used after each conv)
+        raise ModelError(f"layer {layer!r} runs {len(calls)} times in one forward pass; "
+                         "tune replaces it by bits at every call: give the network a layer "
+                         "of its own after the last convolution and pass it as --layer")
+    reads = (u is not None and x is not None and u.ndim >= 2 and x.ndim == 2
+             and x.shape[0] == u.shape[0] and x[0].numel() == u[0].numel()
+             and torch.equal(x, u.reshape(x.shape)))
+    flat_map = reads and u.ndim == 4 and u[0].numel() != u.shape[1]
+    if not reads or (u[0].numel() != u.shape[1] and not flat_map):
         raise ModelError(f"output layer {output!r} does not read the units of {layer!r} "
-                         "directly (one value per kernel, nothing in between but a flatten)")
-    values = capture(net, layer, x_tr, progress=False).values
+                         "directly (one value per kernel or the kernels' maps, nothing in "
+                         "between but a flatten)")
+    # a flattened map small enough for a bit per position keeps what the head reads (and
+    # its trained weights); a larger one (VGG's 512 x 7 x 7) is pooled to a bit per kernel
+    by_position = flat_map and (map_bits == "position" or (
+        map_bits == "auto" and u[0].numel() <= POSITION_UP_TO))
+    pooled = flat_map and not by_position
+    if by_position and levels > 1:
+        raise ModelError(f"output layer {output!r} reads every position of {layer!r}'s maps: "
+                         "one bit each, so --levels must be 1")
+    if pooled and teacher_logits is None:
+        raise ModelError(f"output layer {output!r} reads the maps of {layer!r} flattened; "
+                         "their pooled bits need the original outputs to start from")
+    values = capture(net, layer, x_tr, reduce="position" if by_position else "max",
+                     progress=False).values
     selected = list(range(values.shape[1]))
     choose = 0 < max_kernels < values.shape[1]
     if levels == 1 or choose:
@@ -141,9 +182,13 @@ def wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
         th = np.quantile(values, qs, axis=0).T.astype(np.float64)
     t = torch.as_tensor(th, dtype=torch.float32)
     scale = torch.as_tensor(np.maximum(values.std(axis=0), 1e-3), dtype=torch.float32)
-    units = LogicUnits(modules[layer], t, scale)
+    units = LogicUnits(modules[layer], t, scale,
+                       pool="position" if by_position else "max" if pooled else "",
+                       map_shape=tuple(u.shape[1:]) if by_position else ())
     replace_layer(net, layer, units)
-    if levels > 1:
+    if pooled:
+        replace_layer(net, output, pooled_head(values, th, teacher_logits))
+    elif levels > 1:
         # the output layer reads each kernel's levels; starting from the trained weights
         # spread over them (the share of levels on stands where the unit in [0, 1] did)
         wide = nn.Linear(lin.in_features * levels, lin.out_features,
@@ -211,3 +256,32 @@ def heldout_lookup(key_fit: np.ndarray, y_fit: np.ndarray, key_score: np.ndarray
     seen = uniq[pos] == key_score
     pred = np.where(seen, answer[pos], fallback)
     return float((pred == y_score).mean())
+
+
+def pooled_head(values: np.ndarray, thresholds: np.ndarray,
+                teacher_logits: torch.Tensor) -> nn.Linear:
+    """A linear layer from the bits of ``values`` (``(n, kernels)``, cut at
+    ``thresholds``, ``(kernels,)`` or ``(kernels, levels)``) to the classes: the least-
+    squares fit of the original network's log-probabilities, a start for the
+    straight-through phase when the old output layer read something else.
+
+    >>> v = np.array([[0.], [1.], [0.], [1.]])
+    >>> t = torch.tensor([[3., 0.], [0., 3.], [3., 0.], [0., 3.]])
+    >>> lin = pooled_head(v, np.array([0.5]), t)
+    >>> lin(torch.tensor([[0.], [1.]])).argmax(1).tolist()
+    [0, 1]
+    """
+    n, k = values.shape
+    th = np.asarray(thresholds, dtype=np.float64).reshape(k, -1)
+    bits = (values[:, :, None] >= th[None]).reshape(n, -1)
+    a = torch.cat([torch.as_tensor(bits, dtype=torch.float64),
+                   torch.ones(n, 1, dtype=torch.float64)], 1)
+    b = torch.log_softmax(teacher_logits.to(torch.float64), 1)
+    # gelsd: minimum-norm solution when a bit is constant (a rank-deficient system)
+    sol = torch.linalg.lstsq(a, b, driver="gelsd").solution
+    lin = nn.Linear(bits.shape[1], b.shape[1])
+    with torch.no_grad():
+        lin.weight.copy_(sol[:-1].T.to(torch.float32))
+        lin.bias.copy_(sol[-1].to(torch.float32))
+    return lin
+

@@ -49,6 +49,7 @@ True
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import asdict
@@ -65,11 +66,12 @@ from .layers import AUTO, check_layer, linear_after, resolve_layers
 from .logic_head import (LOGIC_KEY, Bypassed, bypassed_layers, logic_info, logic_layers,
                          replace_layer)
 from .spec import SpecCNN, predict_logits, save_checkpoint
-from .tune_config import TARGETS, WARM_HEADS, CollapseError, TuneConfig
+from .tune_config import MAP_BITS, TARGETS, WARM_HEADS, CollapseError, TuneConfig
 from .tune_loop import TuneRun, WarmHead, fit_head, refuse_constant
 from .tune_setup import head_tail, lookup_ceiling, table_accuracy, wrap_units
 
-__all__ = ["TARGETS", "WARM_HEADS", "CollapseError", "TuneConfig", "save_tuned", "tune_model"]
+__all__ = ["MAP_BITS", "TARGETS", "WARM_HEADS", "CollapseError", "TuneConfig", "save_tuned",
+           "tune_model"]
 
 #: A :class:`CollapseError` on an original network that gives one class to at least this
 #: share of the training images says so (and that it needs training first).
@@ -159,7 +161,13 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
     net = copy.deepcopy(model)
     tail = head_tail(net, output, x_tr[:2], classes, config.class_kernels)
     units, selected = wrap_units(net, layer, output, x_tr, t_logits.argmax(1).numpy(),
-                                  config.max_kernels, config.levels)
+                                  config.max_kernels, config.levels, t_logits,
+                                  config.map_bits)
+    if units.pool == "max":
+        # the old head read the maps; its new output layer gives the classes, so the
+        # rest of the old head is skipped from the start, not only once the list is in
+        for name in tail:
+            replace_layer(net, name, Bypassed())
     # the bits of the chosen kernels (every level of each)
     levels = units.levels
     selected_bits = [k * levels + lv for k in selected for lv in range(levels)]
@@ -204,6 +212,7 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
     pred_te = predict_logits(net, x_te).argmax(1)
     refuse_constant(net, run, pred_te)
     read_tr = run.train_bits()[:, selected_bits]  # one pass over the training images
+    per_kernel = math.prod(units.map_shape[1:]) if units.map_shape else levels
     metrics = {
         "original_test_accuracy": original_acc,
         "test_accuracy": _accuracy(predict_logits(net, x_te), y_te),
@@ -218,10 +227,12 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
                                                   y_te.numpy()), 6),
         "rules": head.n_rules,
         "literals": head.n_literals,
-        "kernels": units.kernels,
+        "kernels": units.map_shape[0] if units.map_shape else units.kernels,
         "bits": units.n_bits,
-        # a kernel is read when some rule reads one of its levels
-        "kernels_read": int(len({j // levels for j in
+        # what a bit reads: a kernel's unit, the max of its map, or one position of it
+        "bits_of": {"": "kernel", "max": "max", "position": "position"}[units.pool],
+        # a kernel is read when some rule reads one of its levels (or positions)
+        "kernels_read": int(len({j // per_kernel for j in
                                  np.flatnonzero((head.signs != 0).any(0).numpy())})),
         "bits_read": int(head.kernels_read),
         "selected_kernels": [int(j) for j in selected],
@@ -282,13 +293,16 @@ def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str | N
         raise ModelError("this network is not tuned: it has no LogicUnits and rule-list head")
     layer, output = layer or found[0], output or found[1]
     bypass = bypassed_layers(model)
+    units = model.get_submodule(layer)
+    pool, map_shape = getattr(units, "pool", ""), getattr(units, "map_shape", ())
     if factory:
-        meta = {LOGIC_KEY: logic_info(layer, output, factory, factory_kwargs, bypass),
+        meta = {LOGIC_KEY: logic_info(layer, output, factory, factory_kwargs, bypass, pool,
+                                      map_shape),
                 **(extra or {})}
         save_weights(model, path, extra=meta)
     elif isinstance(model, SpecCNN):
-        save_checkpoint(model, path, extra=extra, logic=logic_info(layer, output,
-                                                                   bypass=bypass))
+        save_checkpoint(model, path, extra=extra, logic=logic_info(
+            layer, output, bypass=bypass, pool=pool, map_shape=map_shape))
     else:
         raise ModelError("this tuned network is not a cnn2logic spec net: give the factory "
                          "that builds it so that the checkpoint can rebuild it")
