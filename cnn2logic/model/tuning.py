@@ -49,7 +49,6 @@ True
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
 from dataclasses import asdict
@@ -61,6 +60,7 @@ from torch import nn
 
 from ..data import DataSplits
 from ..errors import ModelError
+from ..unitnames import kernel_of
 from .load import save_weights
 from .layers import AUTO, check_layer, linear_after, resolve_layers
 from .logic_head import (LOGIC_KEY, Bypassed, bypassed_layers, logic_info, logic_layers,
@@ -212,7 +212,8 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
     pred_te = predict_logits(net, x_te).argmax(1)
     refuse_constant(net, run, pred_te)
     read_tr = run.train_bits()[:, selected_bits]  # one pass over the training images
-    per_kernel = math.prod(units.map_shape[1:]) if units.map_shape else levels
+    # the kernel of each bit, from its name (k3, k3_2 with levels, k3_r1c2 by position)
+    kernel_of_bit = [kernel_of(n) for n in units.unit_names]
     metrics = {
         "original_test_accuracy": original_acc,
         "test_accuracy": _accuracy(predict_logits(net, x_te), y_te),
@@ -227,13 +228,13 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
                                                   y_te.numpy()), 6),
         "rules": head.n_rules,
         "literals": head.n_literals,
-        "kernels": units.map_shape[0] if units.map_shape else units.kernels,
+        "kernels": len(set(kernel_of_bit)),
         "bits": units.n_bits,
         # what a bit reads: a kernel's unit, the max of its map, or one position of it
-        "bits_of": {"": "kernel", "max": "max", "position": "position"}[units.pool],
+        "bits_of": units.pool or "kernel",
         # a kernel is read when some rule reads one of its levels (or positions)
-        "kernels_read": int(len({j // per_kernel for j in
-                                 np.flatnonzero((head.signs != 0).any(0).numpy())})),
+        "kernels_read": len({kernel_of_bit[j] for j in
+                             np.flatnonzero((head.signs != 0).any(0).numpy())}),
         "bits_read": int(head.kernels_read),
         "selected_kernels": [int(j) for j in selected],
         "iterations": run.done,
