@@ -244,3 +244,43 @@ def test_bad_evidence_parameters():
         kernel_evidence(_net(), "pool", images, background="plaid")
     with pytest.raises(VisualizationError):
         kernel_evidence(_net(), "pool", images, thresholds=np.zeros(3))
+
+
+class _ReusedPool(nn.Module):
+    """PyTorch's tutorial shape: one pool module after each of two convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 3, 3)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(12, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        return self.fc(self.pool(torch.relu(self.conv2(x))).flatten(1))
+
+
+def test_a_layer_run_twice_is_pictured_at_its_last_call_as_capture_reads_it():
+    from cnn2logic.units import capture
+    from cnn2logic.visual.evidence import capture_peaks
+    from cnn2logic.visual.saliency import LayerUnits
+    torch.manual_seed(0)
+    net = _ReusedPool().eval()
+    x = torch.rand(6, 1, 16, 16)
+    with torch.no_grad():  # by hand: conv2's maps after the second pool, 3 x 2 x 2
+        last = net.pool(torch.relu(net.conv2(net.pool(torch.relu(net.conv1(x))))))
+    units = LayerUnits(net, "pool")
+    assert units.calls(x) == 2
+    torch.testing.assert_close(units(x), last.amax((2, 3)))
+    assert find_map_layer(net, "pool", x[:1]) == ("pool", (3, 2, 2))
+    # conv 3 -> pool 2 -> conv 3 -> pool 2: 10 x 10 windows, 4 pixels apart
+    rf = receptive_field(net, "pool", (1, 16, 16))
+    assert rf.size == (10, 10) and rf.stride == (4, 4)
+    u, peaks, preds = capture_peaks(net, "pool", "pool", x.numpy(), batch_size=4)
+    np.testing.assert_allclose(u, capture(net, "pool", x, progress=False).values, rtol=1e-6)
+    np.testing.assert_array_equal(peaks, last.flatten(2).argmax(2).numpy())
+    assert preds.shape == (6,)
+    data = ImageSet(x.numpy(), np.arange(6) % 2, ("a", "b"), "random")
+    vis = visualize(net, "pool", data, samples=2, top=2, actmax_steps=2, progress=False)
+    # three kernels, and no filter: conv1's (defined before pool) are not these kernels'
+    assert vis.smoothgrad.shape[0] == 3 and vis.filters is None

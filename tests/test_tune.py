@@ -477,6 +477,24 @@ class Tutorial(nn.Module):
 def tutorial():
     torch.manual_seed(0)
     return Tutorial()
+
+
+class Reused(nn.Module):
+    """One ReLU module after two convolutions of the same output shape."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.act, self.fc = nn.ReLU(), nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = self.act(self.c2(self.act(self.c1(x))))
+        return self.fc(x.amax((2, 3)))
+
+
+def reused():
+    torch.manual_seed(0)
+    return Reused()
 '''
 
 
@@ -557,7 +575,7 @@ def flat_heads(hidden_head, data_dir):
     return got
 
 
-def _tune_flat(factory, ckpt, data_dir, tmp_path):
+def _tune_flat(factory, ckpt, data_dir, tmp_path, layer="5", output="7"):
     out = tmp_path / "tuned.safetensors"
     assert main(["tune", str(ckpt), "--factory", factory, "--out", str(out),
                  "--data", str(data_dir), "--iterations", "40", "--rounds", "1",
@@ -568,11 +586,16 @@ def _tune_flat(factory, ckpt, data_dir, tmp_path):
     doc = json.loads((tmp_path / "r" / "rules.json").read_text())
     assert doc["meta"]["metrics"]["fidelity"] == 1.0 and doc["meta"]["rulelist"]["embedded"]
     again = load_model(out, factory=factory)
-    res, agree = _every_image_agrees(again, load_data(data_dir), "5", "7")
+    res, agree = _every_image_agrees(again, load_data(data_dir), layer, output)
     assert agree and res.rules.meta["rule_kind"] == "exact"
     x = load_data(data_dir).test.tensors()[0][:5]
-    # what reaches the bits' layer: the Sequential's first five modules
-    return m, again.get_submodule("5"), again[:5](x), doc
+    # what reaches the bits' layer at its last call
+    units, seen = again.get_submodule(layer), []
+    h = units.register_forward_pre_hook(lambda _m, i: seen.append(i[0]))
+    with torch.no_grad():
+        again.eval()(x)
+    h.remove()
+    return m, units, seen[-1], doc
 
 
 def test_cli_a_head_that_reads_flattened_maps_gets_a_bit_per_position(flat_heads, data_dir,
@@ -605,19 +628,47 @@ def test_position_bits_have_one_level(flat_heads, data_dir, tmp_path, capsys):
     assert "one bit each, so --levels must be 1" in capsys.readouterr().err
 
 
-def test_cli_a_layer_called_twice_is_refused_in_one_line(hidden_head, data_dir, tmp_path,
-                                                         capsys):
+def test_cli_a_pool_called_after_every_convolution_gives_bits_at_its_last_call(
+        hidden_head, data_dir, tmp_path):
     d, _ = hidden_head
     factory = f"{d / 'net.py'}:tutorial"
     ckpt = tmp_path / "tutorial.safetensors"
     assert main(["train", "--factory", factory, "--out", str(ckpt), "--data", str(data_dir),
                  "--iterations", "100", "--no-progress"]) == 0
+    m, units, before, doc = _tune_flat(factory, ckpt, data_dir, tmp_path, "pool", "fc1")
+    assert (m["layer"], m["output"], m["bits"], m["bits_of"]) == ("pool", "fc1", 256,
+                                                                  "position")
+    assert units.at == (16, 4, 4) and units.unit_names[-1] == "k16_r4c4"
+    # the first call (after conv1) passes its maps on; the last one gives the bits
+    maps = torch.rand(5, 6, 24, 24)
+    assert torch.equal(units(maps), units.inner(maps))
+    assert torch.equal(units(before),
+                       (units.inner(before).flatten(1) >= units.thresholds).float())
+    _, meta = read_safetensors(tmp_path / "tuned.safetensors")
+    assert json.loads(meta["cnn2logic_logic"])["at"] == [16, 4, 4]
+    # the report pictures the 16 kernels of the last call (it stopped on conv1's 6 before)
+    page = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "tuned.safetensors"), str(tmp_path / "r" / "rules.json"),
+                 "--factory", factory, "--data", str(data_dir), "--samples", "4",
+                 "--out", str(page), "--no-progress"]) == 0
+    assert "256 units of 16 kernels" in page.read_text()
+
+
+def test_cli_a_layer_called_twice_with_one_shape_is_refused_in_one_line(hidden_head, data_dir,
+                                                                        tmp_path, capsys):
+    d, _ = hidden_head
+    factory = f"{d / 'net.py'}:reused"
+    ckpt = tmp_path / "reused.safetensors"
+    assert main(["train", "--factory", factory, "--out", str(ckpt), "--data", str(data_dir),
+                 "--iterations", "20", "--no-progress"]) == 0
     capsys.readouterr()
     out = tmp_path / "t.safetensors"
-    code = main(["tune", str(ckpt), "--factory", factory, "--out", str(out),
-                 "--data", str(data_dir), "--iterations", "5", "--no-progress"])
+    code = main(["tune", str(ckpt), "--factory", factory, "--layer", "act", "--output", "fc",
+                 "--out", str(out), "--data", str(data_dir), "--iterations", "5",
+                 "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and "layer 'pool' runs 2 times in one forward pass" in err[-1]
+    assert code == 2 and len(err) == 1
+    assert "layer 'act' runs 2 times in one forward pass, its last call with the same " in err[0]
     assert not out.exists()
 
 
@@ -635,4 +686,16 @@ def test_pool_in_the_checkpoint_is_checked(tmp_path):
                        "version": 1})
     with pytest.raises(Exception, match=r"a map of shape \(2, 2, 2\) does not give 3"):
         apply_logic_layers(model, info, {"0.thresholds": torch.zeros(3)})
+    # the call that gives bits: its shape must give the thresholds' units
+    for at, units in (([3, 4, 4], 2), ([2, 0, 4], 2)):
+        info = json.dumps({"layer": "0", "output": "2", "at": at, "version": 1})
+        with pytest.raises(Exception, match=r"bits at a call of output shape .* do not fit 2"):
+            apply_logic_layers(model, info, {"0.thresholds": torch.zeros(units)})
+    info = json.dumps({"layer": "0", "output": "2", "pool": "position", "map": [2, 1, 1],
+                       "at": [2, 2, 2], "version": 1})
+    with pytest.raises(Exception, match=r"output shape \(2, 2, 2\) do not fit 2 units of"):
+        apply_logic_layers(model, info, {"0.thresholds": torch.zeros(2)})
+    info = json.dumps({"layer": "0", "output": "2", "at": "16x4x4", "version": 1})
+    with pytest.raises(Exception, match="invalid cnn2logic_logic metadata"):
+        apply_logic_layers(model, info, {"0.thresholds": torch.zeros(2)})
 

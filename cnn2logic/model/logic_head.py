@@ -89,16 +89,24 @@ class LogicUnits(nn.Module):
         kernel already.
     map_shape : (kernels, rows, cols)
         One image's maps, with ``pool="position"``.
+    at : sequence of int
+        When the forward pass calls ``inner`` several times (PyTorch's tutorial net pools
+        after each convolution with one module): the shape of one image's ``inner`` output
+        at its last call, the one that becomes bits (the call ``capture`` and ``extract``
+        read); a call with another shape passes its output on unchanged.  Empty: every
+        call gives bits.
 
     Raises
     ------
     ModelError
         Thresholds and scales for different numbers of kernels, more than
-        :data:`MAX_LEVELS` levels, or a non-positive scale.
+        :data:`MAX_LEVELS` levels, a non-positive scale, or an ``at`` shape that does not
+        give those units.
     """
 
     def __init__(self, inner: nn.Module, thresholds: torch.Tensor, scale: torch.Tensor,
-                 pool: str = "", map_shape: Sequence[int] = ()) -> None:
+                 pool: str = "", map_shape: Sequence[int] = (),
+                 at: Sequence[int] = ()) -> None:
         super().__init__()
         if pool not in POOLS:
             raise ModelError(f"LogicUnits: unknown pool {pool!r}; choose from {POOLS}")
@@ -118,6 +126,14 @@ class LogicUnits(nn.Module):
                 or (thresholds.ndim == 2 and thresholds.shape[1] > MAX_LEVELS)):
             raise ModelError("LogicUnits needs 1 to "
                              f"{MAX_LEVELS} thresholds and one positive scale per kernel")
+        self.at = tuple(int(v) for v in at)
+        # the call that gives bits outputs what the thresholds are for: a channel per
+        # kernel, and with positions the very maps
+        if self.at and (self.at != self.map_shape if pool == "position"
+                        else self.at[0] != thresholds.shape[0] or min(self.at) < 1):
+            raise ModelError(f"LogicUnits: bits at a call of output shape {self.at} do not "
+                             f"fit {thresholds.shape[0]} units"
+                             + (f" of maps {self.map_shape}" if self.map_shape else ""))
         self.inner = inner
         # contiguous: the tuner writes single thresholds through a flat view
         self.register_buffer("thresholds", thresholds.clone(memory_format=torch.contiguous_format))
@@ -127,6 +143,9 @@ class LogicUnits(nn.Module):
         # from it (bits that unseen images do not flip); set by the tuner
         self.noise = 0.0
         self.noise_generator: torch.Generator | None = None
+        #: Whether the latest call gave bits (False for an earlier call under ``at``): a
+        #: forward hook that collects the bits reads it
+        self.gave_bits = False
 
     @property
     def kernels(self) -> int:
@@ -155,18 +174,26 @@ class LogicUnits(nn.Module):
         """The number of kernels (and levels) in the module's repr."""
         return (f"kernels={self.kernels}" + (f", levels={self.levels}" if self.levels > 1
                                              else "")
-                + (f", pool={self.pool}" if self.pool else ""))
+                + (f", pool={self.pool}" if self.pool else "")
+                + (f", at={self.at}" if self.at else ""))
 
-    def units(self, x: torch.Tensor) -> torch.Tensor:
-        """The continuous units (the wrapped layer's output, pooled with ``pool``)."""
-        u = self.inner(x)
+    def _pooled(self, u: torch.Tensor) -> torch.Tensor:
         if self.pool == "position":
             return u.flatten(1)
         return u.amax(dim=tuple(range(2, u.ndim))) if self.pool and u.ndim > 2 else u
 
+    def units(self, x: torch.Tensor) -> torch.Tensor:
+        """The continuous units (the wrapped layer's output, pooled with ``pool``)."""
+        return self._pooled(self.inner(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Hard 0/1 bits (in training with the straight-through surrogate's gradient)."""
-        u = self.units(x)
+        """Hard 0/1 bits (in training with the straight-through surrogate's gradient); with
+        ``at``, the wrapped layer's own output at a call of another shape."""
+        out = self.inner(x)
+        self.gave_bits = not self.at or tuple(out.shape[1:]) == self.at
+        if not self.gave_bits:
+            return out  # an earlier call of a module the network reuses: not the units
+        u = self._pooled(out)
         if u.ndim < 2 or u.shape[1] != self.kernels:
             raise ModelError(f"LogicUnits: thresholds for {self.kernels} kernels, units of "
                              f"shape {tuple(u.shape)}")
@@ -384,7 +411,7 @@ def replace_layer(model: nn.Module, name: str, module: nn.Module) -> None:
 def logic_info(layer: str, output: str, factory: str | None = None,
                factory_kwargs: Mapping[str, Any] | None = None,
                bypass: Sequence[str] = (), pool: str = "",
-               map_shape: Sequence[int] = ()) -> str:
+               map_shape: Sequence[int] = (), at: Sequence[int] = ()) -> str:
     """Where a tuned network's logic layers go (``layer`` / ``output``), as JSON text.
 
     A spec net's checkpoint keeps it in its spec (``"logic"``), a factory model's in the
@@ -401,6 +428,9 @@ def logic_info(layer: str, output: str, factory: str | None = None,
     pool : str
         :class:`LogicUnits`' ``pool`` (and its ``map_shape`` with ``"position"``).
     map_shape : sequence of int
+    at : sequence of int
+        :class:`LogicUnits`' ``at``: the output shape of the call that gives bits, for a
+        layer the forward pass calls several times.
 
     Returns
     -------
@@ -414,6 +444,8 @@ def logic_info(layer: str, output: str, factory: str | None = None,
         d["pool"] = pool
     if map_shape:
         d["map"] = [int(v) for v in map_shape]
+    if at:
+        d["at"] = [int(v) for v in at]
     if factory:
         d.update(factory=factory, factory_kwargs=dict(factory_kwargs or {}))
     return json.dumps(d, sort_keys=True)
@@ -442,9 +474,11 @@ def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Te
         bypass = d.get("bypass", [])
         pool = d.get("pool", "")
         map_shape = d.get("map", [])
+        at = d.get("at", [])
         if not (isinstance(bypass, list) and all(isinstance(b, str) for b in bypass)
-                and pool in POOLS and isinstance(map_shape, list)
-                and all(type(v) is int for v in map_shape)):
+                and pool in POOLS and all(isinstance(v, list) and len(v) <= 8
+                                          and all(type(i) is int for i in v)
+                                          for v in (map_shape, at))):
             raise TypeError
     except (json.JSONDecodeError, KeyError, TypeError):
         raise ModelError(f"invalid {LOGIC_KEY} metadata in the checkpoint") from None
@@ -458,7 +492,7 @@ def apply_logic_layers(model: nn.Module, info: str, state: Mapping[str, torch.Te
     parent, leaf = _parent(model, layer)
     inner = getattr(parent, leaf)
     replace_layer(model, layer, LogicUnits(inner, torch.zeros(shape), torch.ones(shape[0]),
-                                           pool, map_shape))
+                                           pool, map_shape, at))
     _parent(model, output)  # the output layer must exist in the rebuilt model
     replace_layer(model, output, RuleListHead.from_state(state, f"{output}."))
     for name in bypass:  # each must exist (replace_layer says which does not)

@@ -164,7 +164,7 @@ class TuneRun:
         the probe batch (eval mode)."""
         got: dict[str, torch.Tensor] = {}
         h = self.units.register_forward_hook(
-            lambda m, i, o: got.update(u=m.units(i[0]), b=o))
+            lambda m, i, o: got.update(u=m.units(i[0]), b=o) if m.gave_bits else None)
         try:
             with torch.no_grad():
                 self.net.eval()(self.probe)
@@ -225,7 +225,8 @@ class TuneRun:
     def bits_of(self, x: torch.Tensor) -> np.ndarray:
         """The hard bits of the images ``x`` (eval mode)."""
         got: list[torch.Tensor] = []
-        h = self.units.register_forward_hook(lambda _m, _i, o: got.append(o))
+        h = self.units.register_forward_hook(
+            lambda m, _i, o: got.append(o) if m.gave_bits else None)
         try:
             predict_logits(self.net, x)
         finally:

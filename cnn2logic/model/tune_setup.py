@@ -118,10 +118,10 @@ def wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
     if not isinstance(lin, nn.Linear):
         raise ModelError(f"output layer {output!r} is {type(lin).__name__}, not nn.Linear")
     seen: dict[str, torch.Tensor] = {}
-    calls: list[int] = []
+    calls: list[tuple[int, ...]] = []  # one image's output shape at each call
 
     def on_layer(_m: nn.Module, _i: tuple, o: torch.Tensor) -> None:
-        calls.append(1)
+        calls.append(tuple(o.shape[1:]) if isinstance(o, torch.Tensor) else ())
         seen["u"] = o
 
     # (a forward hook that returns a value replaces the module's output: these return None)
@@ -134,11 +134,16 @@ def wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
         for h in hooks:
             h.remove()
     u, x = seen.get("u"), seen.get("x")
-    if len(calls) > 1:
-        # the bits would replace every call (e.g. one pooling module used after each conv)
-        raise ModelError(f"layer {layer!r} runs {len(calls)} times in one forward pass; "
-                         "tune replaces it by bits at every call: give the network a layer "
-                         "of its own after the last convolution and pass it as --layer")
+    if len(calls) > 1 and calls[-1] in calls[:-1]:
+        # bits only at the last call (what capture and extract read), told apart from the
+        # earlier calls by its shape: here the shapes cannot tell them apart
+        raise ModelError(f"layer {layer!r} runs {len(calls)} times in one forward pass, "
+                         f"its last call with the same output shape {calls[-1]} as an "
+                         "earlier one, so tune cannot give bits at the last call only: give "
+                         "the network a layer of its own after the last convolution and "
+                         "pass it as --layer")
+    # a module reused after every convolution (PyTorch's tutorial net): bits at its last call
+    at = calls[-1] if len(calls) > 1 else ()
     reads = (u is not None and x is not None and u.ndim >= 2 and x.ndim == 2
              and x.shape[0] == u.shape[0] and x[0].numel() == u[0].numel()
              and torch.equal(x, u.reshape(x.shape)))
@@ -184,7 +189,7 @@ def wrap_units(net: nn.Module, layer: str, output: str, x_tr: torch.Tensor,
     scale = torch.as_tensor(np.maximum(values.std(axis=0), 1e-3), dtype=torch.float32)
     units = LogicUnits(modules[layer], t, scale,
                        pool="position" if by_position else "max" if pooled else "",
-                       map_shape=tuple(u.shape[1:]) if by_position else ())
+                       map_shape=tuple(u.shape[1:]) if by_position else (), at=at)
     replace_layer(net, layer, units)
     if pooled:
         replace_layer(net, output, pooled_head(values, th, teacher_logits))

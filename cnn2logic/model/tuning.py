@@ -296,14 +296,15 @@ def save_tuned(model: nn.Module, path: str | os.PathLike[str], *, layer: str | N
     bypass = bypassed_layers(model)
     units = model.get_submodule(layer)
     pool, map_shape = getattr(units, "pool", ""), getattr(units, "map_shape", ())
+    at = getattr(units, "at", ())
     if factory:
         meta = {LOGIC_KEY: logic_info(layer, output, factory, factory_kwargs, bypass, pool,
-                                      map_shape),
+                                      map_shape, at),
                 **(extra or {})}
         save_weights(model, path, extra=meta)
     elif isinstance(model, SpecCNN):
         save_checkpoint(model, path, extra=extra, logic=logic_info(
-            layer, output, bypass=bypass, pool=pool, map_shape=map_shape))
+            layer, output, bypass=bypass, pool=pool, map_shape=map_shape, at=at))
     else:
         raise ModelError("this tuned network is not a cnn2logic spec net: give the factory "
                          "that builds it so that the checkpoint can rebuild it")

@@ -60,6 +60,7 @@ from torch import nn
 
 from ..errors import VisualizationError
 from ..units import REDUCTIONS, fit_binarisation, reduce_maps
+from ._internal import last_calls, layer_calls
 from .measures import (EVIDENCE_KINDS, choose_kinds, class_profile, profile_agreement,
                        selectivity_margins)
 from .receptive import ReceptiveField, find_map_layer, receptive_field
@@ -263,13 +264,16 @@ def capture_peaks(model: nn.Module, layer: str, map_layer: str, images: np.ndarr
     modules = dict(model.named_modules())
     units, peaks, preds = [], [], []
     got: dict[str, list[torch.Tensor]] = {"map": [], "unit": []}
-    # a model run one image at a time (an exported program) fires each hook per image
-    per_image = getattr(model, "one_image_at_a_time", False)
+    # every call is kept and the last of each forward pass read (a module the network
+    # reuses gives its units at its last call, as capture reads them); a model run one
+    # image at a time (an exported program) fires each hook per image
+    first = torch.from_numpy(images[:1])
+    calls = {"map": layer_calls(model, modules[map_layer], first),
+             "unit": layer_calls(model, modules[layer], first)}
 
     def keep(name: str):
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-            if per_image or not got[name]:
-                got[name].append(out.detach())
+            got[name].append(out.detach())
         return hook
 
     handles = [modules[map_layer].register_forward_hook(keep("map"))]
@@ -282,9 +286,10 @@ def capture_peaks(model: nn.Module, layer: str, map_layer: str, images: np.ndarr
                 got["map"].clear()
                 got["unit"].clear()
                 logits = model(torch.from_numpy(images[s:s + batch_size]))
-                u = torch.cat(got["unit"])
+                u = torch.cat(last_calls(got["unit"], calls["unit"]))
                 units.append((reduce_maps(u, reduce) if u.ndim == 4 else u).float().numpy())
-                peaks.append(torch.cat(got["map"]).flatten(2).argmax(dim=2).numpy())
+                peaks.append(torch.cat(last_calls(got["map"], calls["map"]))
+                             .flatten(2).argmax(dim=2).numpy())
                 preds.append(logits.argmax(1).numpy() if isinstance(logits, torch.Tensor)
                              and logits.ndim == 2 else np.full(len(u), -1))
     finally:

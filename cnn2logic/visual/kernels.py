@@ -107,7 +107,10 @@ def visualize(model: nn.Module, layer: str = "pool", images: Any = None, *,
                       top=top, top_index=top_index, reduce=reduce, batch_size=batch_size,
                       seed=seed, progress=progress)
     seconds["smoothgrad"] = time.perf_counter() - t1
-    conv = input_conv(model, layer)
+    # a layer run several times is read at its last call, whose kernels come after another
+    # conv (the tutorial net's pool after conv2), not the first conv defined before it
+    once = units.calls(torch.zeros((1, *maps.shape[1:]))) == 1
+    conv = input_conv(model, layer) if once else None
     filters = corr = None
     if conv is not None and conv.in_channels == maps.shape[1]:
         # (a conv defined first but given another layer's output has other in_channels)

@@ -36,13 +36,10 @@ import torch
 from torch import nn
 
 from ..errors import ActivationError, ModelError, VisualizationError
+from ._internal import Captured, layer_calls, stop_at_last_call
 
 _PROBE = 4.0  # the perturbation: far outside [0, 1] so every dependent position changes
 _PROBE_BASES = 3  # random base images (a dead ReLU on one is alive on another)
-
-
-class _Stop(Exception):
-    """Raised by a hook to end the forward pass once the needed outputs are captured."""
 
 
 def _modules(model: nn.Module, layer: str) -> dict[str, nn.Module]:
@@ -79,38 +76,45 @@ def find_map_layer(model: nn.Module, layer: str, sample: torch.Tensor) -> tuple[
         ``layer`` is not run by the model's forward, or its output is not 2-D/4-D.
     """
     modules = _modules(model, layer)
+    # a layer the forward pass runs several times is read at its last call (as capture
+    # reads it); its earlier calls are ordinary modules run before it
+    calls = layer_calls(model, modules[layer], sample)
     seen: list[tuple[str, tuple, torch.Tensor]] = []
-    target: list[tuple] = []
     started = [False]
+    pre_calls = [0]
 
     def record(name: str):
-        def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if name == layer:
-                target.append(tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ())
-                raise _Stop
+        stop = stop_at_last_call(calls) if name == layer else None
+
+        def hook(m: nn.Module, i: object, out: object) -> None:
+            if stop is not None:
+                stop(m, i, out)
             if not started[0] and isinstance(out, torch.Tensor) and out.ndim == 4:
                 seen.append((name, tuple(out.shape[1:]), out))
         return hook
 
     def pre(_m: nn.Module, _i: object) -> None:
-        started[0] = True  # modules inside the layer run after this: not before it
+        pre_calls[0] += 1
+        if pre_calls[0] == calls:
+            started[0] = True  # modules inside the layer run after this: not before it
 
     handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
     handles.append(modules[layer].register_forward_pre_hook(pre))
     was_training = model.training
     model.eval()
+    out: object = None
     try:
         with torch.no_grad():
             model(sample)
-    except _Stop:
-        pass
+    except Captured as cap:
+        out = cap.output
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    if not target:
+    if out is None:
         raise ActivationError(f"layer {layer!r} is not used by the model's forward")
-    shape = target[0]
+    shape = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else ()
     if len(shape) not in (1, 3):
         raise ActivationError(f"layer {layer!r} outputs shape {shape}; expected (n, c, h, w) "
                               "or (n, c)")
@@ -305,12 +309,7 @@ def _maps(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int) -> tor
     """``layer``'s output for ``x``, ``batch_size`` images per pass, the pass stopped there."""
     module = dict(model.named_modules())[layer]
     grabbed: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> None:
-        grabbed.append(out.detach())
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
+    handle = module.register_forward_hook(stop_at_last_call(layer_calls(model, module, x[:1])))
     was_training = model.training
     model.eval()
     one = getattr(model, "one_image_at_a_time", False)
@@ -320,8 +319,8 @@ def _maps(model: nn.Module, layer: str, x: torch.Tensor, batch_size: int) -> tor
             for s in range(0, len(x), step):
                 try:
                     model(x[s:s + step])
-                except _Stop:
-                    pass
+                except Captured as cap:
+                    grabbed.append(cap.output.detach())
     finally:
         handle.remove()
         model.train(was_training)

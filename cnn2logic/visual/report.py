@@ -57,6 +57,7 @@ from ..export.markdown import (METRIC_ROWS, replaces_sentence,  # one source for
                                rule_kind_sentence)
 from ..labels import display, kernel_labels
 from ..rules import Literal, Rule, RuleSet
+from ..unitnames import kernel_of
 from .gallery import GALLERY_CSS, kernel_anchor, kernel_section, literal_thumbnail
 from .graph import kernel_graph
 from .graph_draw import graph_png
@@ -429,6 +430,15 @@ def _sections(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any], *,
     return sections
 
 
+def _units_fact(rules: RuleSet) -> str:
+    """"16 kernels", or "256 units of 16 kernels" when a kernel has several units (bits
+    per map position ``k3_r1c2`` or per level ``k3_2``)."""
+    kernels = {kernel_of(v.name) for v in rules.variables}
+    if None in kernels or len(kernels) == len(rules.variables):
+        return f"{len(rules.variables)} kernels"
+    return f"{len(rules.variables)} units of {len(kernels)} kernels"
+
+
 def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
                   metrics: Mapping[str, Any] | None = None,
                   confusion: Sequence[Sequence[int]] | None = None,
@@ -486,7 +496,7 @@ def render_report(rules: RuleSet, *, visuals: KernelVisuals | None = None,
     heading = title or f"cnn2logic report: {architecture or 'model'} rules"
     facts = [f"architecture <b>{html.escape(architecture or 'unknown')}</b>",
              f"layer <code>{html.escape(layer)}</code>",
-             f"{len(rules.variables)} kernels", f"{len(rules.heads)} heads",
+             _units_fact(rules), f"{len(rules.heads)} heads",
              f"{len(rules.rules)} rules"]
     for key in ("model", "method", "data"):
         if meta.get(key):

@@ -56,6 +56,7 @@ from tqdm import tqdm
 from ..data import as_split
 from ..errors import ActivationError, ModelError, VisualizationError
 from ..units import REDUCTIONS, capture, layer_unit_names, reduce_maps
+from ._internal import Captured, layer_calls, stop_at_last_call
 
 SMOOTHGRAD_MEAN = 0.0  # the paper's noise mean (captum's noise is always centred)
 SMOOTHGRAD_STDEV = 0.1  # the paper's noise standard deviation
@@ -67,16 +68,6 @@ ACTMAX_CONTRAST = 1.0  # weight of the other units in the contrastive objective
 
 
 # -- the unit as a differentiable function of the input --------------------------------
-class _Captured(Exception):
-    def __init__(self, output: torch.Tensor) -> None:
-        super().__init__("captured")
-        self.output = output
-
-
-def _stop_hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-    raise _Captured(output)
-
-
 #: Where a thresholded layer keeps the layer it wraps (``LogicUnits.inner`` of a tuned
 #: network, :mod:`cnn2logic.model.logic_head`).
 WRAPPED = "inner"
@@ -136,6 +127,14 @@ class LayerUnits(nn.Module):
         self.layer = layer
         self.reduce = reduce
         self._target = modules[layer]
+        self._calls: int | None = None
+
+    def calls(self, x: torch.Tensor) -> int:
+        """How many times the forward pass runs ``layer`` (counted on ``x`` once, then
+        remembered); its units are those of the last call, as ``capture`` reads them."""
+        if self._calls is None:
+            self._calls = layer_calls(self.model, self._target, x[:1].detach())
+        return self._calls
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The units ``(n, kernels)`` of the images ``x`` ``(n, c, h, w)``.
@@ -150,10 +149,10 @@ class LayerUnits(nn.Module):
         return self._units(x)
 
     def _units(self, x: torch.Tensor) -> torch.Tensor:
-        handle = self._target.register_forward_hook(_stop_hook)
+        handle = self._target.register_forward_hook(stop_at_last_call(self.calls(x)))
         try:
             self.model(x)
-        except _Captured as cap:
+        except Captured as cap:
             out = cap.output
         else:  # pragma: no cover - a module that is never called in forward
             raise ActivationError(f"layer {self.layer!r} is not used by the model's forward")
