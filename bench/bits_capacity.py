@@ -13,7 +13,9 @@ of that budget reads from the untuned units.  With ``--tuned N`` the bits are th
 network fine-tuned for ``N`` iterations by ``cnn2logic tune`` (``--levels`` thresholds per
 kernel, one value per run); ``--tree`` adds CART trees of 30, 60 and 200 leaves (a leaf is
 a rule, its depth its literals) beside the list: is the list learner or the budget the
-limit?
+limit?  ``--layer NAME --reduce position`` captures another layer, one unit per kernel and
+map position (paper1's ``act1``: the 10 x 2 x 2 sigmoid maps before the pool), to measure
+bits taken before the pool.
 
 Run::
 
@@ -89,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="the bits of the network tuned for N iterations (one --levels)")
     ap.add_argument("--tree", action="store_true",
                     help="also CART trees of 30, 60 and 200 leaves on each code")
+    ap.add_argument("--layer", default=None,
+                    help="capture this layer instead of the kernel layer (untuned only)")
+    ap.add_argument("--reduce", default="max", choices=("max", "position"),
+                    help="with --layer: a unit per kernel (max) or per kernel and position")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.tuned and len(args.levels) != 1:
         ap.error("--tuned takes one --levels value")
+    if args.tuned and args.layer:
+        ap.error("--layer reads the untuned network")
     data = load_data(args.data, train_size=50_000)
     x_tr, y_tr = data.train.tensors()
     x_te, y_te = data.test.tensors()
@@ -101,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
                  "data": data.source, "seed": args.seed, "nets": {}}
     for net in args.nets:
         model, metrics = model_for(net, args.seed, data)
-        u_tr = capture(model, LAYER[net], x_tr, progress=False).values
-        u_te = capture(model, LAYER[net], x_te, progress=False).values
+        where = dict(layer=args.layer or LAYER[net], reduce=args.reduce, progress=False)
+        u_tr = capture(model, images=x_tr, **where).values
+        u_te = capture(model, images=x_te, **where).values
         logreg = lambda a, b: float(LogisticRegression(max_iter=3000).fit(  # noqa: E731
             a, y_tr).score(b, y_te))
         row = {"network_test_accuracy": metrics.get("test_accuracy"),
-               "kernels": int(u_tr.shape[1]),
+               "layer": where["layer"], "reduce": args.reduce, "units": int(u_tr.shape[1]),
                "real_units_logreg": round(logreg(u_tr, u_te), 4), "levels": {}}
         if args.tuned:
             from _readable_nets import OUTPUT
