@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["kernel_names", "position_names", "level_names", "kernel_of"]
+__all__ = ["kernel_names", "position_names", "level_names", "kernel_of", "position_of"]
 
 # kernel, then at most one of: a map position (_r1c2) or a threshold level (_2)
-_UNIT = re.compile(r"k([1-9][0-9]*)(?:_r[1-9][0-9]*c[1-9][0-9]*|_[1-9][0-9]*)?")
+_UNIT = re.compile(r"k([1-9][0-9]*)(?:_r([1-9][0-9]*)c([1-9][0-9]*)|_[1-9][0-9]*)?")
 
 
 def kernel_names(layer: str, n: int, qualified: bool = False) -> tuple[str, ...]:
@@ -102,3 +102,25 @@ def kernel_of(name: str) -> int | None:
     """
     match = _UNIT.fullmatch(name.rsplit(".", 1)[-1])
     return int(match.group(1)) if match else None
+
+
+def position_of(name: str) -> tuple[int, int] | None:
+    """The 1-based map position ``(row, col)`` of a position unit (``k3_r1c2``: (1, 2)),
+    or None for any other name.
+
+    Parameters
+    ----------
+    name : str
+        Optionally qualified (``pool.k3_r1c2``).
+
+    Returns
+    -------
+    (int, int) or None
+
+    Example
+    -------
+    >>> position_of("pool.k3_r1c2"), position_of("k3_2")
+    ((1, 2), None)
+    """
+    match = _UNIT.fullmatch(name.rsplit(".", 1)[-1])
+    return (int(match.group(2)), int(match.group(3))) if match and match.group(2) else None

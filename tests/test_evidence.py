@@ -284,3 +284,30 @@ def test_a_layer_run_twice_is_pictured_at_its_last_call_as_capture_reads_it():
     vis = visualize(net, "pool", data, samples=2, top=2, actmax_steps=2, progress=False)
     # three kernels, and no filter: conv1's (defined before pool) are not these kernels'
     assert vis.smoothgrad.shape[0] == 3 and vis.filters is None
+
+
+def test_a_position_literal_shows_the_window_it_sees():
+    import io
+
+    from PIL import Image
+
+    from cnn2logic.unitnames import position_of
+    from cnn2logic.visual.gallery import literal_thumbnail
+    torch.manual_seed(0)
+    net = _ReusedPool().eval()
+    x = torch.rand(6, 1, 16, 16)
+    data = ImageSet(x.numpy(), np.arange(6) % 2, ("a", "b"), "random")
+    vis = visualize(net, "pool", data, samples=2, top=2, actmax_steps=2, progress=False)
+    box = vis.evidence.receptive.boxes[1, 0]  # row 2, column 1: rows 4..13, columns 0..9
+    assert position_of("k2_r2c1") == (2, 1) and tuple(box) == (4, 0, 14, 10)
+    plain, where = (np.asarray(Image.open(io.BytesIO(png))) for png in (
+        literal_thumbnail(vis, 1), literal_thumbnail(vis, 1, position_of("k2_r2c1"))))
+    # the patches as before, then a gap and the 16 x 16 input frame (both drawn 2x)
+    assert where.shape[1] == plain.shape[1] + 2 * (2 + 16)
+    np.testing.assert_array_equal(where[:plain.shape[0], :plain.shape[1]], plain)
+    frame = where[:32, plain.shape[1] + 4:]
+    lit = (frame == [255, 214, 0]).all(axis=2)
+    assert lit.sum() == 4 * 10 * 10 and lit[8:28, 0:20].all()
+    # a position outside the map: the patches alone
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(io.BytesIO(literal_thumbnail(vis, 1, (3, 1))))), plain)

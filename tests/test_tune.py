@@ -84,6 +84,11 @@ def test_tune_gives_a_small_program_that_is_the_network(tuned, data):
     assert res.rules.meta["rulelist"] == {"embedded": True}
     assert res.rules.meta["rule_kind"] == "exact"
     assert len(res.rules.rules) == m["rules"]
+    # each rule records the share of training images it decides, and agrees there with
+    # the network (the list is the network's output layer)
+    shares = [r.stats["support"] for r in res.rules.rules]
+    assert 0 < sum(shares) <= 1 + 1e-5 and all(s > 0 for s in shares)
+    assert all(r.stats["precision"] == 1.0 for r in res.rules.rules)
 
 
 def test_original_is_left_alone(paper1, tuned):
@@ -651,7 +656,8 @@ def test_cli_a_pool_called_after_every_convolution_gives_bits_at_its_last_call(
     assert main(["report", str(tmp_path / "tuned.safetensors"), str(tmp_path / "r" / "rules.json"),
                  "--factory", factory, "--data", str(data_dir), "--samples", "4",
                  "--out", str(page), "--no-progress"]) == 0
-    assert "256 units of 16 kernels" in page.read_text()
+    text = page.read_text()
+    assert "256 units of 16 kernels" in text and "the window that position sees" in text
 
 
 def test_cli_a_layer_called_twice_with_one_shape_is_refused_in_one_line(hidden_head, data_dir,

@@ -763,7 +763,24 @@ class _Embedded(Extractor):
         self.program = program
 
     def fit(self, X, y=None, *, output=None, variables=None, heads=None) -> "_Embedded":
-        self.rules_ = self.program
+        # each rule's share of the training images it decides and the agreement there with
+        # ``y`` (the network's predictions: 1.0 by construction), as a fitted list records
+        # them, so that the report's and rules.md's columns are filled for a tuned network
+        program = self.program
+        if y is not None and len(X):
+            first = program.first_rule(np.asarray(X, dtype=bool))
+            target = np.asarray(y)
+            index = {h: i for i, h in enumerate(program.head_names)}
+            rules = []
+            for i, rule in enumerate(program.rules):
+                mine = first == i
+                n = int(mine.sum())
+                rules.append(Rule(rule.head, rule.body, rule.min_true, {
+                    "support": round(n / len(first), 6),
+                    "precision": round(float((target[mine] == index[rule.head]).mean()), 6)
+                    if n else 0.0}))
+            program = program.replace(rules=tuple(rules))
+        self.rules_ = program
         return self
 
 

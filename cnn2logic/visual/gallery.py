@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from ..rules import RuleSet
-from .images import grid_png, patch_mosaic_png, patch_strip_png, png_bytes, to_rgb
+from .images import grid_png, patch_mosaic_png, patch_strip_png, png_bytes, to_rgb, where_rgb
 from .relations import literal_uses
 from .visuals import KernelVisuals, match_kernels
 
@@ -61,16 +61,35 @@ def kernel_anchor(name: str) -> str:
     return "kernel-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def literal_thumbnail(vis: KernelVisuals, index: int) -> bytes:
+def literal_thumbnail(vis: KernelVisuals, index: int,
+                      position: tuple[int, int] | None = None) -> bytes:
     """The PNG shown with a rule literal: the kernel's first 4 top patches as a mosaic,
     or its SmoothGrad image when there is no evidence.
+
+    Parameters
+    ----------
+    vis : KernelVisuals
+    index : int
+        The kernel.
+    position : (row, col), optional
+        1-based map position of a position unit (``k3_r1c2``,
+        :func:`cnn2logic.unitnames.position_of`): the window of the input it sees is drawn
+        beside the patches, when the evidence's receptive field is that of the layer's own
+        map (the positions the names count).
 
     Returns
     -------
     bytes
     """
-    if vis.evidence is not None:
-        return patch_mosaic_png(vis.evidence.patches[index], 4, 2)
+    ev = vis.evidence
+    if ev is not None:
+        where = None
+        boxes = ev.receptive.boxes
+        if (position is not None and ev.map_layer == ev.layer
+                and 1 <= position[0] <= boxes.shape[0] and 1 <= position[1] <= boxes.shape[1]):
+            where = where_rgb(boxes[position[0] - 1, position[1] - 1],
+                              tuple(ev.receptive.input_shape[1:]))
+        return patch_mosaic_png(ev.patches[index], 4, 2, where)
     return png_bytes(to_rgb(vis.smoothgrad[index], "signed"), 2)
 
 

@@ -244,8 +244,36 @@ def patch_strip_png(patches: np.ndarray, scale: int = 3, gap: int = 2) -> bytes:
     return png_bytes(out, scale)
 
 
-def patch_mosaic_png(patches: np.ndarray, n: int = 4, scale: int = 2) -> bytes:
-    """The first ``n`` crops as a near-square mosaic (a rule literal's thumbnail).
+_WHERE_IMAGE = np.array([70, 70, 70], dtype=np.uint8)  # the image outside the window
+_WHERE_WINDOW = np.array([255, 214, 0], dtype=np.uint8)  # the window a position sees
+
+
+def where_rgb(box: Sequence[int], input_hw: tuple[int, int]) -> np.ndarray:
+    """The input image's frame with one position's window filled: where a position unit
+    (``k3_r1c2``) looks.
+
+    Parameters
+    ----------
+    box : (top, left, bottom, right)
+        The window in input pixels, bottom/right exclusive
+        (:attr:`cnn2logic.visual.receptive.ReceptiveField.boxes`).
+    input_hw : (H, W)
+
+    Returns
+    -------
+    ndarray (H, W, 3), uint8
+    """
+    out = np.empty((*input_hw, 3), np.uint8)
+    out[:] = _WHERE_IMAGE
+    t, l, b, r = (int(v) for v in box)
+    out[max(t, 0):b, max(l, 0):r] = _WHERE_WINDOW
+    return out
+
+
+def patch_mosaic_png(patches: np.ndarray, n: int = 4, scale: int = 2,
+                     where: np.ndarray | None = None) -> bytes:
+    """The first ``n`` crops as a near-square mosaic (a rule literal's thumbnail), and
+    ``where`` (:func:`where_rgb`) beside it when given.
 
     Returns
     -------
@@ -259,6 +287,12 @@ def patch_mosaic_png(patches: np.ndarray, n: int = 4, scale: int = 2) -> bytes:
     for k, p in enumerate(pics):
         r, c = divmod(k, cols)
         out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = p
+    if where is not None:  # white-padded to one height, a 2-pixel gap between
+        height = max(out.shape[0], where.shape[0])
+        both = np.full((height, out.shape[1] + 2 + where.shape[1], 3), 255, np.uint8)
+        both[:out.shape[0], :out.shape[1]] = out
+        both[:where.shape[0], out.shape[1] + 2:] = where
+        out = both
     return png_bytes(out, scale)
 
 

@@ -57,7 +57,7 @@ from ..export.markdown import (METRIC_ROWS, replaces_sentence,  # one source for
                                rule_kind_sentence)
 from ..labels import display, kernel_labels
 from ..rules import Literal, Rule, RuleSet
-from ..unitnames import kernel_of
+from ..unitnames import kernel_of, position_of
 from .gallery import GALLERY_CSS, kernel_anchor, kernel_section, literal_thumbnail
 from .graph import kernel_graph
 from .graph_draw import graph_png
@@ -82,7 +82,7 @@ th{background:#f0f0f0}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .lit{display:inline-flex;flex-direction:column;align-items:center;margin:2px 3px;
 padding:2px;border-radius:4px;font-size:.82em;vertical-align:middle}
-.lit img{width:56px;height:56px;image-rendering:pixelated;display:block}
+.lit img{width:auto;height:56px;image-rendering:pixelated;display:block}
 .lit.pos{border:2px solid #1a7f37}
 .lit.neg{border:2px dashed #c62828}
 .lit.neg img{opacity:.45}
@@ -175,7 +175,8 @@ class _Thumbs:
         if var not in self.index or self.vis is None:
             return None
         if var not in self._cache:  # the kernel's top patches when there is evidence
-            self._cache[var] = _data_uri(literal_thumbnail(self.vis, self.index[var]))
+            self._cache[var] = _data_uri(literal_thumbnail(self.vis, self.index[var],
+                                                           position_of(var)))
         return self._cache[var]
 
     def href(self, var: str) -> str | None:
@@ -189,7 +190,7 @@ class _Thumbs:
         if var not in self.index or self.vis is None:
             return None
         if self.vis.evidence is not None:
-            return literal_thumbnail(self.vis, self.index[var])
+            return literal_thumbnail(self.vis, self.index[var], position_of(var))
         return to_rgb(self.vis.smoothgrad[self.index[var]], "signed")
 
 
@@ -296,7 +297,16 @@ def _program_pictures(rules: RuleSet, thumbs: _Thumbs) -> str:
     return ("<p>The program in order: each rule decides the images on which no rule above "
             "it fired. Green frame: the kernel must fire (its pooled unit ≥ threshold); red "
             "dashed, faded: it must not. Share and agreement (with the network) are "
-            f"measured on the training images.</p><table>{''.join(rows)}</table>")
+            f"measured on the training images.{_where_note(rules)}</p>"
+            f"<table>{''.join(rows)}</table>")
+
+
+def _where_note(rules: RuleSet) -> str:
+    if not any(position_of(v.name) for v in rules.variables):
+        return ""
+    return (" A unit of one map position (k3_r1c2: kernel 3 at row 1, column 2) shows, "
+            "beside its kernel's top patches, the input with the window that position "
+            "sees in yellow.")
 
 
 def _rules_section(rules: RuleSet, thumbs: _Thumbs, meta: Mapping[str, Any]) -> str:
