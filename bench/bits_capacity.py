@@ -13,7 +13,8 @@ of that budget reads from the untuned units.  With ``--tuned N`` the bits are th
 network fine-tuned for ``N`` iterations by ``cnn2logic tune`` (``--levels`` thresholds per
 kernel, one value per run); ``--tree`` adds CART trees of 30, 60 and 200 leaves (a leaf is
 a rule, its depth its literals) beside the list: is the list learner or the budget the
-limit?  ``--layer NAME --reduce position`` captures another layer, one unit per kernel and
+limit?  ``--max-n N ..`` adds lists whose M-of-N rules read at most N literals.
+``--layer NAME --reduce position`` captures another layer, one unit per kernel and
 map position (paper1's ``act1``: the 10 x 2 x 2 sigmoid maps before the pool), to measure
 bits taken before the pool.
 
@@ -64,14 +65,18 @@ def tree_rules(b_tr: np.ndarray, y_tr: np.ndarray, b_te: np.ndarray, y_te: np.nd
 
 
 def list_rules(b_tr: np.ndarray, y_tr: np.ndarray, b_te: np.ndarray, y_te: np.ndarray,
-               rules: int) -> dict:
-    """``extract``'s rule list with ``rules`` rules / 10 x literals, fitted to the labels."""
+               rules: int, max_n: int | None = None) -> dict:
+    """``extract``'s rule list with ``rules`` rules / 10 x literals, fitted to the labels
+    (M-of-N rules over at most ``max_n`` literals when given)."""
     from cnn2logic.extract.rulelist import RuleListExtractor
 
-    rs = RuleListExtractor(max_rules=rules, max_literals=10 * rules).fit(b_tr, y_tr).rules_
+    kw = {} if max_n is None else {"max_n": max_n}
+    rs = RuleListExtractor(max_rules=rules, max_literals=10 * rules, **kw).fit(
+        b_tr, y_tr).rules_
     return {"test": round(float((rs.predict_index(b_te) == y_te).mean()), 4),
             "train": round(float((rs.predict_index(b_tr) == y_tr).mean()), 4),
-            "rules": len(rs.rules), "literals": sum(len(r.body) for r in rs.rules)}
+            "rules": len(rs.rules), "literals": sum(len(r.body) for r in rs.rules),
+            "longest": max((len(r.body) for r in rs.rules), default=0)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the bits of the network tuned for N iterations (one --levels)")
     ap.add_argument("--tree", action="store_true",
                     help="also CART trees of 30, 60 and 200 leaves on each code")
+    ap.add_argument("--max-n", type=int, nargs="+", default=[], metavar="N",
+                    help="with --rulelist: also lists whose M-of-N rules read at most N "
+                         "literals (shorter rules, how much accuracy they cost)")
     ap.add_argument("--layer", default=None,
                     help="capture this layer instead of the kernel layer (untuned only)")
     ap.add_argument("--reduce", default="max", choices=("max", "position"),
@@ -144,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
                 for rules in (30, 60) if args.tree else (30,):
                     row["levels"][str(levels)][f"rulelist_{rules}"] = list_rules(
                         b_tr, y_tr, b_te, y_te, rules)
+                for n in args.max_n:
+                    row["levels"][str(levels)][f"rulelist_30_max_n_{n}"] = list_rules(
+                        b_tr, y_tr, b_te, y_te, 30, n)
             if args.tree:
                 for leaves in (30, 60, 200):
                     row["levels"][str(levels)][f"tree_{leaves}"] = tree_rules(

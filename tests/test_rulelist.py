@@ -96,6 +96,22 @@ def test_budget_is_respected():
         assert fid[-1] == max(fid) or fid[-1] >= fid[0]
 
 
+def test_one_cap_on_the_longest_rule():
+    # class 1 when at least 9 of 16 bits are on: the default list reads it with one long
+    # M-of-N rule; capped at 5 literals, every rule (conjunction or M-of-N) stays short
+    rng = np.random.default_rng(2)
+    X = rng.random((4000, 16)) < 0.5
+    y = (X.sum(axis=1) >= 9).astype(int)
+    free = RuleListExtractor().fit(X, y).rules_
+    assert max(len(r.body) for r in free.rules) > 5
+    assert "max_rule_literals" not in free.meta["rulelist"]  # older files unchanged
+    capped = RuleListExtractor(max_rule_literals=5).fit(X, y).rules_
+    assert capped.rules and max(len(r.body) for r in capped.rules) <= 5
+    assert capped.meta["rulelist"]["max_rule_literals"] == 5
+    with pytest.raises(ExtractionError, match="max_rule_literals"):
+        RuleListExtractor(max_rule_literals=0)
+
+
 def test_deterministic(fitted):
     X, y, weights, ext = fitted
     again = RuleListExtractor(max_rules=6).fit(X, y, sample_weight=weights,

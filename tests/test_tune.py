@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import json
 import struct
 from pathlib import Path
@@ -89,6 +90,14 @@ def test_tune_gives_a_small_program_that_is_the_network(tuned, data):
     shares = [r.stats["support"] for r in res.rules.rules]
     assert 0 < sum(shares) <= 1 + 1e-5 and all(s > 0 for s in shares)
     assert all(r.stats["precision"] == 1.0 for r in res.rules.rules)
+
+
+def test_a_cap_on_the_longest_rule_holds_in_the_tuned_program(paper1, data):
+    model, m = tune_model(paper1, data, config=replace(FAST, max_rule_literals=2))
+    res, agree = _every_image_agrees(model, data)
+    assert agree and res.rules.rules and max(len(r.body) for r in res.rules.rules) <= 2
+    with pytest.raises(Exception, match="max_rule_literals must be an integer ≥ 1"):
+        TuneConfig(max_rule_literals=0)
 
 
 def test_original_is_left_alone(paper1, tuned):

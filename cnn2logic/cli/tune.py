@@ -65,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, default=_DEFAULTS.lr)
     p.add_argument("--max-rules", type=positive_int, default=_DEFAULTS.max_rules)
     p.add_argument("--max-literals", type=positive_int, default=_DEFAULTS.max_literals)
+    p.add_argument("--max-rule-literals", type=positive_int, default=None,
+                   help="at most this many literals in any one rule (default: 8 in a "
+                        "conjunction, 40 in an M-of-N rule)")
     p.add_argument("--warm-share", type=float, default=_DEFAULTS.warm_share,
                    help="share of the steps with straight-through bits and the linear head "
                         "before the rule list takes over (0..1)")
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     config = TuneConfig(iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
                         warm_share=args.warm_share, distill=args.distill, rounds=args.rounds,
                         max_rules=args.max_rules, max_literals=args.max_literals,
-                        target=args.target, max_kernels=args.max_kernels,
+                        max_rule_literals=args.max_rule_literals, target=args.target,
+                        max_kernels=args.max_kernels,
                         class_kernels=args.class_kernels, bit_noise=args.bit_noise,
                         levels=args.levels, map_bits=args.map_bits, warm_head=args.warm_head,
                         seed=args.seed,

@@ -106,6 +106,10 @@ class RuleListSettings(Settings):
     max_literals: int = setting(300, parse="positive_int",
                                 check=at_least_one("max_literals"),
                                 help="rulelist: at most this many literals in all rules")
+    max_rule_literals: int | None = setting(
+        None, parse="positive_int", check=at_least_one("max_rule_literals"),
+        help="rulelist: at most this many literals in any one rule (default: 8 in a "
+             "conjunction, 40 in an M-of-N rule)")
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,10 @@ class RuleListExtractor(Extractor):
     insert_rounds : int
         Most insertions per revision pass (each costs one search per list position); at
         most 1 on a wide problem (:data:`WIDE_WORK`).
+    max_rule_literals : int, optional
+        Most literals in any one rule: caps ``max_depth`` and ``max_n`` (None: those
+        two).  On many distributed bits (a bit per map position) the list otherwise
+        spends its literals on a few M-of-N rules over 30 and more literals.
 
     Attributes
     ----------
@@ -186,8 +194,12 @@ class RuleListExtractor(Extractor):
                  max_n: int = 40, beam: int = 6, alphas: Sequence[float] = (0.75, 0.5, 1.0),
                  literal_cost: float = 1e-5, min_support: float = 1e-4,
                  passes: int = 2, ranking: str = "auto", defaults: int = 2,
-                 insert_rounds: int = 10) -> None:
+                 insert_rounds: int = 10, max_rule_literals: int | None = None) -> None:
         check_count("max_rules", max_rules)
+        if max_rule_literals is not None:
+            check_count("max_rule_literals", max_rule_literals)
+            # one cap on a rule's length, whatever its kind
+            max_depth, max_n = min(max_depth, max_rule_literals), min(max_n, max_rule_literals)
         check_count("max_literals", max_literals)
         check_count("max_depth", max_depth)
         check_count("beam", beam)
@@ -202,6 +214,7 @@ class RuleListExtractor(Extractor):
             if not np.isfinite(value) or not 0 <= value < 1:
                 raise ExtractionError(f"{name} must be in [0, 1), got {value!r}")
         self.max_rules, self.max_literals = int(max_rules), int(max_literals)
+        self.max_rule_literals = None if max_rule_literals is None else int(max_rule_literals)
         self.max_depth, self.max_n, self.beam = int(max_depth), int(max_n), int(beam)
         self.alphas, self.literal_cost = alphas, float(literal_cost)
         self.min_support, self.passes = float(min_support), int(passes)
@@ -702,6 +715,8 @@ class RuleListExtractor(Extractor):
             "insert_rounds": self._insert_rounds,
             "distinct_codes": int(len(self._C)), "curve": curve,
             "train_fidelity": self.curve_[-1]["train_fidelity"]}}
+        if self.max_rule_literals is not None:  # absent otherwise: older files unchanged
+            meta["rulelist"]["max_rule_literals"] = self.max_rule_literals
         return RuleSet(tuple(variables), tuple(heads), tuple(out), heads[default].name, meta)
 
 
@@ -747,7 +762,8 @@ def prepare(inputs: ModelInputs) -> Prepared:
                                                     {"rulelist": {"embedded": True},
                                                      "rule_kind": "exact"}))
     bin_ = binarise(inputs, auto_threshold if config.threshold == "auto" else config.threshold)
-    extractor = RuleListExtractor(max_rules=config.max_rules, max_literals=config.max_literals)
+    extractor = RuleListExtractor(max_rules=config.max_rules, max_literals=config.max_literals,
+                                  max_rule_literals=config.max_rule_literals)
 
     def finish(ext: RuleListExtractor) -> Outcome:
         return learned_outcome(inputs, bin_, ext.rules_,

@@ -46,6 +46,9 @@ class TuneConfig:
         Rounds of training against the list (the list is refitted after each).
     max_rules, max_literals : int
         The program's budget (``extract``'s defaults).
+    max_rule_literals : int, optional
+        Most literals in any one rule (None: the list's own limits, 8 in a conjunction and
+        40 in an M-of-N rule).
     target : {"labels", "teacher"}
         What the list is fitted to: the training labels or the original network's
         predictions.
@@ -101,6 +104,7 @@ class TuneConfig:
     rounds: int = 2
     max_rules: int = 30
     max_literals: int = 300
+    max_rule_literals: int | None = None
     target: str = "labels"
     max_kernels: int = 0
     class_kernels: int = 0
@@ -121,6 +125,10 @@ class TuneConfig:
                      "check_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ModelError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
+        if self.max_rule_literals is not None and (
+                not isinstance(self.max_rule_literals, int) or self.max_rule_literals < 1):
+            raise ModelError("max_rule_literals must be an integer ≥ 1, got "
+                             f"{self.max_rule_literals!r}")
         if not isinstance(self.levels, int) or not 1 <= self.levels <= MAX_LEVELS:
             raise ModelError(f"levels must be an integer in [1, {MAX_LEVELS}], got "
                              f"{self.levels!r}")

@@ -246,7 +246,8 @@ def fit_head(run: TuneRun, classes: int) -> RuleListHead:
     names_read = [names[j] for j in run.selected]
     # the learner works on the distinct codes with a class-count table itself
     ext = RuleListExtractor(max_rules=run.config.max_rules,
-                            max_literals=run.config.max_literals)
+                            max_literals=run.config.max_literals,
+                            max_rule_literals=run.config.max_rule_literals)
     ext.fit(bits, y, variables=names_read, heads=[str(c) for c in range(classes)])
     rs = ext.rules_
     index = {n: j for j, n in enumerate(names)}
