@@ -79,7 +79,7 @@ def _every_image_agrees(model, data, layer="pool", output="out"):
 def test_tune_gives_a_small_program_that_is_the_network(tuned, data):
     model, m = tuned
     assert m["rules"] <= 30 and m["literals"] <= 300 and m["rules"] >= 1
-    assert m["iterations"] == 40
+    assert m["iterations"] == 40 and m["max_rule_literals"] is None  # kernel bits: no cap
     res, agree = _every_image_agrees(model, data)
     assert agree and res.metrics["fidelity"] == 1.0
     assert res.rules.meta["rulelist"] == {"embedded": True}
@@ -623,6 +623,8 @@ def test_cli_a_head_that_reads_flattened_maps_gets_a_bit_per_position(flat_heads
                        (units.inner(before).flatten(1) >= units.thresholds).float())
     read = {lit[0] for r in doc["rules"] for lit in r["body"]}
     assert read and read <= set(units.unit_names)
+    # position bits: rules of at most 16 literals unless asked otherwise
+    assert m["max_rule_literals"] == 16 and max(len(r["body"]) for r in doc["rules"]) <= 16
 
 
 def test_cli_a_head_that_reads_large_flattened_maps_gets_pooled_bits(flat_heads, data_dir,

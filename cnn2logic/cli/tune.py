@@ -66,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rules", type=positive_int, default=_DEFAULTS.max_rules)
     p.add_argument("--max-literals", type=positive_int, default=_DEFAULTS.max_literals)
     p.add_argument("--max-rule-literals", type=positive_int, default=None,
-                   help="at most this many literals in any one rule (default: 8 in a "
-                        "conjunction, 40 in an M-of-N rule)")
+                   help="at most this many literals in any one rule (default: 16 on a bit "
+                        "per map position, else 8 in a conjunction and 40 in an M-of-N rule)")
     p.add_argument("--warm-share", type=float, default=_DEFAULTS.warm_share,
                    help="share of the steps with straight-through bits and the linear head "
                         "before the rule list takes over (0..1)")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..extract.rulelist import RuleListExtractor
 from .logic_head import LogicUnits, RuleListHead
 from .spec import predict_logits
-from .tune_config import CollapseError, TuneConfig
+from .tune_config import CollapseError, TuneConfig, rule_literals
 
 #: Hidden width of the ``warm_head="mlp"`` correction.
 WARM_HIDDEN = 64
@@ -247,7 +247,7 @@ def fit_head(run: TuneRun, classes: int) -> RuleListHead:
     # the learner works on the distinct codes with a class-count table itself
     ext = RuleListExtractor(max_rules=run.config.max_rules,
                             max_literals=run.config.max_literals,
-                            max_rule_literals=run.config.max_rule_literals)
+                            max_rule_literals=rule_literals(run.config, run.units.pool))
     ext.fit(bits, y, variables=names_read, heads=[str(c) for c in range(classes)])
     rs = ext.rules_
     index = {n: j for j, n in enumerate(names)}

@@ -66,7 +66,8 @@ from .layers import AUTO, check_layer, linear_after, resolve_layers
 from .logic_head import (LOGIC_KEY, Bypassed, bypassed_layers, logic_info, logic_layers,
                          replace_layer)
 from .spec import SpecCNN, predict_logits, save_checkpoint
-from .tune_config import MAP_BITS, TARGETS, WARM_HEADS, CollapseError, TuneConfig
+from .tune_config import (MAP_BITS, TARGETS, WARM_HEADS, CollapseError, TuneConfig,
+                          rule_literals)
 from .tune_loop import TuneRun, WarmHead, fit_head, refuse_constant
 from .tune_setup import head_tail, lookup_ceiling, table_accuracy, wrap_units
 
@@ -249,6 +250,9 @@ def _tune(model: nn.Module, data: DataSplits, layer: str, output: str, config: T
         "test_size": len(x_te),
         "data": data.source,
         **{k: v for k, v in asdict(config).items() if k != "progress"},
+        # the cap on one rule's literals the list was fitted under, the config's None
+        # resolved (None: the list's own limits)
+        "max_rule_literals": rule_literals(config, units.pool),
     }
     return net, metrics
 
